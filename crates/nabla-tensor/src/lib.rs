@@ -1,0 +1,33 @@
+//! # nabla-tensor
+//!
+//! The numbers room of nabla: one CPU tensor type, row-major and contiguous,
+//! generic over its element type so the same code runs in `f32` (training)
+//! and `f64` (gradient checks and exact tests).
+//!
+//! Nothing here knows about graphs or gradients; `nabla-autograd` builds on it.
+//!
+//! ```
+//! use nabla_tensor::Tensor;
+//! let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+//! let b = Tensor::<f64>::from_vec(vec![10.0, 20.0], &[2])?;
+//! let y = x.add(&b)?; // broadcasting the row vector over both rows
+//! assert_eq!(y.data(), &[11.0, 22.0, 13.0, 24.0]);
+//! # Ok::<(), nabla_tensor::TensorError>(())
+//! ```
+
+mod element;
+mod elementwise;
+mod error;
+mod layout;
+mod matmul;
+mod random;
+mod reduce;
+mod shape;
+mod tensor;
+
+pub use element::Float;
+pub use error::{Result, TensorError};
+pub use matmul::{gemm_into, Transpose};
+pub use random::{Rng, RNG_STATE_LEN};
+pub use shape::Shape;
+pub use tensor::Tensor;

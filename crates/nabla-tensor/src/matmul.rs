@@ -1,0 +1,223 @@
+//! Matrix multiplication through the `gemm` crate.
+//!
+//! One wrapper, [`gemm_into`], is the only place that calls the unsafe GEMM;
+//! it is tested against a naive triple loop in f64. Transposed operands are
+//! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy.
+
+use crate::{Float, Result, Shape, Tensor, TensorError};
+use std::any::TypeId;
+
+/// Whether an operand of [`gemm_into`] is used as stored or transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transpose {
+    /// Use the matrix as stored.
+    No,
+    /// Use its transpose.
+    Yes,
+}
+
+/// Products smaller than this many multiply-adds run on one thread: below it,
+/// handing work to the thread pool costs more than it saves.
+const PARALLEL_MIN_FLOPS: usize = 64 * 64 * 64;
+
+/// `dst = op(a) · op(b)` (or `dst += …` with `accumulate`), where `op` applies
+/// the given [`Transpose`]. `a` and `b` are rank-2 tensors, `dst` is `m × n`.
+///
+/// Results are bit-identical whatever the number of threads.
+///
+/// # Errors
+/// [`TensorError::RankMismatch`] or [`TensorError::ShapeMismatch`] naming `matmul`.
+pub fn gemm_into<T: Float>(
+    dst: &mut Tensor<T>,
+    a: &Tensor<T>,
+    ta: Transpose,
+    b: &Tensor<T>,
+    tb: Transpose,
+    accumulate: bool,
+) -> Result<()> {
+    let (m, k, n) = product_dims(a, ta, b, tb)?;
+    dst.expect_shape("matmul", &Shape::new(&[m, n]))?;
+    let (ar, ac) = a.as_matrix_dims("matmul")?;
+    let (br, bc) = b.as_matrix_dims("matmul")?;
+    debug_assert_eq!(ar * ac, m * k);
+    debug_assert_eq!(br * bc, k * n);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill_(T::ZERO);
+        }
+        return Ok(());
+    }
+    // (column stride, row stride) of op(x) in elements.
+    let (a_cs, a_rs) = match ta {
+        Transpose::No => (1, ac as isize),
+        Transpose::Yes => (ac as isize, 1),
+    };
+    let (b_cs, b_rs) = match tb {
+        Transpose::No => (1, bc as isize),
+        Transpose::Yes => (bc as isize, 1),
+    };
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let dst_ptr = dst.data_mut().as_mut_ptr();
+    let (a_ptr, b_ptr) = (a.data().as_ptr(), b.data().as_ptr());
+    // gemm dispatches on TypeId; only f32 and f64 implement `Float`.
+    debug_assert!(
+        TypeId::of::<T>() == TypeId::of::<f32>() || TypeId::of::<T>() == TypeId::of::<f64>()
+    );
+    // SAFETY: the shapes were checked above, so every (row, col) the strides
+    // reach lies inside its buffer; `dst` is uniquely borrowed and does not alias
+    // `a` or `b` (it is `&mut`, they are `&`); the dimensions are non-zero.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst_ptr,
+            1,
+            n as isize,
+            accumulate,
+            a_ptr,
+            a_cs,
+            a_rs,
+            b_ptr,
+            b_cs,
+            b_rs,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// (m, k, n) of `op(a) · op(b)`, checking that the inner dimensions agree.
+fn product_dims<T: Float>(
+    a: &Tensor<T>,
+    ta: Transpose,
+    b: &Tensor<T>,
+    tb: Transpose,
+) -> Result<(usize, usize, usize)> {
+    let (ar, ac) = a.as_matrix_dims("matmul")?;
+    let (br, bc) = b.as_matrix_dims("matmul")?;
+    let (m, k) = if ta == Transpose::No {
+        (ar, ac)
+    } else {
+        (ac, ar)
+    };
+    let (k2, n) = if tb == Transpose::No {
+        (br, bc)
+    } else {
+        (bc, br)
+    };
+    if k != k2 {
+        return Err(TensorError::ShapeMismatch {
+            op: "matmul",
+            lhs: a.shape().clone(),
+            rhs: b.shape().clone(),
+        });
+    }
+    Ok((m, k, n))
+}
+
+impl<T: Float> Tensor<T> {
+    /// Matrix product `self · rhs` of rank-2 tensors.
+    ///
+    /// # Shapes
+    /// `[m, k] · [k, n] → [m, n]`.
+    ///
+    /// # Errors
+    /// [`TensorError::RankMismatch`] or [`TensorError::ShapeMismatch`] naming `matmul`.
+    pub fn matmul(&self, rhs: &Tensor<T>) -> Result<Tensor<T>> {
+        self.matmul_t(Transpose::No, rhs, Transpose::No)
+    }
+
+    /// Matrix product with either operand transposed in place of a copy.
+    ///
+    /// # Errors
+    /// As [`Tensor::matmul`].
+    pub fn matmul_t(&self, ta: Transpose, rhs: &Tensor<T>, tb: Transpose) -> Result<Tensor<T>> {
+        let (m, _, n) = product_dims(self, ta, rhs, tb)?;
+        let mut out = Tensor::zeros(&[m, n]);
+        gemm_into(&mut out, self, ta, rhs, tb, false)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn naive(a: &Tensor<f64>, b: &Tensor<f64>) -> Tensor<f64> {
+        let (m, k) = a.as_matrix_dims("t").unwrap();
+        let n = b.dims()[1];
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|p| a.data()[i * k + p] * b.data()[p * n + j])
+                    .sum();
+            }
+        }
+        Tensor::from_vec(out, &[m, n]).unwrap()
+    }
+
+    #[test]
+    fn gemm_wrapper_matches_naive_loop_in_every_transpose() {
+        let mut rng = Rng::seed(7);
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 2), (17, 33, 9), (70, 80, 90)] {
+            let a: Tensor<f64> = rng.normal(&[m, k], 0.0, 1.0);
+            let b: Tensor<f64> = rng.normal(&[k, n], 0.0, 1.0);
+            let want = naive(&a, &b);
+            assert!(a.matmul(&b).unwrap().allclose(&want, 1e-12, 1e-12));
+            let at = a.transpose().unwrap();
+            let bt = b.transpose().unwrap();
+            assert!(at
+                .matmul_t(Transpose::Yes, &b, Transpose::No)
+                .unwrap()
+                .allclose(&want, 1e-12, 1e-12));
+            assert!(a
+                .matmul_t(Transpose::No, &bt, Transpose::Yes)
+                .unwrap()
+                .allclose(&want, 1e-12, 1e-12));
+            assert!(at
+                .matmul_t(Transpose::Yes, &bt, Transpose::Yes)
+                .unwrap()
+                .allclose(&want, 1e-12, 1e-12));
+            let mut acc = want.clone();
+            gemm_into(&mut acc, &a, Transpose::No, &b, Transpose::No, true).unwrap();
+            assert!(acc.allclose(&want.mul_scalar(2.0), 1e-12, 1e-12));
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let mut rng = Rng::seed(1);
+        let a: Tensor<f64> = rng.normal(&[9, 4], 0.0, 1.0);
+        let b: Tensor<f64> = rng.normal(&[4, 6], 0.0, 1.0);
+        let want = naive(&a, &b);
+        let got = a.cast::<f32>().matmul(&b.cast::<f32>()).unwrap();
+        assert!(got.cast::<f64>().allclose(&want, 1e-5, 1e-5));
+    }
+
+    #[test]
+    fn mismatched_inner_dimensions_are_an_error() {
+        let a = Tensor::<f32>::zeros(&[2, 3]);
+        let err = a.matmul(&a).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "matmul: shapes [2, 3] and [2, 3] are not compatible"
+        );
+        assert!(Tensor::<f32>::zeros(&[3]).matmul(&a).is_err());
+    }
+}

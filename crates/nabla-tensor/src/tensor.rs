@@ -1,0 +1,287 @@
+//! The tensor type: a shape plus a shared, row-major buffer.
+
+use crate::{Float, Result, Shape, TensorError};
+use std::fmt;
+use std::sync::Arc;
+
+/// An n-dimensional array of `T`, row-major and contiguous.
+///
+/// The buffer is reference-counted, so `clone` is cheap and a graph can keep
+/// the values it needs for backward without copying them. Writing through
+/// [`Tensor::data_mut`] copies the buffer first only if it is shared.
+#[derive(Clone)]
+pub struct Tensor<T: Float = f32> {
+    shape: Shape,
+    data: Arc<Vec<T>>,
+}
+
+impl<T: Float> Tensor<T> {
+    /// A tensor from a buffer and a shape.
+    ///
+    /// # Errors
+    /// [`TensorError::DataLength`] if `data.len()` is not the product of `shape`.
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
+        let shape = Shape::new(shape);
+        if data.len() != shape.numel() {
+            return Err(TensorError::DataLength {
+                op: "from_vec",
+                expected: shape.numel(),
+                found: data.len(),
+                shape,
+            });
+        }
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
+    }
+
+    /// A tensor from `f64` values, converted to `T` (handy in tests and examples).
+    ///
+    /// # Errors
+    /// As [`Tensor::from_vec`].
+    pub fn from_f64s(values: &[f64], shape: &[usize]) -> Result<Self> {
+        Self::from_vec(values.iter().map(|&v| T::from_f64(v)).collect(), shape)
+    }
+
+    /// A tensor whose buffer is known to match its shape (internal use).
+    pub(crate) fn from_parts(shape: Shape, data: Vec<T>) -> Self {
+        debug_assert_eq!(shape.numel(), data.len());
+        Tensor {
+            shape,
+            data: Arc::new(data),
+        }
+    }
+
+    /// Replaces the shape, keeping the buffer (caller checked the element count).
+    pub(crate) fn set_shape(&mut self, shape: Shape) {
+        debug_assert_eq!(shape.numel(), self.len());
+        self.shape = shape;
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: T) -> Self {
+        let shape = Shape::new(shape);
+        let n = shape.numel();
+        Tensor::from_parts(shape, vec![value; n])
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::full(shape, T::ZERO)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize]) -> Self {
+        Self::full(shape, T::ONE)
+    }
+
+    /// A rank-0 tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Tensor::from_parts(Shape::new(&[]), vec![value])
+    }
+
+    /// A tensor of zeros with the same shape as `self`.
+    pub fn zeros_like(&self) -> Self {
+        Tensor::from_parts(self.shape.clone(), vec![T::ZERO; self.len()])
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The dimensions, outermost first.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    /// Number of axes.
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor has no elements (some axis is 0).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// Mutable access to the elements; copies the buffer first if it is shared.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        Arc::make_mut(&mut self.data).as_mut_slice()
+    }
+
+    /// The elements as a new `Vec`.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data.to_vec()
+    }
+
+    /// The elements converted to `f64`.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.data.iter().map(|v| v.to_f64()).collect()
+    }
+
+    /// The same values converted to another element type.
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        Tensor::from_parts(
+            self.shape.clone(),
+            self.data.iter().map(|v| U::from_f64(v.to_f64())).collect(),
+        )
+    }
+
+    /// The single value of a one-element tensor.
+    ///
+    /// # Errors
+    /// [`TensorError::InvalidArgument`] if the tensor has more or fewer than one element.
+    pub fn item(&self) -> Result<T> {
+        if self.len() != 1 {
+            return Err(TensorError::InvalidArgument {
+                op: "item",
+                reason: format!(
+                    "needs exactly one element, the tensor has shape {}",
+                    self.shape
+                ),
+            });
+        }
+        Ok(self.data[0])
+    }
+
+    /// The element at a multi-index.
+    ///
+    /// # Errors
+    /// [`TensorError::RankMismatch`] or [`TensorError::IndexOutOfRange`] for a bad index.
+    pub fn get(&self, index: &[usize]) -> Result<T> {
+        Ok(self.data[self.offset_of("get", index)?])
+    }
+
+    /// Sets the element at a multi-index (copy-on-write if shared).
+    ///
+    /// # Errors
+    /// As [`Tensor::get`].
+    pub fn set(&mut self, index: &[usize], value: T) -> Result<()> {
+        let offset = self.offset_of("set", index)?;
+        self.data_mut()[offset] = value;
+        Ok(())
+    }
+
+    fn offset_of(&self, op: &'static str, index: &[usize]) -> Result<usize> {
+        if index.len() != self.rank() {
+            return Err(TensorError::RankMismatch {
+                op,
+                expected: index.len(),
+                shape: self.shape.clone(),
+            });
+        }
+        let mut offset = 0;
+        for ((&i, &d), s) in index.iter().zip(self.dims()).zip(self.shape.strides()) {
+            if i >= d {
+                return Err(TensorError::IndexOutOfRange {
+                    op,
+                    index: i,
+                    bound: d,
+                });
+            }
+            offset += i * s;
+        }
+        Ok(offset)
+    }
+
+    /// True when both shapes are equal and every pair of elements satisfies
+    /// `|a - b| <= atol + rtol * |b|` (NumPy's `allclose`).
+    pub fn allclose(&self, other: &Tensor<T>, rtol: f64, atol: f64) -> bool {
+        self.shape == other.shape
+            && self.data.iter().zip(other.data.iter()).all(|(a, b)| {
+                let (a, b) = (a.to_f64(), b.to_f64());
+                (a - b).abs() <= atol + rtol * b.abs()
+            })
+    }
+
+    /// True when no element is NaN or infinite.
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+
+    /// Checks that `self` has exactly `shape`.
+    ///
+    /// # Errors
+    /// [`TensorError::ShapeMismatch`] naming `op`.
+    pub fn expect_shape(&self, op: &'static str, shape: &Shape) -> Result<()> {
+        if &self.shape != shape {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                lhs: self.shape.clone(),
+                rhs: shape.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<T: Float> PartialEq for Tensor<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
+}
+
+impl<T: Float> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 12;
+        write!(f, "Tensor<{}>{} [", T::NAME, self.shape)?;
+        for (i, v) in self.data.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        if self.len() > SHOWN {
+            write!(f, ", … ({} more)", self.len() - SHOWN)?;
+        }
+        write!(f, "]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_checks_length() {
+        let err = Tensor::<f32>::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "from_vec: shape [2, 3] needs 6 elements, got 5"
+        );
+    }
+
+    #[test]
+    fn get_and_set_use_row_major_offsets() {
+        let mut t = Tensor::<f64>::from_f64s(&[0., 1., 2., 3., 4., 5.], &[2, 3]).unwrap();
+        assert_eq!(t.get(&[1, 2]).unwrap(), 5.0);
+        t.set(&[0, 1], 9.0).unwrap();
+        assert_eq!(t.data()[1], 9.0);
+        assert!(matches!(
+            t.get(&[2, 0]),
+            Err(TensorError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(t.get(&[0]), Err(TensorError::RankMismatch { .. })));
+    }
+
+    #[test]
+    fn clone_is_copy_on_write() {
+        let a = Tensor::<f32>::zeros(&[3]);
+        let mut b = a.clone();
+        b.data_mut()[0] = 1.0;
+        assert_eq!(a.data(), &[0.0, 0.0, 0.0]);
+        assert_eq!(b.data(), &[1.0, 0.0, 0.0]);
+    }
+}
