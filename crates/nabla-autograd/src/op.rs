@@ -1,0 +1,37 @@
+//! The contract every differentiable operation fulfils.
+
+use crate::Result;
+use nabla_tensor::{Float, Tensor};
+
+/// One differentiable operation: its forward and its backward, in one place.
+///
+/// `forward` runs once, before the op is recorded; it may keep in `self`
+/// whatever backward needs (a mask, the softmax probabilities). `backward`
+/// receives the same inputs, the forward output and the gradient flowing into
+/// the output, and returns one gradient per input, shaped like that input —
+/// or `None` where `needs_grad` says nobody will read it, so work such as
+/// `dx` of a first layer is skipped.
+///
+/// Backward never mutates its inputs. See `docs/adding-an-op.md`.
+pub trait Op<T: Float>: 'static {
+    /// Name used in errors and reports.
+    fn name(&self) -> &'static str;
+
+    /// Computes the output from the inputs.
+    ///
+    /// # Errors
+    /// When the inputs' shapes do not suit the op.
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
+
+    /// Computes `∂L/∂input` for each input from `∂L/∂output`.
+    ///
+    /// # Errors
+    /// Only on internal shape inconsistencies; forward has validated the inputs.
+    fn backward(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        needs_grad: &[bool],
+    ) -> Result<Vec<Option<Tensor<T>>>>;
+}

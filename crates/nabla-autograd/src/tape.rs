@@ -1,0 +1,317 @@
+//! The tape: an append-only record of every operation, walked backwards.
+
+use crate::{Error, Gradients, Op, Param, ParamId, Result};
+use nabla_tensor::{Float, Shape, Tensor};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
+
+struct Node<T: Float> {
+    value: Tensor<T>,
+    requires_grad: bool,
+    inputs: Vec<usize>,
+    op: Option<Box<dyn Op<T>>>,
+    param: Option<ParamId>,
+}
+
+struct Inner<T: Float> {
+    nodes: Vec<Node<T>>,
+    grad_enabled: bool,
+}
+
+/// The record of one computation (usually one forward pass).
+///
+/// Create one per step, build the computation with [`Var`] methods, call
+/// [`Tape::backward`] and drop it. Values are shared with the tensors they came
+/// from, so registering a parameter copies nothing.
+///
+/// # Conventions
+/// - A node *requires grad* when it is a [`Tape::var`] or [`Tape::param`] leaf,
+///   or an op result with at least one input that requires grad, computed while
+///   gradients are enabled. Constants and results computed under
+///   [`Tape::no_grad`] do not, and backward never flows through them.
+/// - Gradients accumulate: a node used twice receives the sum of both contributions.
+pub struct Tape<T: Float = f32> {
+    id: u64,
+    inner: RefCell<Inner<T>>,
+}
+
+/// A handle to one node of a [`Tape`]: cheap to copy, valid while the tape lives.
+pub struct Var<'t, T: Float = f32> {
+    id: usize,
+    tape: &'t Tape<T>,
+}
+
+impl<T: Float> Clone for Var<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Float> Copy for Var<'_, T> {}
+
+impl<T: Float> std::fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Var#{}{:?}", self.id, self.value())
+    }
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape with gradients enabled.
+    pub fn new() -> Self {
+        Tape {
+            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
+            inner: RefCell::new(Inner {
+                nodes: Vec::new(),
+                grad_enabled: true,
+            }),
+        }
+    }
+
+    /// A leaf that requires grad (an input you want `∂L/∂x` for).
+    pub fn var(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            requires_grad: true,
+            inputs: vec![],
+            op: None,
+            param: None,
+        })
+    }
+
+    /// A leaf that never receives a gradient (data, targets).
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            requires_grad: false,
+            inputs: vec![],
+            op: None,
+            param: None,
+        })
+    }
+
+    /// A leaf for a trainable parameter; its gradient is gathered under the
+    /// parameter's id (and summed if the parameter is registered twice).
+    pub fn param(&self, param: &Param<T>) -> Var<'_, T> {
+        let requires_grad = self.grad_enabled();
+        self.push(Node {
+            value: param.value().clone(),
+            requires_grad,
+            inputs: vec![],
+            op: None,
+            param: Some(param.id()),
+        })
+    }
+
+    /// Whether new operations are recorded for backward.
+    pub fn grad_enabled(&self) -> bool {
+        self.inner.borrow().grad_enabled
+    }
+
+    /// Turns recording on or off. With it off, op results are constants: cheaper
+    /// (no backward state kept) and invisible to backward. Used for inference.
+    pub fn set_grad_enabled(&self, enabled: bool) {
+        self.inner.borrow_mut().grad_enabled = enabled;
+    }
+
+    /// Runs `f` with recording off, then restores the previous setting.
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        let before = self.grad_enabled();
+        self.set_grad_enabled(false);
+        let out = f();
+        self.set_grad_enabled(before);
+        out
+    }
+
+    /// Number of nodes recorded so far.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// True when nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `op` on `inputs` and records the result. This is how every op
+    /// method on [`Var`] is registered.
+    ///
+    /// # Errors
+    /// [`Error::ForeignVar`] for an input from another tape, or the op's own error.
+    pub fn apply<O: Op<T>>(&self, mut op: O, inputs: &[Var<'_, T>]) -> Result<Var<'_, T>> {
+        if inputs.iter().any(|v| !std::ptr::eq(v.tape, self)) {
+            return Err(Error::ForeignVar { op: op.name() });
+        }
+        let (values, any_requires, enabled) = {
+            let inner = self.inner.borrow();
+            let values: Vec<Tensor<T>> = inputs
+                .iter()
+                .map(|v| inner.nodes[v.id].value.clone())
+                .collect();
+            let any = inputs.iter().any(|v| inner.nodes[v.id].requires_grad);
+            (values, any, inner.grad_enabled)
+        };
+        let refs: Vec<&Tensor<T>> = values.iter().collect();
+        let value = op.forward(&refs)?;
+        let requires_grad = enabled && any_requires;
+        Ok(self.push(Node {
+            value,
+            requires_grad,
+            inputs: if requires_grad {
+                inputs.iter().map(|v| v.id).collect()
+            } else {
+                vec![]
+            },
+            op: if requires_grad {
+                Some(Box::new(op))
+            } else {
+                None
+            },
+            param: None,
+        }))
+    }
+
+    /// Back-propagates from a one-element output (a loss) with seed gradient 1
+    /// and returns a fresh gradient store.
+    ///
+    /// The tape is not consumed: calling backward again gives the same
+    /// gradients again, and [`Tape::backward_into`] adds them to a store.
+    ///
+    /// # Errors
+    /// [`Error::NotScalar`] if `output` has more than one element.
+    pub fn backward(&self, output: Var<'_, T>) -> Result<Gradients<T>> {
+        let mut grads = Gradients::new();
+        self.backward_into(output, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// Like [`Tape::backward`] but *adds* into `grads` (PyTorch's `.grad +=`):
+    /// call it for several losses or micro-batches, then zero the store with
+    /// [`Gradients::zero`] (or start a new one) before the next step.
+    ///
+    /// # Errors
+    /// As [`Tape::backward`].
+    pub fn backward_into(&self, output: Var<'_, T>, grads: &mut Gradients<T>) -> Result<()> {
+        let shape = output.shape();
+        if shape.numel() != 1 {
+            return Err(Error::NotScalar { shape });
+        }
+        self.backward_with_into(output, Tensor::ones(shape.dims()), grads)
+    }
+
+    /// Back-propagates from any output with an explicit seed `∂L/∂output`.
+    ///
+    /// # Errors
+    /// [`Error::ForeignVar`], or a shape mismatch between `seed` and `output`.
+    pub fn backward_with_into(
+        &self,
+        output: Var<'_, T>,
+        seed: Tensor<T>,
+        grads: &mut Gradients<T>,
+    ) -> Result<()> {
+        if !std::ptr::eq(output.tape, self) {
+            return Err(Error::ForeignVar { op: "backward" });
+        }
+        let inner = self.inner.borrow();
+        seed.expect_shape("backward", inner.nodes[output.id].value.shape())?;
+        let mut local: Vec<Option<Tensor<T>>> = vec![None; output.id + 1];
+        if inner.nodes[output.id].requires_grad {
+            local[output.id] = Some(seed);
+        }
+        for id in (0..=output.id).rev() {
+            let node = &inner.nodes[id];
+            let (Some(op), Some(grad)) = (&node.op, &local[id]) else {
+                continue;
+            };
+            let grad = grad.clone();
+            let input_values: Vec<&Tensor<T>> =
+                node.inputs.iter().map(|&i| &inner.nodes[i].value).collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&i| inner.nodes[i].requires_grad)
+                .collect();
+            let input_grads = op.backward(&input_values, &node.value, &grad, &needs)?;
+            for ((&input, g), need) in node.inputs.iter().zip(input_grads).zip(needs) {
+                let (Some(g), true) = (g, need) else { continue };
+                accumulate(&mut local[input], g)?;
+            }
+        }
+        grads.absorb(self.id, local, |id| inner.nodes[id].param)
+    }
+
+    fn push(&self, node: Node<T>) -> Var<'_, T> {
+        let mut inner = self.inner.borrow_mut();
+        inner.nodes.push(node);
+        Var {
+            id: inner.nodes.len() - 1,
+            tape: self,
+        }
+    }
+
+    pub(crate) fn value_of(&self, id: usize) -> Tensor<T> {
+        self.inner.borrow().nodes[id].value.clone()
+    }
+
+    pub(crate) fn requires_grad_of(&self, id: usize) -> bool {
+        self.inner.borrow().nodes[id].requires_grad
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// `slot += g`, or `slot = g` when empty.
+pub(crate) fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()> {
+    match slot {
+        Some(acc) => acc.add_scaled_(T::ONE, &g)?,
+        None => *slot = Some(g),
+    }
+    Ok(())
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The tape this variable lives on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The node's position on its tape.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The value (shares the buffer).
+    pub fn value(&self) -> Tensor<T> {
+        self.tape.value_of(self.id)
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Shape {
+        self.value().shape().clone()
+    }
+
+    /// The single value of a one-element variable (e.g. a loss).
+    ///
+    /// # Errors
+    /// If the value has more than one element.
+    pub fn item(&self) -> Result<T> {
+        Ok(self.value().item()?)
+    }
+
+    /// Whether backward will compute a gradient for this node.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.requires_grad_of(self.id)
+    }
+
+    pub(crate) fn tape_id(&self) -> u64 {
+        self.tape.id()
+    }
+}
