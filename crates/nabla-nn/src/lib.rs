@@ -1,1 +1,43 @@
+//! # nabla-nn
+//!
+//! Layers, losses, weight initialisation and the whole-model gradient check.
+//!
+//! A layer implements [`Module`]: a `forward` on graph variables and a walk
+//! over its named parameters (`0.weight`, `0.bias`, … as in a PyTorch
+//! `nn.Sequential` state dict), which optimisers, model files and the gradient
+//! check use.
+//!
+//! ```
+//! use nabla_nn::{Activation, Init, MlpConfig, Module, loss};
+//! use nabla_autograd::{Tape, Target, Reduction};
+//! use nabla_tensor::{Rng, Tensor};
+//! let mut rng = Rng::seed(0);
+//! let net = MlpConfig::new(784, &[16, 16], 10).activation(Activation::Sigmoid).init::<f32>(&mut rng)?;
+//! assert_eq!(net.num_params(), 13_002); // the material's 784-16-16-10 network
+//! let tape = Tape::new();
+//! let x = tape.constant(Tensor::zeros(&[2, 784]));
+//! let logits = net.forward(x)?;
+//! let l = loss::softmax_cross_entropy(logits, Target::Indices(vec![3, 7]), Reduction::Mean)?;
+//! let grads = tape.backward(l)?;
+//! assert!(net.named_params().iter().all(|(_, p)| grads.param(p).is_some()));
+//! # Ok::<(), nabla_autograd::Error>(())
+//! ```
 
+mod activation;
+mod gradcheck;
+mod init;
+mod linear;
+pub mod loss;
+mod mlp;
+mod module;
+mod sequential;
+
+pub use activation::{Activation, Relu, Sigmoid, Softmax, Tanh};
+pub use gradcheck::{
+    check_layer_gradients, check_model_gradients, ModelCheckOptions, ModelGradReport,
+};
+pub use init::Init;
+pub use linear::Linear;
+pub use mlp::MlpConfig;
+pub use module::{join_name, Module};
+pub use sequential::Sequential;

@@ -1,0 +1,69 @@
+//! The one trait every layer implements.
+
+use nabla_autograd::{Param, Result, Var};
+use nabla_tensor::Float;
+
+/// A layer or a network: a forward pass plus a walk over named parameters.
+///
+/// Implement `forward`, the two visitors and `describe`; the rest is provided.
+pub trait Module<T: Float> {
+    /// Computes the output for a batch `x` (first axis = samples).
+    ///
+    /// # Errors
+    /// When `x` has a shape the layer cannot take; the message names the layer.
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>>;
+
+    /// Calls `f(name, param)` for every parameter, names prefixed by `prefix`.
+    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>));
+
+    /// Calls `f(name, param)` for every parameter, mutably, in the same order.
+    fn visit_params_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Param<T>),
+    );
+
+    /// A one-line description, e.g. `Linear(784 → 100)`.
+    fn describe(&self) -> String;
+
+    /// Sub-layers with their names (empty for a leaf layer). Used to report
+    /// which layer's own backward disagrees with numerical differentiation.
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        Vec::new()
+    }
+
+    /// Switches between training and evaluation behaviour (no-op for layers
+    /// that behave the same in both).
+    fn set_training(&mut self, _training: bool) {}
+
+    /// Every parameter with its full name, in visiting order.
+    fn named_params(&self) -> Vec<(String, &Param<T>)> {
+        let mut out = Vec::new();
+        self.visit_params("", &mut |name, p| out.push((name, p)));
+        out
+    }
+
+    /// Every parameter, mutably, in visiting order.
+    fn params_mut(&mut self) -> Vec<&mut Param<T>> {
+        let mut out = Vec::new();
+        self.visit_params_mut("", &mut |_, p| out.push(p));
+        out
+    }
+
+    /// Total number of scalar parameters.
+    fn num_params(&self) -> usize {
+        self.named_params()
+            .iter()
+            .map(|(_, p)| p.value().len())
+            .sum()
+    }
+}
+
+/// `prefix.name`, or `name` alone when the prefix is empty.
+pub fn join_name(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}

@@ -1,0 +1,89 @@
+//! A chain of layers.
+
+use crate::Module;
+use nabla_autograd::{Param, Result, Var};
+use nabla_tensor::Float;
+
+/// Layers applied in order; child `i` is named `i`, so parameters are named
+/// `0.weight`, `0.bias`, `2.weight`, … exactly as in a PyTorch `nn.Sequential`.
+#[derive(Default)]
+pub struct Sequential<T: Float = f32> {
+    layers: Vec<Box<dyn Module<T>>>,
+}
+
+impl<T: Float> Sequential<T> {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+
+    /// Appends a layer (builder style).
+    pub fn push(mut self, layer: impl Module<T> + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Appends a boxed layer.
+    pub fn push_boxed(&mut self, layer: Box<dyn Module<T>>) {
+        self.layers.push(layer);
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Module<T>>] {
+        &self.layers
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl<T: Float> Module<T> for Sequential<T> {
+    fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
+        for layer in &self.layers {
+            x = layer.forward(x)?;
+        }
+        Ok(x)
+    }
+
+    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_params(&crate::join_name(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_params_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Param<T>),
+    ) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_params_mut(&crate::join_name(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential[{}]", inner.join(", "))
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        self.layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.as_mut() as &mut dyn Module<T>))
+            .collect()
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.layers
+            .iter_mut()
+            .for_each(|l| l.set_training(training));
+    }
+}
