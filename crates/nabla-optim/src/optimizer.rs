@@ -1,0 +1,231 @@
+//! The optimiser: applies a [`Method`] to parameters, keeping per-parameter state.
+
+use crate::clip::{clip_factor, grad_norm};
+use crate::{Method, OptimizerConfig};
+use nabla_autograd::{Error, Gradients, Param, Result};
+use nabla_tensor::{Float, Tensor};
+
+/// An optimiser built from an [`OptimizerConfig`].
+///
+/// State (momentum, squared-gradient averages) is kept per parameter, by
+/// position in the slice passed to [`Optimizer::step`]: pass the parameters in
+/// the same order every step (a model's `params_mut()` does).
+#[derive(Debug, Clone)]
+pub struct Optimizer<T: Float = f32> {
+    config: OptimizerConfig,
+    state: OptimizerState<T>,
+}
+
+/// The mutable state of an optimiser, for checkpoints.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState<T: Float = f32> {
+    /// Steps taken so far (Adam's bias correction uses it).
+    pub step: u64,
+    /// Per parameter, the method's buffers (`v`; or `m`, `v`), created on the first step.
+    pub buffers: Vec<Vec<Tensor<T>>>,
+}
+
+impl<T: Float> Optimizer<T> {
+    /// A fresh optimiser.
+    pub fn new(config: OptimizerConfig) -> Self {
+        Optimizer {
+            config,
+            state: OptimizerState {
+                step: 0,
+                buffers: Vec::new(),
+            },
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// The current learning rate.
+    pub fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    /// Sets the learning rate (schedules call this between epochs).
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    /// The state, for saving.
+    pub fn state(&self) -> &OptimizerState<T> {
+        &self.state
+    }
+
+    /// Restores a saved state.
+    ///
+    /// # Errors
+    /// If the state does not have this method's number of buffers per parameter.
+    pub fn load_state(&mut self, state: OptimizerState<T>) -> Result<()> {
+        let want = self.config.method.buffers();
+        if let Some(bad) = state.buffers.iter().find(|b| b.len() != want) {
+            return Err(Error::invalid(
+                "optimizer state",
+                format!(
+                    "{} keeps {want} buffers per parameter, the saved state has {}",
+                    self.config.method.name(),
+                    bad.len()
+                ),
+            ));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// One update of every parameter that has a gradient in `grads`.
+    ///
+    /// # Errors
+    /// If the parameters' number or shapes differ from earlier steps.
+    pub fn step(&mut self, params: &mut [&mut Param<T>], grads: &Gradients<T>) -> Result<()> {
+        self.ensure_state(params)?;
+        self.state.step += 1;
+        let c = self.config;
+        let scale = match c.clip_norm {
+            Some(max) => {
+                let refs: Vec<&Param<T>> = params.iter().map(|p| &**p).collect();
+                clip_factor(grad_norm(&refs, grads), max)
+            }
+            None => 1.0,
+        };
+        let t = self.state.step as i32;
+        for (param, buffers) in params.iter_mut().zip(self.state.buffers.iter_mut()) {
+            let Some(grad) = grads.param(param) else {
+                continue;
+            };
+            let grad = grad.clone();
+            update(&c, t, scale, param.value_mut(), &grad, buffers);
+        }
+        Ok(())
+    }
+
+    fn ensure_state(&mut self, params: &[&mut Param<T>]) -> Result<()> {
+        let n = self.config.method.buffers();
+        if self.state.buffers.is_empty() {
+            self.state.buffers = params
+                .iter()
+                .map(|p| vec![p.value().zeros_like(); n])
+                .collect();
+            return Ok(());
+        }
+        if self.state.buffers.len() != params.len() {
+            return Err(Error::invalid(
+                "optimizer step",
+                format!(
+                    "got {} parameters, earlier steps had {}",
+                    params.len(),
+                    self.state.buffers.len()
+                ),
+            ));
+        }
+        for (i, (p, b)) in params.iter().zip(&self.state.buffers).enumerate() {
+            if let Some(first) = b.first() {
+                if first.shape() != p.value().shape() {
+                    return Err(Error::invalid(
+                        "optimizer step",
+                        format!(
+                            "parameter {i} has shape {}, its state has {}",
+                            p.value().shape(),
+                            first.shape()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one step of the method to one parameter, element by element.
+fn update<T: Float>(
+    c: &OptimizerConfig,
+    t: i32,
+    scale: f64,
+    w: &mut Tensor<T>,
+    grad: &Tensor<T>,
+    buffers: &mut [Tensor<T>],
+) {
+    let lr = T::from_f64(c.lr);
+    let scale = T::from_f64(scale);
+    let decoupled = matches!(c.method, Method::AdamW { .. });
+    let wd = T::from_f64(c.weight_decay);
+    let l1 = T::from_f64(c.l1);
+    let w = w.data_mut();
+    let g_raw = grad.data();
+    // The regularised gradient of element i.
+    let reg = |i: usize, w: T| {
+        let mut g = g_raw[i] * scale;
+        if !decoupled && wd != T::ZERO {
+            g += wd * w;
+        }
+        if l1 != T::ZERO {
+            g += l1 * sign(w);
+        }
+        g
+    };
+    match c.method {
+        Method::Sgd => {
+            for i in 0..w.len() {
+                w[i] -= lr * reg(i, w[i]);
+            }
+        }
+        Method::Momentum { momentum } | Method::Nesterov { momentum } => {
+            let nesterov = matches!(c.method, Method::Nesterov { .. });
+            let mu = T::from_f64(momentum);
+            let v = buffers[0].data_mut();
+            for i in 0..w.len() {
+                let g = reg(i, w[i]);
+                v[i] = mu * v[i] + g;
+                w[i] -= lr * if nesterov { g + mu * v[i] } else { v[i] };
+            }
+        }
+        Method::AdaGrad { eps } => {
+            let eps = T::from_f64(eps);
+            let h = buffers[0].data_mut();
+            for i in 0..w.len() {
+                let g = reg(i, w[i]);
+                h[i] += g * g;
+                w[i] -= lr * g / (h[i].sqrt() + eps);
+            }
+        }
+        Method::RmsProp { alpha, eps } => {
+            let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
+            let h = buffers[0].data_mut();
+            for i in 0..w.len() {
+                let g = reg(i, w[i]);
+                h[i] = a * h[i] + (T::ONE - a) * g * g;
+                w[i] -= lr * g / (h[i].sqrt() + eps);
+            }
+        }
+        Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
+            let (b1, b2, eps) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
+            let c1 = T::ONE / (T::ONE - T::from_f64(beta1.powi(t)));
+            let c2 = T::ONE / (T::ONE - T::from_f64(beta2.powi(t)));
+            let (m_buf, v_buf) = buffers.split_at_mut(1);
+            let (m, v) = (m_buf[0].data_mut(), v_buf[0].data_mut());
+            for i in 0..w.len() {
+                if decoupled && wd != T::ZERO {
+                    w[i] -= lr * wd * w[i];
+                }
+                let g = reg(i, w[i]);
+                m[i] = b1 * m[i] + (T::ONE - b1) * g;
+                v[i] = b2 * v[i] + (T::ONE - b2) * g * g;
+                w[i] -= lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps);
+            }
+        }
+    }
+}
+
+fn sign<T: Float>(x: T) -> T {
+    if x > T::ZERO {
+        T::ONE
+    } else if x < T::ZERO {
+        -T::ONE
+    } else {
+        T::ZERO
+    }
+}

@@ -1,0 +1,198 @@
+//! Every optimiser against values computed by hand from PyTorch's formulas.
+
+use nabla_autograd::{Gradients, Param, Tape};
+use nabla_optim::{clip_grad_norm, Method, OptimizerConfig};
+use nabla_tensor::Tensor;
+
+/// Gradients for `L = g·w` (so ∂L/∂w = g) for each parameter.
+fn grads_of(params: &[&Param<f64>], g: &[f64]) -> Gradients<f64> {
+    let tape = Tape::<f64>::new();
+    let mut loss = tape.constant(Tensor::scalar(0.0));
+    for (p, &gi) in params.iter().zip(g) {
+        loss = loss
+            .add(tape.param(p).mul_scalar(gi).unwrap().sum().unwrap())
+            .unwrap();
+    }
+    tape.backward(loss).unwrap()
+}
+
+/// Runs `steps` steps from w = 1 with constant gradient 0.5; returns w after each.
+fn run(config: OptimizerConfig, steps: usize) -> Vec<f64> {
+    let mut w = Param::new(Tensor::<f64>::scalar(1.0));
+    let mut opt = config.init::<f64>();
+    (0..steps)
+        .map(|_| {
+            let g = grads_of(&[&w], &[0.5]);
+            opt.step(&mut [&mut w], &g).unwrap();
+            w.value().item().unwrap()
+        })
+        .collect()
+}
+
+fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-9, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn sgd() {
+    // w ← 1 - 0.1·0.5 = 0.95, then 0.90.
+    close(
+        &run(OptimizerConfig::new(Method::Sgd, 0.1), 2),
+        &[0.95, 0.90],
+    );
+}
+
+#[test]
+fn momentum_and_nesterov() {
+    // v₁ = 0.5, w₁ = 0.95; v₂ = 0.9·0.5 + 0.5 = 0.95, w₂ = 0.95 - 0.095 = 0.855.
+    close(
+        &run(OptimizerConfig::new(Method::momentum(), 0.1), 2),
+        &[0.95, 0.855],
+    );
+    // Nesterov: v₁ = 0.5, w₁ = 1 - 0.1·(0.5 + 0.45) = 0.905;
+    // v₂ = 0.95, w₂ = 0.905 - 0.1·(0.5 + 0.855) = 0.7695.
+    close(
+        &run(OptimizerConfig::new(Method::nesterov(), 0.1), 2),
+        &[0.905, 0.7695],
+    );
+}
+
+#[test]
+fn adagrad_and_rmsprop() {
+    // AdaGrad: h₁ = 0.25, w₁ = 1 - 0.1·0.5/0.5 = 0.9; h₂ = 0.5, w₂ = 0.9 - 0.05/√0.5.
+    let w2 = 0.9 - 0.05 / 0.5f64.sqrt();
+    close(
+        &run(OptimizerConfig::new(Method::AdaGrad { eps: 0.0 }, 0.1), 2),
+        &[0.9, w2],
+    );
+    // RMSProp (α = 0.99): h₁ = 0.0025, w₁ = 1 - 0.1·0.5/0.05 = 0.
+    close(
+        &run(
+            OptimizerConfig::new(
+                Method::RmsProp {
+                    alpha: 0.99,
+                    eps: 0.0,
+                },
+                0.1,
+            ),
+            1,
+        ),
+        &[0.0],
+    );
+}
+
+#[test]
+fn adam_and_adamw() {
+    // With a constant gradient, bias-corrected m̂ = g and v̂ = g², so every step is
+    // lr·g/|g| = lr: w = 0.9, 0.8, 0.7.
+    close(
+        &run(
+            OptimizerConfig::new(
+                Method::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 0.0,
+                },
+                0.1,
+            ),
+            3,
+        ),
+        &[0.9, 0.8, 0.7],
+    );
+    // AdamW (λ = 0.1): w ← w - lr·λ·w first: 1 - 0.01 = 0.99, then - 0.1 = 0.89.
+    let c = OptimizerConfig::new(
+        Method::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 0.0,
+        },
+        0.1,
+    )
+    .weight_decay(0.1);
+    close(&run(c, 1), &[0.89]);
+}
+
+#[test]
+fn l2_and_l1_regularisation() {
+    // L2 λ = 0.1: g = 0.5 + 0.1·1 = 0.6, w = 1 - 0.06 = 0.94.
+    close(
+        &run(OptimizerConfig::new(Method::Sgd, 0.1).weight_decay(0.1), 1),
+        &[0.94],
+    );
+    // L1 λ₁ = 0.2: g = 0.5 + 0.2·sign(1) = 0.7, w = 0.93.
+    close(
+        &run(OptimizerConfig::new(Method::Sgd, 0.1).l1(0.2), 1),
+        &[0.93],
+    );
+}
+
+#[test]
+fn clipping_by_global_norm() {
+    let a = Param::new(Tensor::<f64>::scalar(0.0));
+    let b = Param::new(Tensor::<f64>::scalar(0.0));
+    // Gradients 3 and 4: norm 5, clipped to 1 ⇒ 0.6 and 0.8 (up to PyTorch's 1e-6).
+    let mut g = grads_of(&[&a, &b], &[3.0, 4.0]);
+    let norm = clip_grad_norm(&[&a, &b], &mut g, 1.0);
+    assert_eq!(norm, 5.0);
+    assert!((g.param(&a).unwrap().item().unwrap() - 0.6).abs() < 1e-6);
+    assert!((g.param(&b).unwrap().item().unwrap() - 0.8).abs() < 1e-6);
+    // The same clipping inside the optimiser: SGD lr 1 moves (a, b) by (-0.6, -0.8).
+    let (mut a, mut b) = (a, b);
+    let g = grads_of(&[&a, &b], &[3.0, 4.0]);
+    let mut opt = OptimizerConfig::new(Method::Sgd, 1.0)
+        .clip_norm(1.0)
+        .init::<f64>();
+    opt.step(&mut [&mut a, &mut b], &g).unwrap();
+    assert!((a.value().item().unwrap() + 0.6).abs() < 1e-6);
+    assert!((b.value().item().unwrap() + 0.8).abs() < 1e-6);
+}
+
+#[test]
+fn state_mismatch_is_an_error_and_state_round_trips() {
+    let mut w = Param::new(Tensor::<f64>::zeros(&[2]));
+    let mut opt = OptimizerConfig::new(Method::adam(), 0.1).init::<f64>();
+    let g = grads_of(&[&w], &[1.0]);
+    opt.step(&mut [&mut w], &g).unwrap();
+    let mut other = Param::new(Tensor::<f64>::zeros(&[3]));
+    let g2 = grads_of(&[&other], &[1.0]);
+    assert!(opt.step(&mut [&mut other], &g2).is_err());
+    let saved = opt.state().clone();
+    assert_eq!(saved.step, 1);
+    let mut fresh = OptimizerConfig::new(Method::adam(), 0.1).init::<f64>();
+    fresh.load_state(saved.clone()).unwrap();
+    assert_eq!(fresh.state(), &saved);
+    let mut sgd = OptimizerConfig::new(Method::Sgd, 0.1).init::<f64>();
+    assert!(sgd.load_state(saved).is_err());
+}
+
+#[test]
+fn every_method_minimises_a_quadratic() {
+    for method in [
+        Method::Sgd,
+        Method::momentum(),
+        Method::nesterov(),
+        Method::adagrad(),
+        Method::rmsprop(),
+        Method::adam(),
+        Method::adamw(),
+    ] {
+        let lr = if matches!(method, Method::AdaGrad { .. }) {
+            0.5
+        } else {
+            0.05
+        };
+        let mut w = Param::new(Tensor::<f64>::from_f64s(&[-3.0, 4.0], &[2]).unwrap());
+        let mut opt = OptimizerConfig::new(method, lr).init::<f64>();
+        for _ in 0..2000 {
+            let tape = Tape::<f64>::new();
+            let loss = tape.param(&w).pow(2.0).unwrap().sum().unwrap();
+            let g = tape.backward(loss).unwrap();
+            opt.step(&mut [&mut w], &g).unwrap();
+        }
+        let norm: f64 = w.value().data().iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(norm < 0.05, "{} ended at {:?}", method.name(), w.value());
+    }
+}
