@@ -14,7 +14,9 @@ use nabla_tensor::{Float, Transpose};
 /// operand is summed back to its own shape.
 ///
 /// Every method returns `Result`: a shape that does not fit is an error naming
-/// the op and both shapes, never a panic.
+/// the op and both shapes, never a panic. That is also why `add`, `mul`, … are
+/// methods and not the `std::ops` operators, which cannot return an error.
+#[allow(clippy::should_implement_trait)]
 impl<'t, T: Float> Var<'t, T> {
     /// `self + rhs`, broadcasting (e.g. a bias row over a batch).
     pub fn add(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {

@@ -7,7 +7,7 @@ use nabla_tensor::{Rng, Tensor};
 use std::fmt;
 
 /// Options of [`check_model_gradients`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ModelCheckOptions {
     /// Step and tolerances (PyTorch's by default).
     pub check: GradcheckOptions,
@@ -17,16 +17,6 @@ pub struct ModelCheckOptions {
     pub samples_per_tensor: Option<usize>,
     /// Seed of the coordinate sample.
     pub seed: u64,
-}
-
-impl Default for ModelCheckOptions {
-    fn default() -> Self {
-        ModelCheckOptions {
-            check: GradcheckOptions::default(),
-            samples_per_tensor: None,
-            seed: 0,
-        }
-    }
 }
 
 /// The outcome of a whole-model check.

@@ -3,7 +3,7 @@
 use nabla_tensor::{Float, Rng, Tensor};
 
 /// How a layer's weights are drawn. Biases always start at zero.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Init {
     /// `N(0, std²)`; the material uses `std = 0.01`.
     Normal {
@@ -14,13 +14,8 @@ pub enum Init {
     /// suited to sigmoid and tanh (Glorot & Bengio, 2010).
     Xavier,
     /// He/Kaiming (normal variant): `std = √(2 / fan_in)`, suited to ReLU (He et al., 2015).
+    #[default]
     He,
-}
-
-impl Default for Init {
-    fn default() -> Self {
-        Init::He
-    }
 }
 
 impl Init {

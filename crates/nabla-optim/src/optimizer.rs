@@ -169,8 +169,8 @@ fn update<T: Float>(
     };
     match c.method {
         Method::Sgd => {
-            for i in 0..w.len() {
-                w[i] -= lr * reg(i, w[i]);
+            for (i, wi) in w.iter_mut().enumerate() {
+                *wi -= lr * reg(i, *wi);
             }
         }
         Method::Momentum { momentum } | Method::Nesterov { momentum } => {

@@ -1,1 +1,38 @@
+//! # nabla
+//!
+//! Backpropagation made real: tensors, a computational graph that
+//! differentiates itself, layers, losses, optimisers and numerical gradient
+//! checks, in small crates with one purpose each. This crate re-exports them:
+//!
+//! - [`tensor`]: numbers — storage, shapes, broadcasting, GEMM, reductions, RNG
+//! - [`autograd`]: the graph — tape, variables, ops, gradients, gradcheck
+//! - [`nn`]: layers, losses, initialisation, the model gradient check
+//! - [`optim`]: optimisers, regularisation, clipping, schedules
+//!
+//! The numbered examples in `examples/` are a tutorial to read in order; the
+//! test suite runs every one of them.
+//!
+//! ```
+//! use nabla::prelude::*;
+//! // The material's PyTorch example in nabla: d(x·w)/dw = x.
+//! let tape = Tape::<f64>::new();
+//! let w = tape.var(Tensor::scalar(1.0));
+//! let y = tape.constant(Tensor::scalar(3.0)).mul(w)?;
+//! assert_eq!(tape.backward(y)?.get(w).unwrap().item()?, 3.0);
+//! # Ok::<(), nabla::autograd::Error>(())
+//! ```
 
+pub use nabla_autograd as autograd;
+pub use nabla_nn as nn;
+pub use nabla_optim as optim;
+pub use nabla_tensor as tensor;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use nabla_autograd::{
+        gradcheck, numerical_gradient, Gradients, Param, Reduction, Tape, Target, Var,
+    };
+    pub use nabla_nn::{loss, Activation, Init, Linear, MlpConfig, Module, Sequential};
+    pub use nabla_optim::{LrSchedule, Method, Optimizer, OptimizerConfig};
+    pub use nabla_tensor::{Float, Rng, Tensor};
+}
