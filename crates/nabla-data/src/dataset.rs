@@ -1,0 +1,310 @@
+//! MNIST-format datasets: images and labels, validated together.
+
+use crate::batch::Batch;
+use crate::idx::{read_idx, Idx};
+use crate::{DataError, Result};
+use nabla_tensor::{Rng, Tensor};
+use std::path::{Path, PathBuf};
+
+/// Which MNIST-format dataset: same files and shapes, different classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatasetKind {
+    /// Handwritten digits 0–9 (LeCun, Cortes & Burges).
+    #[default]
+    Mnist,
+    /// Zalando's Fashion-MNIST: ten kinds of clothing.
+    FashionMnist,
+}
+
+impl DatasetKind {
+    /// The name used on the command line and in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The ten class names, by label.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            DatasetKind::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            DatasetKind::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
+    /// Parses `mnist` or `fashion-mnist`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for any other name.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "mnist" => Ok(DatasetKind::Mnist),
+            "fashion-mnist" => Ok(DatasetKind::FashionMnist),
+            other => Err(DataError::invalid(
+                "dataset",
+                format!("unknown dataset '{other}' (expected mnist or fashion-mnist)"),
+            )),
+        }
+    }
+}
+
+/// Images (`u8` pixels, kept compact) with their labels. Pixels are scaled to
+/// `[0, 1]` as `f32` only when a batch is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    kind: DatasetKind,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    rows: usize,
+    cols: usize,
+}
+
+/// A training set and a test set.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    /// Training images.
+    pub train: Dataset,
+    /// Test images (never used for training or model selection).
+    pub test: Dataset,
+}
+
+/// Number of classes of both supported datasets.
+pub const CLASSES: usize = 10;
+/// Image side of both supported datasets.
+pub const SIDE: usize = 28;
+
+impl Dataset {
+    /// Builds a dataset from an image file (`[N, 28, 28]`) and a label file
+    /// (`[N]`), checking ranks, sizes, counts and every label.
+    ///
+    /// # Errors
+    /// [`DataError::BadRank`], [`DataError::BadImageSize`],
+    /// [`DataError::CountMismatch`] or [`DataError::BadLabel`], naming the files.
+    pub fn from_idx(
+        kind: DatasetKind,
+        images: Idx,
+        images_name: &str,
+        labels: Idx,
+        labels_name: &str,
+    ) -> Result<Self> {
+        if images.dims.len() != 3 {
+            return Err(DataError::BadRank {
+                name: images_name.into(),
+                expected: 3,
+                found: images.dims.len(),
+            });
+        }
+        if labels.dims.len() != 1 {
+            return Err(DataError::BadRank {
+                name: labels_name.into(),
+                expected: 1,
+                found: labels.dims.len(),
+            });
+        }
+        let (n, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+        if rows != SIDE || cols != SIDE {
+            return Err(DataError::BadImageSize {
+                name: images_name.into(),
+                rows,
+                cols,
+                expected_rows: SIDE,
+                expected_cols: SIDE,
+            });
+        }
+        if labels.dims[0] != n {
+            return Err(DataError::CountMismatch {
+                images: images_name.into(),
+                labels: labels_name.into(),
+                n_images: n,
+                n_labels: labels.dims[0],
+            });
+        }
+        if let Some((index, &label)) = labels
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            return Err(DataError::BadLabel {
+                name: labels_name.into(),
+                index,
+                label,
+                classes: CLASSES,
+            });
+        }
+        Ok(Dataset {
+            kind,
+            pixels: images.data,
+            labels: labels.data,
+            rows,
+            cols,
+        })
+    }
+
+    /// Reads `train-*` and `t10k-*` image and label files from `dir`
+    /// (`train-images-idx3-ubyte`, with or without `.gz`).
+    ///
+    /// # Errors
+    /// A missing file (naming the paths tried) or any validation error.
+    pub fn load_dir(dir: &Path, kind: DatasetKind) -> Result<Splits> {
+        let load = |prefix: &str| -> Result<Dataset> {
+            let images = find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+            let labels = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+            let (i, l) = (read_idx(&images)?, read_idx(&labels)?);
+            Dataset::from_idx(
+                kind,
+                i,
+                &images.display().to_string(),
+                l,
+                &labels.display().to_string(),
+            )
+        };
+        Ok(Splits {
+            train: load("train")?,
+            test: load("t10k")?,
+        })
+    }
+
+    /// Which dataset this is.
+    pub fn kind(&self) -> DatasetKind {
+        self.kind
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image (784).
+    pub fn image_size(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Image height and width.
+    pub fn image_dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The label of image `i` (panics if `i` is out of range, like slice indexing).
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[i] as usize
+    }
+
+    /// The raw pixels of image `i`.
+    pub fn pixels(&self, i: usize) -> &[u8] {
+        let s = self.image_size();
+        &self.pixels[i * s..(i + 1) * s]
+    }
+
+    /// The images at `indices` as a `[n, 784]` tensor scaled to `[0, 1]`, with labels.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for an index out of range.
+    pub fn batch(&self, indices: &[usize]) -> Result<Batch> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(DataError::invalid(
+                "batch",
+                format!("index {bad} is out of range for {} images", self.len()),
+            ));
+        }
+        let s = self.image_size();
+        let mut x = Vec::with_capacity(indices.len() * s);
+        for &i in indices {
+            x.extend(self.pixels(i).iter().map(|&p| p as f32 / 255.0));
+        }
+        let x = Tensor::from_vec(x, &[indices.len(), s])
+            .map_err(|e| DataError::invalid("batch", e.to_string()))?;
+        Ok(Batch {
+            x,
+            labels: indices.iter().map(|&i| self.label(i)).collect(),
+        })
+    }
+
+    /// The images at `indices`, as a new dataset.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for an index out of range.
+    pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(DataError::invalid(
+                "subset",
+                format!("index {bad} is out of range for {} images", self.len()),
+            ));
+        }
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_size());
+        for &i in indices {
+            pixels.extend_from_slice(self.pixels(i));
+        }
+        Ok(Dataset {
+            kind: self.kind,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+        })
+    }
+
+    /// Holds out a random `fraction` of the images (drawn with `seed`) as a
+    /// validation set; returns `(train, validation)`. A fraction of 0 gives an
+    /// empty validation set.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] unless `0 <= fraction < 1`.
+    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(DataError::invalid(
+                "validation split",
+                format!("{fraction} is not in [0, 1)"),
+            ));
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        Rng::seed(seed).shuffle(&mut order);
+        let n_val = (self.len() as f64 * fraction).round() as usize;
+        let (val, train) = order.split_at(n_val);
+        let (mut train, mut val) = (train.to_vec(), val.to_vec());
+        train.sort_unstable();
+        val.sort_unstable();
+        Ok((self.subset(&train)?, self.subset(&val)?))
+    }
+
+    /// How many images of each class.
+    pub fn class_counts(&self) -> [usize; CLASSES] {
+        let mut counts = [0; CLASSES];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+}
+
+fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let candidates = [dir.join(format!("{stem}.gz")), dir.join(stem)];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| DataError::Io {
+            path: candidates[0].clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not found (nor {})", candidates[1].display()),
+            ),
+        })
+}
