@@ -131,7 +131,7 @@ fn embedded_subset_and_split() {
     let b = s.test.batch(&[0, 1]).unwrap();
     assert_eq!(b.x.dims(), &[2, 784]);
     assert!(b.x.data().iter().all(|&v| (0.0..=1.0).contains(&v)));
-    assert!(b.x.data().iter().any(|&v| v == 1.0));
+    assert!(b.x.data().contains(&1.0));
     assert_eq!(b.one_hot(10).unwrap().sum_all(), 2.0);
     let (train, val) = s.train.split(0.1, 7).unwrap();
     assert_eq!((train.len(), val.len()), (9_000, 1_000));
