@@ -24,6 +24,7 @@
 //! ```
 
 mod activation;
+pub mod file;
 mod gradcheck;
 mod init;
 mod linear;
@@ -33,6 +34,7 @@ mod module;
 mod sequential;
 
 pub use activation::{Activation, Relu, Sigmoid, Softmax, Tanh};
+pub use file::{load_model, save_model, Architecture, ModelFileError, ModelSpec, Preprocessing};
 pub use gradcheck::{
     check_layer_gradients, check_model_gradients, ModelCheckOptions, ModelGradReport,
 };

@@ -11,6 +11,12 @@ pub struct Sequential<T: Float = f32> {
     layers: Vec<Box<dyn Module<T>>>,
 }
 
+impl<T: Float> std::fmt::Debug for Sequential<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 impl<T: Float> Sequential<T> {
     /// An empty chain.
     pub fn new() -> Self {

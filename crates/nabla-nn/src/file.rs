@@ -1,0 +1,461 @@
+//! Model files: safetensors laid out as a PyTorch `nn.Sequential` state dict,
+//! with the architecture and preprocessing as JSON in the file's metadata, so
+//! a model can be rebuilt from the file alone — and loaded by PyTorch with
+//! `load_state_dict(strict=True)`.
+//!
+//! Files are written atomically: a temporary file in the same directory,
+//! fsync, rename, fsync of the directory. A crash leaves the old file or the
+//! new one, never half of one.
+
+use crate::{Activation, Init, MlpConfig, Module, Sequential};
+use nabla_tensor::{Float, Rng, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The metadata key under which the [`ModelSpec`] JSON is stored.
+pub const SPEC_KEY: &str = "nabla";
+
+/// Errors reading or writing model files; each names the file and, where it
+/// applies, the tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Not a valid safetensors file (truncated, corrupt header, bad offsets).
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A valid file without nabla's architecture metadata, or with bad metadata.
+    #[error("{path}: {reason}")]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// A parameter the model needs is not in the file.
+    #[error("{path}: tensor '{name}' is missing")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The parameter name.
+        name: String,
+    },
+    /// A tensor in the file that the model does not have.
+    #[error("{path}: tensor '{name}' is not a parameter of the model")]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+    },
+    /// A tensor of the wrong shape.
+    #[error("{path}: tensor '{name}' has shape {found:?}, the model needs {expected:?}")]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor stored in an element type nabla does not read.
+    #[error("{path}: tensor '{name}' has dtype {dtype}, expected F32 or F64")]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// The dtype found.
+        dtype: String,
+    },
+}
+
+/// How a network is built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Architecture {
+    /// A multi-layer perceptron (`Linear`, activation, …, `Linear`).
+    Mlp {
+        /// Input features.
+        input: usize,
+        /// Hidden sizes.
+        hidden: Vec<usize>,
+        /// Outputs.
+        output: usize,
+        /// `relu`, `sigmoid` or `tanh`.
+        activation: String,
+    },
+}
+
+impl Architecture {
+    /// The architecture of an MLP config.
+    pub fn mlp(config: &MlpConfig) -> Self {
+        Architecture::Mlp {
+            input: config.input,
+            hidden: config.hidden.clone(),
+            output: config.output,
+            activation: config.activation.name().to_string(),
+        }
+    }
+
+    /// Builds the network with freshly initialised weights.
+    ///
+    /// # Errors
+    /// An unknown activation or a zero layer size.
+    pub fn build<T: Float>(
+        &self,
+        init: Init,
+        rng: &mut Rng,
+    ) -> nabla_autograd::Result<Sequential<T>> {
+        match self {
+            Architecture::Mlp {
+                input,
+                hidden,
+                output,
+                activation,
+            } => {
+                let act: Activation = activation.parse()?;
+                MlpConfig::new(*input, hidden, *output)
+                    .activation(act)
+                    .with_init(init)
+                    .init(rng)
+            }
+        }
+    }
+
+    /// A short human description, e.g. `mlp 784-128-64-10 relu`.
+    pub fn summary(&self) -> String {
+        match self {
+            Architecture::Mlp {
+                input,
+                hidden,
+                output,
+                activation,
+            } => {
+                let sizes: Vec<String> = std::iter::once(input)
+                    .chain(hidden.iter())
+                    .chain([output])
+                    .map(|s| s.to_string())
+                    .collect();
+                format!("mlp {} {activation}", sizes.join("-"))
+            }
+        }
+    }
+}
+
+/// How raw images become network inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Input image height and width.
+    pub height: usize,
+    /// Input image width.
+    pub width: usize,
+    /// Each 8-bit pixel `p` becomes `p · scale` (1/255: `[0, 1]`).
+    pub scale: f64,
+    /// Ink is bright on a dark background, as in MNIST.
+    pub ink_is_bright: bool,
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Preprocessing {
+            height: 28,
+            width: 28,
+            scale: 1.0 / 255.0,
+            ink_is_bright: true,
+        }
+    }
+}
+
+/// Everything needed to rebuild and use a model, stored in the file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The network.
+    pub architecture: Architecture,
+    /// The dataset it was trained on (`mnist`, `fashion-mnist`).
+    pub dataset: String,
+    /// Class names, by output index.
+    pub classes: Vec<String>,
+    /// Input preprocessing.
+    pub preprocessing: Preprocessing,
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory,
+/// fsync, rename, fsync of the directory).
+///
+/// # Errors
+/// [`ModelFileError::Io`] naming the path.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
+    let io = |source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    // Temporary files are created private (0600); a model file is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Serialises named tensors (in the element type `T`) with string metadata.
+///
+/// # Errors
+/// [`ModelFileError::Format`] if safetensors refuses the data.
+pub fn encode_tensors<T: Float>(
+    path: &Path,
+    tensors: &[(String, &Tensor<T>)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, ModelFileError> {
+    let dtype = if T::NAME == "f64" {
+        Dtype::F64
+    } else {
+        Dtype::F32
+    };
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let data = if dtype == Dtype::F64 {
+                t.data()
+                    .iter()
+                    .flat_map(|v| v.to_f64().to_le_bytes())
+                    .collect()
+            } else {
+                t.data()
+                    .iter()
+                    .flat_map(|v| (v.to_f64() as f32).to_le_bytes())
+                    .collect()
+            };
+            (name.clone(), t.dims().to_vec(), data)
+        })
+        .collect();
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, d)| {
+            Ok((
+                n.clone(),
+                TensorView::new(dtype, s.clone(), d).map_err(format)?,
+            ))
+        })
+        .collect::<Result<_, ModelFileError>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(format)
+}
+
+/// Reads every tensor of a safetensors file (F32 or F64, converted to `T`)
+/// and its metadata.
+///
+/// # Errors
+/// [`ModelFileError::Io`], [`ModelFileError::Format`] or [`ModelFileError::Dtype`].
+pub fn read_tensors<T: Float>(
+    path: &Path,
+) -> Result<(BTreeMap<String, Tensor<T>>, HashMap<String, String>), ModelFileError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_tensors(path, &bytes)
+}
+
+/// [`read_tensors`] from bytes already in memory.
+///
+/// # Errors
+/// As [`read_tensors`].
+pub fn decode_tensors<T: Float>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(BTreeMap<String, Tensor<T>>, HashMap<String, String>), ModelFileError> {
+    let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format)?;
+    let file = SafeTensors::deserialize(bytes).map_err(format)?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let data: Vec<T> = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| T::from_f64(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64))
+                .collect(),
+            Dtype::F64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| {
+                    T::from_f64(f64::from_le_bytes([
+                        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                    ]))
+                })
+                .collect(),
+            other => {
+                return Err(ModelFileError::Dtype {
+                    path: path.to_path_buf(),
+                    name,
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let tensor = Tensor::from_vec(data, view.shape()).map_err(|e| ModelFileError::Format {
+            path: path.to_path_buf(),
+            reason: format!("tensor '{name}': {e}"),
+        })?;
+        out.insert(name, tensor);
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// Copies tensors into a model's parameters by name. Strict, like PyTorch's
+/// `load_state_dict(strict=True)`: every parameter must be present with its
+/// shape, and no other tensor may be (unless its name starts with `ignore_prefix`).
+///
+/// # Errors
+/// [`ModelFileError::MissingTensor`], [`ModelFileError::UnexpectedTensor`] or
+/// [`ModelFileError::ShapeMismatch`], naming the tensor.
+pub fn load_params<T: Float>(
+    path: &Path,
+    model: &mut dyn Module<T>,
+    tensors: &BTreeMap<String, Tensor<T>>,
+    prefix: &str,
+) -> Result<(), ModelFileError> {
+    let mut used = 0;
+    let mut result = Ok(());
+    model.visit_params_mut("", &mut |name, param| {
+        if result.is_err() {
+            return;
+        }
+        let key = format!("{prefix}{name}");
+        match tensors.get(&key) {
+            None => {
+                result = Err(ModelFileError::MissingTensor {
+                    path: path.to_path_buf(),
+                    name: key,
+                })
+            }
+            Some(t) if t.dims() != param.value().dims() => {
+                result = Err(ModelFileError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    name: key,
+                    expected: param.value().dims().to_vec(),
+                    found: t.dims().to_vec(),
+                })
+            }
+            Some(t) => {
+                used += 1;
+                *param.value_mut() = t.clone();
+            }
+        }
+    });
+    result?;
+    let ours = tensors.keys().filter(|k| k.starts_with(prefix)).count();
+    if ours != used {
+        let names: Vec<String> = model
+            .named_params()
+            .into_iter()
+            .map(|(n, _)| format!("{prefix}{n}"))
+            .collect();
+        let extra = tensors
+            .keys()
+            .find(|k| k.starts_with(prefix) && !names.contains(k))
+            .cloned()
+            .unwrap_or_default();
+        return Err(ModelFileError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            name: extra,
+        });
+    }
+    Ok(())
+}
+
+/// Saves a model and its spec.
+///
+/// # Errors
+/// [`ModelFileError`] naming the file.
+pub fn save_model<T: Float>(
+    path: &Path,
+    model: &dyn Module<T>,
+    spec: &ModelSpec,
+) -> Result<(), ModelFileError> {
+    let params = model.named_params();
+    let tensors: Vec<(String, &Tensor<T>)> =
+        params.iter().map(|(n, p)| (n.clone(), p.value())).collect();
+    let json = serde_json::to_string(spec).map_err(|e| ModelFileError::Spec {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let bytes = encode_tensors(
+        path,
+        &tensors,
+        HashMap::from([(SPEC_KEY.to_string(), json)]),
+    )?;
+    atomic_write(path, &bytes)
+}
+
+/// Reads the spec stored in a model file's metadata.
+///
+/// # Errors
+/// [`ModelFileError::Spec`] if the metadata is missing or malformed.
+pub fn spec_from_metadata(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+) -> Result<ModelSpec, ModelFileError> {
+    let json = metadata.get(SPEC_KEY).ok_or_else(|| ModelFileError::Spec {
+        path: path.to_path_buf(),
+        reason: format!("no '{SPEC_KEY}' metadata: not a model file written by nabla (use --init-weights only with nabla files)"),
+    })?;
+    serde_json::from_str(json).map_err(|e| ModelFileError::Spec {
+        path: path.to_path_buf(),
+        reason: format!("bad '{SPEC_KEY}' metadata: {e}"),
+    })
+}
+
+/// Loads a model file: rebuilds the network from its spec and fills its parameters.
+///
+/// # Errors
+/// [`ModelFileError`] naming the file and, where it applies, the tensor.
+pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec), ModelFileError> {
+    let (tensors, metadata) = read_tensors::<T>(path)?;
+    let spec = spec_from_metadata(path, &metadata)?;
+    let mut model = spec
+        .architecture
+        .build::<T>(Init::default(), &mut Rng::seed(0))
+        .map_err(|e| ModelFileError::Spec {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    load_params(path, &mut model, &tensors, "")?;
+    Ok((model, spec))
+}

@@ -1,0 +1,170 @@
+//! Model files: bit-exact round trips, a file written by Python's safetensors,
+//! and clear errors for corrupt, truncated and mismatched files.
+
+use nabla_autograd::Tape;
+use nabla_nn::file::{atomic_write, encode_tensors, read_tensors};
+use nabla_nn::{
+    load_model, save_model, Activation, Architecture, MlpConfig, ModelFileError, ModelSpec, Module,
+    Preprocessing,
+};
+use nabla_tensor::{Rng, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn spec(config: &MlpConfig) -> ModelSpec {
+    ModelSpec {
+        architecture: Architecture::mlp(config),
+        dataset: "mnist".into(),
+        classes: (0..config.output).map(|i| i.to_string()).collect(),
+        preprocessing: Preprocessing::default(),
+    }
+}
+
+#[test]
+fn save_then_load_is_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let config = MlpConfig::new(784, &[32, 16], 10).activation(Activation::Sigmoid);
+    let model = config.init::<f32>(&mut Rng::seed(3)).unwrap();
+    save_model(&path, &model, &spec(&config)).unwrap();
+    let (loaded, loaded_spec) = load_model::<f32>(&path).unwrap();
+    assert_eq!(loaded_spec, spec(&config));
+    for ((n1, p1), (n2, p2)) in model.named_params().into_iter().zip(loaded.named_params()) {
+        assert_eq!(n1, n2);
+        assert_eq!(p1.value(), p2.value(), "{n1} differs");
+    }
+    let tape = Tape::new();
+    let x = Tensor::<f32>::ones(&[2, 784]);
+    let a = model.forward(tape.constant(x.clone())).unwrap().value();
+    let b = loaded.forward(tape.constant(x)).unwrap().value();
+    assert_eq!(a, b);
+    // No temporary file is left next to it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_file_written_by_python_safetensors_loads() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mlp_4_3_2_tanh.safetensors");
+    let (model, spec) = load_model::<f32>(&path).unwrap();
+    assert_eq!(spec.architecture.summary(), "mlp 4-3-2 tanh");
+    assert_eq!(
+        model.describe(),
+        "Sequential[Linear(4 → 3), Tanh, Linear(3 → 2)]"
+    );
+    for (name, p) in model.named_params() {
+        let want: Vec<f32> = (1..=p.value().len())
+            .map(|k| (0.01 * k as f64) as f32)
+            .collect();
+        assert_eq!(p.value().data(), &want[..], "{name}");
+    }
+    assert_eq!(
+        model.named_params()[2].1.value().dims(),
+        &[2, 3],
+        "weights are [out, in]"
+    );
+}
+
+fn write_raw(path: &Path, tensors: &[(&str, Tensor<f32>)], spec_json: Option<String>) {
+    let named: Vec<(String, &Tensor<f32>)> =
+        tensors.iter().map(|(n, t)| (n.to_string(), t)).collect();
+    let meta = spec_json
+        .map(|j| HashMap::from([("nabla".to_string(), j)]))
+        .unwrap_or_default();
+    atomic_write(path, &encode_tensors(path, &named, meta).unwrap()).unwrap();
+}
+
+#[test]
+fn corrupt_truncated_and_mismatched_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MlpConfig::new(4, &[3], 2);
+    let good = dir.path().join("good.safetensors");
+    save_model(
+        &good,
+        &config.init::<f32>(&mut Rng::seed(0)).unwrap(),
+        &spec(&config),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
+    let err = load_model::<f32>(&truncated).unwrap_err();
+    assert!(matches!(err, ModelFileError::Format { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .contains("truncated.safetensors: not a valid safetensors file"));
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
+    assert!(matches!(
+        load_model::<f32>(&garbage),
+        Err(ModelFileError::Format { .. })
+    ));
+
+    let missing_file = dir.path().join("nope.safetensors");
+    assert!(matches!(
+        load_model::<f32>(&missing_file),
+        Err(ModelFileError::Io { .. })
+    ));
+
+    let json = serde_json::to_string(&spec(&config)).unwrap();
+    let w = |dims: &[usize]| Tensor::<f32>::zeros(dims);
+    let shape = dir.path().join("shape.safetensors");
+    write_raw(
+        &shape,
+        &[
+            ("0.weight", w(&[3, 5])),
+            ("0.bias", w(&[3])),
+            ("2.weight", w(&[2, 3])),
+            ("2.bias", w(&[2])),
+        ],
+        Some(json.clone()),
+    );
+    let err = load_model::<f32>(&shape).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("tensor '0.weight' has shape [3, 5], the model needs [3, 4]"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("missing.safetensors");
+    write_raw(
+        &missing,
+        &[
+            ("0.weight", w(&[3, 4])),
+            ("0.bias", w(&[3])),
+            ("2.weight", w(&[2, 3])),
+        ],
+        Some(json.clone()),
+    );
+    assert!(load_model::<f32>(&missing)
+        .unwrap_err()
+        .to_string()
+        .ends_with("tensor '2.bias' is missing"));
+
+    let extra = dir.path().join("extra.safetensors");
+    write_raw(
+        &extra,
+        &[
+            ("0.weight", w(&[3, 4])),
+            ("0.bias", w(&[3])),
+            ("2.weight", w(&[2, 3])),
+            ("2.bias", w(&[2])),
+            ("4.weight", w(&[1])),
+        ],
+        Some(json),
+    );
+    assert!(load_model::<f32>(&extra)
+        .unwrap_err()
+        .to_string()
+        .ends_with("tensor '4.weight' is not a parameter of the model"));
+
+    let no_spec = dir.path().join("plain.safetensors");
+    write_raw(&no_spec, &[("x", w(&[1]))], None);
+    assert!(matches!(
+        load_model::<f32>(&no_spec),
+        Err(ModelFileError::Spec { .. })
+    ));
+    assert_eq!(read_tensors::<f32>(&no_spec).unwrap().0.len(), 1);
+}
