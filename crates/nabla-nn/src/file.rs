@@ -86,6 +86,9 @@ pub enum ModelFileError {
     },
 }
 
+/// Named tensors and the string metadata of a safetensors file.
+pub type TensorsAndMetadata<T> = (BTreeMap<String, Tensor<T>>, HashMap<String, String>);
+
 /// How a network is built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -280,9 +283,7 @@ pub fn encode_tensors<T: Float>(
 ///
 /// # Errors
 /// [`ModelFileError::Io`], [`ModelFileError::Format`] or [`ModelFileError::Dtype`].
-pub fn read_tensors<T: Float>(
-    path: &Path,
-) -> Result<(BTreeMap<String, Tensor<T>>, HashMap<String, String>), ModelFileError> {
+pub fn read_tensors<T: Float>(path: &Path) -> Result<TensorsAndMetadata<T>, ModelFileError> {
     let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -297,7 +298,7 @@ pub fn read_tensors<T: Float>(
 pub fn decode_tensors<T: Float>(
     path: &Path,
     bytes: &[u8],
-) -> Result<(BTreeMap<String, Tensor<T>>, HashMap<String, String>), ModelFileError> {
+) -> Result<TensorsAndMetadata<T>, ModelFileError> {
     let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),
