@@ -1,0 +1,223 @@
+//! The trainer: it learns, it resumes exactly, it stops early, it refuses bad configs.
+
+use nabla_data::{embedded_mnist, Dataset};
+use nabla_nn::{Architecture, MlpConfig, ModelSpec, Module, Preprocessing};
+use nabla_optim::{Method, OptimizerConfig};
+use nabla_tensor::Rng;
+use nabla_train::{
+    evaluate, load_checkpoint, Observer, RunInfo, Silent, TrainConfig, TrainError, Trainer,
+};
+
+fn data(n: usize) -> (Dataset, Dataset) {
+    let s = embedded_mnist().unwrap();
+    let idx: Vec<usize> = (0..n).collect();
+    (
+        s.train.subset(&idx).unwrap(),
+        s.test.subset(&(0..500).collect::<Vec<_>>()).unwrap(),
+    )
+}
+
+fn trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
+    let mlp = MlpConfig::new(784, &[32], 10);
+    let model = mlp.init::<f32>(&mut Rng::seed(config.seed)).unwrap();
+    let spec = ModelSpec {
+        architecture: Architecture::mlp(&mlp),
+        dataset: "mnist".into(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        preprocessing: Preprocessing::default(),
+    };
+    Trainer::new(model, spec, opt.init(), config)
+}
+
+#[derive(Default)]
+struct Record {
+    start: Option<String>,
+    batches: usize,
+    epochs: usize,
+}
+
+impl Observer for Record {
+    fn started(&mut self, info: &RunInfo) {
+        self.start = Some(info.to_string());
+    }
+    fn batch_done(&mut self, _: usize, _: usize, _: usize, _: f64, _: f64) {
+        self.batches += 1;
+    }
+    fn epoch_done(&mut self, _: &nabla_train::EpochMetrics) {
+        self.epochs += 1;
+    }
+}
+
+#[test]
+fn it_learns_and_reports() {
+    let (train, test) = data(2000);
+    let mut t = trainer(
+        OptimizerConfig::new(Method::Sgd, 0.1),
+        TrainConfig {
+            epochs: 3,
+            batch_size: 64,
+            ..Default::default()
+        },
+    );
+    let mut rec = Record::default();
+    t.fit(&train, None, Some(&test), &mut rec).unwrap();
+    assert_eq!(
+        rec.start.as_deref(),
+        Some("2000 samples, batch 64 → 32 iterations/epoch")
+    );
+    assert_eq!((rec.batches, rec.epochs), (96, 3));
+    assert_eq!(t.history.len(), 3);
+    assert!(t.history[2].train_loss < t.history[0].train_loss);
+    let eval = evaluate(&t.model, &test, 128).unwrap();
+    assert!(eval.accuracy > 0.8, "{}", eval.accuracy);
+    assert_eq!(Some(eval.accuracy), t.history[2].test_accuracy);
+    assert_eq!(eval.confusion.iter().flatten().sum::<usize>(), 500);
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
+    let (train, _) = data(600);
+    let dir = tempfile::tempdir().unwrap();
+    for method in [Method::momentum(), Method::adam()] {
+        let opt = OptimizerConfig::new(method, 0.01);
+        let straight_ckpt = dir.path().join("straight.ckpt");
+        let config = |epochs, path: &std::path::Path| TrainConfig {
+            epochs,
+            batch_size: 50,
+            seed: 11,
+            checkpoint: Some(path.to_path_buf()),
+            ..Default::default()
+        };
+        let mut straight = trainer(opt, config(3, &straight_ckpt));
+        straight.fit(&train, None, None, &mut Silent).unwrap();
+
+        let ckpt = dir.path().join("interrupted.ckpt");
+        let mut first = trainer(opt, config(1, &ckpt));
+        first.fit(&train, None, None, &mut Silent).unwrap();
+        drop(first); // the process "dies" here
+        let mut resumed = Trainer::resume(
+            load_checkpoint(&ckpt).unwrap(),
+            opt.init(),
+            config(3, &ckpt),
+        )
+        .unwrap();
+        assert_eq!(resumed.epochs_done(), 1);
+        resumed.fit(&train, None, None, &mut Silent).unwrap();
+
+        for ((name, a), (_, b)) in straight
+            .model
+            .named_params()
+            .into_iter()
+            .zip(resumed.model.named_params())
+        {
+            assert_eq!(
+                a.value(),
+                b.value(),
+                "{}: {name} differs after resume",
+                method.name()
+            );
+        }
+        assert_eq!(straight.history.len(), resumed.history.len());
+        assert_eq!(
+            straight.history[2].train_loss,
+            resumed.history[2].train_loss
+        );
+        // The checkpoint of the straight run equals the resumed one's, weight for weight.
+        let a = load_checkpoint(&straight_ckpt).unwrap();
+        let b = load_checkpoint(&ckpt).unwrap();
+        assert_eq!(a.optimizer_state, b.optimizer_state);
+    }
+}
+
+#[test]
+fn resuming_with_another_optimiser_is_refused() {
+    let (train, _) = data(100);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("c.ckpt");
+    let mut t = trainer(
+        OptimizerConfig::new(Method::adam(), 0.01),
+        TrainConfig {
+            epochs: 1,
+            batch_size: 50,
+            checkpoint: Some(ckpt.clone()),
+            ..Default::default()
+        },
+    );
+    t.fit(&train, None, None, &mut Silent).unwrap();
+    let err = Trainer::resume(
+        load_checkpoint(&ckpt).unwrap(),
+        OptimizerConfig::new(Method::Sgd, 0.1).init(),
+        TrainConfig::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .contains("written with the adam optimiser, this run uses sgd"),
+        "{err}"
+    );
+    std::fs::write(&ckpt, b"garbage").unwrap();
+    assert!(load_checkpoint(&ckpt).is_err());
+}
+
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    let (train, val) = data(300);
+    // Learning rate 0: validation accuracy never improves after epoch 1.
+    let mut t = trainer(
+        OptimizerConfig::new(Method::Sgd, 0.0),
+        TrainConfig {
+            epochs: 10,
+            batch_size: 100,
+            early_stop: Some(2),
+            ..Default::default()
+        },
+    );
+    struct Stopped(Option<usize>);
+    impl Observer for Stopped {
+        fn stopped_early(&mut self, best: usize) {
+            self.0 = Some(best);
+        }
+    }
+    let mut obs = Stopped(None);
+    t.fit(&train, Some(&val), None, &mut obs).unwrap();
+    assert_eq!(t.history.len(), 3);
+    assert_eq!(obs.0, Some(1));
+}
+
+#[test]
+fn bad_configurations_are_errors() {
+    let (train, val) = data(100);
+    let mut t = trainer(
+        OptimizerConfig::new(Method::Sgd, 0.1),
+        TrainConfig {
+            early_stop: Some(2),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        t.fit(&train, None, None, &mut Silent),
+        Err(TrainError::Config(_))
+    ));
+    let mut t = trainer(
+        OptimizerConfig::new(Method::Sgd, 0.1),
+        TrainConfig {
+            batch_size: 0,
+            ..Default::default()
+        },
+    );
+    assert!(t.fit(&train, Some(&val), None, &mut Silent).is_err());
+    let mut t = trainer(
+        OptimizerConfig::new(Method::Sgd, 0.1),
+        TrainConfig {
+            batch_size: 1000,
+            drop_last: true,
+            ..Default::default()
+        },
+    );
+    assert!(t
+        .fit(&train, None, None, &mut Silent)
+        .unwrap_err()
+        .to_string()
+        .contains("make no batch"));
+}
