@@ -126,7 +126,7 @@ pub struct Trainer {
 }
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
-const SHUFFLE_STREAM: u64 = 0x5eed_0f_5b0ff1e;
+const SHUFFLE_STREAM: u64 = 0x05ee_d0f5_b0ff_1e00;
 
 impl Trainer {
     /// A fresh run.
