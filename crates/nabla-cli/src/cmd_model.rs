@@ -1,0 +1,163 @@
+//! `nabla inspect`, `nabla gradcheck` and `nabla download`.
+
+use crate::data_source;
+use anyhow::Result;
+use clap::Args;
+use nabla::autograd::{Reduction, Target};
+use nabla::nn::{check_model_gradients, load_model, ModelCheckOptions, Module};
+use nabla_data::DatasetKind;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The flags of `nabla inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The model file.
+    #[arg(long)]
+    model: PathBuf,
+}
+
+/// The flags of `nabla gradcheck`.
+#[derive(Args)]
+pub struct GradcheckArgs {
+    /// The model file (loaded in f64 for the check).
+    #[arg(long)]
+    model: PathBuf,
+    /// Images from the test set to build the loss on.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Coordinates checked per parameter tensor (0: all of them).
+    #[arg(long, default_value_t = 30)]
+    samples: usize,
+    /// Directory with the dataset's IDX files; default: the embedded MNIST test digits.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seed of the coordinate sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// The flags of `nabla download`.
+#[derive(Args)]
+pub struct DownloadArgs {
+    /// Which dataset.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Where to put the files (default: ~/.cache/nabla/<dataset>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Base address of the mirror (default: the dataset's public mirror).
+    #[arg(long)]
+    mirror: Option<String>,
+}
+
+/// Runs `nabla inspect`.
+pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
+    let (model, spec) = load_model::<f32>(&a.model)?;
+    println!("{}: {}", a.model.display(), spec.architecture.summary());
+    println!("dataset: {} ({} classes)", spec.dataset, spec.classes.len());
+    println!(
+        "input: {}x{} pixels, scaled by {:.6}, ink {}",
+        spec.preprocessing.height,
+        spec.preprocessing.width,
+        spec.preprocessing.scale,
+        if spec.preprocessing.ink_is_bright {
+            "bright on dark"
+        } else {
+            "dark on bright"
+        }
+    );
+    println!("layers:");
+    for (i, layer) in model.layers().iter().enumerate() {
+        println!("  {i:>3}  {}", layer.describe());
+    }
+    println!("parameters:");
+    for (name, p) in model.named_params() {
+        println!(
+            "  {name:<12} {:<12} {:>9}",
+            p.value().shape().to_string(),
+            p.value().len()
+        );
+    }
+    println!("total: {} parameters", model.num_params());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `nabla gradcheck`.
+pub fn run_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
+    let (mut model, spec) = load_model::<f64>(&a.model)?;
+    let kind = DatasetKind::parse(&spec.dataset)?;
+    let (splits, desc) = data_source::load(a.data_dir.as_deref(), kind)?;
+    let n = a.batch.clamp(1, splits.test.len());
+    let batch = splits.test.batch(&(0..n).collect::<Vec<_>>())?;
+    let x = batch.x.cast::<f64>();
+    let opts = ModelCheckOptions {
+        samples_per_tensor: (a.samples > 0).then_some(a.samples),
+        seed: a.seed,
+        ..Default::default()
+    };
+    let labels = batch.labels.clone();
+    let report = check_model_gradients(
+        &mut model,
+        move |y| y.softmax_cross_entropy(Target::Indices(labels.clone()), Reduction::Mean),
+        &x,
+        &opts,
+    )?;
+    println!(
+        "{}: {} on {n} test images from {desc}",
+        a.model.display(),
+        spec.architecture.summary()
+    );
+    println!(
+        "softmax cross-entropy, f64, eps {:e}, atol {:e}, rtol {:e}, {} coordinates per tensor",
+        opts.check.eps,
+        opts.check.atol,
+        opts.check.rtol,
+        if a.samples == 0 {
+            "all".to_string()
+        } else {
+            a.samples.to_string()
+        }
+    );
+    print!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `nabla download`.
+pub fn run_download(a: DownloadArgs) -> Result<ExitCode> {
+    let kind = DatasetKind::parse(&a.dataset)?;
+    let dir = match a.dir {
+        Some(d) => d,
+        None => {
+            let home = std::env::var_os("HOME")
+                .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --dir"))?;
+            PathBuf::from(home)
+                .join(".cache")
+                .join("nabla")
+                .join(kind.name())
+        }
+    };
+    let mirror = a
+        .mirror
+        .unwrap_or_else(|| kind.default_mirror().to_string());
+    println!(
+        "downloading {} from {mirror} into {}",
+        kind.name(),
+        dir.display()
+    );
+    nabla_data::download(kind, &mirror, &dir, |line| println!("  {line}"))?;
+    println!(
+        "done: train with `nabla train --data-dir {}{}`",
+        dir.display(),
+        if kind == DatasetKind::Mnist {
+            ""
+        } else {
+            " --dataset fashion-mnist"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

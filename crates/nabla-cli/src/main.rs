@@ -1,0 +1,98 @@
+//! `nabla`: train a digit recogniser, evaluate it, read digits people drew,
+//! check gradients, run the material's demos and draw plots.
+//!
+//! This binary is the only place for argument parsing and `anyhow`; the work
+//! is done by the library crates.
+
+mod cmd_demo;
+mod cmd_eval;
+mod cmd_model;
+mod cmd_train;
+mod data_source;
+mod plot;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Backpropagation made real: train and run neural networks on MNIST.
+#[derive(Parser)]
+#[command(name = "nabla", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a digit recogniser (on the embedded MNIST subset unless --data-dir is given).
+    Train(Box<cmd_train::TrainArgs>),
+    /// Test accuracy, mean loss, per-class accuracy and the confusion matrix of a model.
+    Eval(cmd_eval::EvalArgs),
+    /// Read digits from PNG or JPEG images (dark on light or light on dark).
+    Predict(cmd_eval::PredictArgs),
+    /// Show a model file's layers, shapes and parameter count.
+    Inspect(cmd_model::InspectArgs),
+    /// Compare a model's backprop gradients with numerical differentiation (f64).
+    Gradcheck(cmd_model::GradcheckArgs),
+    /// Run one of the source material's demos (numbers and pictures).
+    Demo(cmd_demo::DemoArgs),
+    /// Draw loss and accuracy curves from a --metrics-out file.
+    Plot(plot::PlotArgs),
+    /// Fetch the four dataset files from a public mirror and verify them.
+    Download(cmd_model::DownloadArgs),
+}
+
+fn main() -> ExitCode {
+    // A panic is a bug in nabla, never the user's fault: report it in one line.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("nabla: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => cmd_train::run(*args),
+        Command::Eval(args) => cmd_eval::run_eval(args),
+        Command::Predict(args) => cmd_eval::run_predict(args),
+        Command::Inspect(args) => cmd_model::run_inspect(args),
+        Command::Gradcheck(args) => cmd_model::run_gradcheck(args),
+        Command::Demo(args) => cmd_demo::run(args),
+        Command::Plot(args) => plot::run(args),
+        Command::Download(args) => cmd_model::run_download(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("nabla: error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets the number of threads used by matrix products (0 = all cores).
+fn set_threads(threads: usize) -> anyhow::Result<()> {
+    if threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where a file argument would be written, checked before long work starts.
+fn check_writable_parent(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "{flag} {}: the directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
+}
