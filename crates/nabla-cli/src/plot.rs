@@ -11,6 +11,7 @@ use nabla_data::Dataset;
 use nabla_train::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Once;
@@ -285,7 +286,12 @@ pub fn confusion_matrix(confusion: &[Vec<usize>], classes: &[String], stem: &Pat
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    both_backends!(stem, (700, 700), |root| {
+    // Row 0 (true class 0) is drawn at the top: y = n - 1 - t.
+    let label = |v: &SegmentValue<usize>, flip: bool| match v {
+        SegmentValue::CenterOf(i) if *i < n => name(classes, if flip { n - 1 - *i } else { *i }),
+        _ => String::new(),
+    };
+    both_backends!(stem, (720, 720), |root| {
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -295,36 +301,49 @@ pub fn confusion_matrix(confusion: &[Vec<usize>], classes: &[String], stem: &Pat
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(90)
-            .build_cartesian_2d(0..n, 0..n)
+            .build_cartesian_2d(
+                (0..n.saturating_sub(1)).into_segmented(),
+                (0..n.saturating_sub(1)).into_segmented(),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(n)
             .y_labels(n)
-            .x_label_formatter(&|i| classes.get(*i).cloned().unwrap_or_default())
-            .y_label_formatter(&|i| classes.get(n - 1 - *i).cloned().unwrap_or_default())
+            .x_label_formatter(&|v| label(v, false))
+            .y_label_formatter(&|v| label(v, true))
+            .x_desc("predicted")
+            .y_desc("true")
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;
         for (t, row) in confusion.iter().enumerate() {
             for (p, &count) in row.iter().enumerate() {
-                // Log scale so that the few errors are visible beside the diagonal.
+                // Log scale, so the few errors show beside the diagonal.
                 let shade = ((count as f64 + 1.0).ln() / (max + 1.0).ln()).clamp(0.0, 1.0);
                 let c = (255.0 * (1.0 - shade)) as u8;
                 let y = n - 1 - t;
+                let cell = [
+                    (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                ];
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(p, y), (p + 1, y + 1)],
+                        cell,
                         RGBColor(c, c, 255).filled(),
                     )))
                     .map_err(err)?;
                 let color = if shade > 0.6 { WHITE } else { BLACK };
+                let style = ("sans-serif", 13)
+                    .into_font()
+                    .color(&color)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
                 chart
                     .draw_series(std::iter::once(Text::new(
                         count.to_string(),
-                        (p, y + 1),
-                        ("sans-serif", 12).into_font().color(&color),
+                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                        style,
                     )))
                     .map_err(err)?;
             }

@@ -27,8 +27,11 @@ pub fn fit(epochs: usize, lr: f64) -> Result<Vec<(f64, f64)>, nabla::autograd::E
 }
 
 pub fn main() -> Result<(), nabla::autograd::Error> {
-    for (epoch, (w, l)) in fit(20, 0.05)?.into_iter().enumerate() {
-        println!("epoch {:>2}: w = {w:.6}, loss = {l:.8}", epoch + 1);
+    for (epoch, (w, l)) in fit(50, 0.05)?.into_iter().enumerate() {
+        let epoch = epoch + 1;
+        if epoch <= 5 || epoch % 10 == 0 {
+            println!("epoch {epoch:>2}: w = {w:.6}, loss = {l:.3e}");
+        }
     }
     Ok(())
 }

@@ -1,0 +1,332 @@
+//! The `nabla` binary end to end: every command, and every user error as one
+//! line on stderr with a non-zero exit (never a panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nabla(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, one `nabla: error:` line containing `needle`.
+fn fails_with(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
+    assert!(
+        !err.contains("internal error") && !err.contains("panicked"),
+        "panic: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(
+        err.starts_with("nabla: error: ") && err.contains(needle),
+        "{needle:?} not in: {err}"
+    );
+}
+
+/// Trains a small model once per test (1 epoch of 784-32-10 on the embedded subset).
+fn small_model(dir: &Path) -> PathBuf {
+    let out = dir.join("m.safetensors");
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--metrics-out",
+            "metrics.jsonl",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn train_eval_inspect_gradcheck_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "2",
+            "--json",
+            "--out",
+            "j.safetensors",
+            "--val-split",
+            "0.1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout(&o).trim()).expect("one JSON object on stdout");
+    let acc = summary["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "{acc}");
+    assert_eq!(summary["history"].as_array().unwrap().len(), 2);
+    assert!(summary["history"][1]["val_accuracy"].as_f64().is_some());
+    assert!(d.join("j.safetensors").is_file() && d.join("j.safetensors.ckpt").is_file());
+
+    let model = small_model(d);
+    assert_eq!(
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let m = model.to_str().unwrap();
+    let o = nabla(&["eval", "--model", m, "--json", "--plot-dir", "plots"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(eval["samples"], 2000);
+    assert!(d.join("plots/confusion.png").is_file() && d.join("plots/confusion.svg").is_file());
+    assert!(image::open(d.join("plots/misclassified.png")).is_ok());
+
+    let o = nabla(&["eval", "--model", m], d);
+    assert!(stdout(&o).contains("confusion matrix") && stdout(&o).contains("per-class accuracy"));
+
+    let o = nabla(&["inspect", "--model", m], d);
+    let text = stdout(&o);
+    assert!(
+        text.contains("mlp 784-32-10 relu")
+            && text.contains("0.weight")
+            && text.contains("[32, 784]"),
+        "{text}"
+    );
+    assert!(text.contains("total: 25450 parameters"), "{text}");
+
+    let o = nabla(
+        &["gradcheck", "--model", m, "--samples", "10", "--batch", "3"],
+        d,
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("all parameter gradients agree"));
+
+    let o = nabla(&["plot", "metrics.jsonl", "--out-dir", "curves"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["loss.png", "loss.svg", "accuracy.png", "accuracy.svg"] {
+        assert!(d.join("curves").join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn predict_reads_drawn_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = small_model(d);
+    // Test digits drawn as a person would: dark ink on white paper, 4× larger, off-centre.
+    let test = nabla_data::embedded_mnist().unwrap().test;
+    let mut paths = vec![];
+    for i in 0..10 {
+        let mut img = image::GrayImage::from_pixel(140, 120, image::Luma([235]));
+        for (j, &v) in test.pixels(i).iter().enumerate() {
+            let (x, y) = ((j % 28) as u32, (j / 28) as u32);
+            for dy in 0..4 {
+                for dx in 0..4 {
+                    img.put_pixel(
+                        20 + 4 * x + dx,
+                        5 + 4 * y + dy,
+                        image::Luma([235 - (v as u32 * 235 / 255) as u8]),
+                    );
+                }
+            }
+        }
+        let p = d.join(format!("digit{i}.png"));
+        img.save(&p).unwrap();
+        paths.push(p);
+    }
+    let mut args = vec!["predict", "--json", "--model", model.to_str().unwrap()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+    let o = nabla(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut right = 0;
+    for (i, line) in stdout(&o).lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let probs: Vec<f64> = v["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        if v["class"].as_u64().unwrap() as usize == test.label(i) {
+            right += 1;
+        }
+    }
+    assert!(right >= 8, "only {right}/10 drawn digits read correctly");
+    let o = nabla(
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            paths[0].to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(stdout(&o).contains("digit0.png: ") && stdout(&o).contains('%'));
+}
+
+#[test]
+fn resume_continues_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--out",
+            "r.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "16",
+            "--epochs",
+            "2",
+            "--out",
+            "r.safetensors",
+            "--resume",
+            "r.safetensors.ckpt",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("resuming at epoch 2"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("epoch   2/2"));
+    // A model file is not a checkpoint.
+    let o = nabla(&["train", "--epochs", "3", "--resume", "r.safetensors"], d);
+    fails_with(&o, "not a checkpoint");
+}
+
+#[test]
+fn demos_print_the_materials_numbers_and_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(&["demo", "apple"], d);
+    assert!(
+        stdout(&o).contains("220.0")
+            && stdout(&o).contains("715.0")
+            && stdout(&o).contains("650.0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = nabla(&["demo", "tangent", "--out-dir", "pics"], d);
+    assert!(
+        o.status.success() && stdout(&o).contains("f'(5)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        image::open(d.join("pics/tangent.png")).is_ok() && d.join("pics/tangent.svg").is_file()
+    );
+    let o = nabla(&["demo", "descent", "--out-dir", "pics"], d);
+    assert!(o.status.success());
+    assert!(image::open(d.join("pics/descent.png")).is_ok());
+    assert!(stdout(&nabla(&["demo", "simplenet"], d)).contains("backprop gradient"));
+    assert!(stdout(&nabla(&["demo", "autograd"], d)).contains("w = 2.000000"));
+}
+
+#[test]
+fn user_errors_are_one_line_and_nothing_is_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        &nabla(&["train", "--hidden", "12,abc"], d),
+        "--hidden 12,abc: 'abc' is not a positive layer size",
+    );
+    fails_with(&nabla(&["train", "--lr=-1"], d), "--lr -1");
+    fails_with(&nabla(&["train", "--batch-size", "0"], d), "--batch-size 0");
+    fails_with(
+        &nabla(&["train", "--data-dir", "/nonexistent"], d),
+        "/nonexistent/train-images-idx3-ubyte.gz",
+    );
+    fails_with(
+        &nabla(&["train", "--out", "no/such/dir/m.safetensors"], d),
+        "does not exist",
+    );
+    fails_with(
+        &nabla(&["train", "--val-split", "1.5"], d),
+        "1.5 is not in [0, 1)",
+    );
+    fails_with(
+        &nabla(&["train", "--early-stop", "2", "--epochs", "1"], d),
+        "needs a validation split",
+    );
+    fails_with(
+        &nabla(&["train", "--dataset", "fashion-mnist"], d),
+        "fashion-mnist is not embedded",
+    );
+    fails_with(
+        &nabla(&["eval", "--model", "missing.safetensors"], d),
+        "missing.safetensors",
+    );
+    std::fs::write(d.join("junk.safetensors"), b"not a model").unwrap();
+    fails_with(
+        &nabla(&["inspect", "--model", "junk.safetensors"], d),
+        "junk.safetensors: not a valid safetensors file",
+    );
+    let model = small_model(d);
+    std::fs::write(d.join("note.png"), b"hello").unwrap();
+    fails_with(
+        &nabla(
+            &["predict", "--model", model.to_str().unwrap(), "note.png"],
+            d,
+        ),
+        "note.png: not a readable PNG or JPEG",
+    );
+    fails_with(
+        &nabla(
+            &["predict", "--model", model.to_str().unwrap(), "absent.png"],
+            d,
+        ),
+        "absent.png",
+    );
+    std::fs::write(d.join("bad.jsonl"), b"{\"epoch\": 1}\n").unwrap();
+    fails_with(
+        &nabla(&["plot", "bad.jsonl"], d),
+        "bad.jsonl: line 1: not a metrics record",
+    );
+    fails_with(
+        &nabla(&["download", "--dataset", "cifar"], d),
+        "unknown dataset 'cifar'",
+    );
+    // A failed run leaves no model file behind.
+    assert!(!d.join("model.safetensors").exists());
+    // Argument errors from clap exit non-zero with a usage message.
+    let o = nabla(&["train", "--optimizer", "lbfgs"], d);
+    assert!(!o.status.success() && stderr(&o).contains("lbfgs"));
+}
