@@ -88,6 +88,9 @@ pub fn run_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     let (mut model, spec) = load_model::<f64>(&a.model)?;
     let kind = DatasetKind::parse(&spec.dataset)?;
     let (splits, desc) = data_source::load(a.data_dir.as_deref(), kind)?;
+    if splits.test.is_empty() {
+        anyhow::bail!("the test set of {desc} is empty: nothing to build the loss on");
+    }
     let n = a.batch.clamp(1, splits.test.len());
     let batch = splits.test.batch(&(0..n).collect::<Vec<_>>())?;
     let x = batch.x.cast::<f64>();

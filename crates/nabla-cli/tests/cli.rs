@@ -271,6 +271,10 @@ fn user_errors_are_one_line_and_nothing_is_half_written() {
     fails_with(&nabla(&["train", "--lr=-1"], d), "--lr -1");
     fails_with(&nabla(&["train", "--batch-size", "0"], d), "--batch-size 0");
     fails_with(
+        &nabla(&["train", "--hidden", "100000000,100000000"], d),
+        "refusing to allocate",
+    );
+    fails_with(
         &nabla(&["train", "--data-dir", "/nonexistent"], d),
         "/nonexistent/train-images-idx3-ubyte.gz",
     );

@@ -142,6 +142,35 @@ impl Architecture {
         }
     }
 
+    /// The name and shape of every parameter, in order, computed without
+    /// allocating the network (so a file's claims can be checked first).
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        match self {
+            Architecture::Mlp {
+                input,
+                hidden,
+                output,
+                ..
+            } => {
+                let sizes: Vec<usize> = std::iter::once(*input)
+                    .chain(hidden.iter().copied())
+                    .chain([*output])
+                    .collect();
+                sizes
+                    .windows(2)
+                    .enumerate()
+                    .flat_map(|(i, p)| {
+                        let layer = 2 * i;
+                        [
+                            (format!("{layer}.weight"), vec![p[1], p[0]]),
+                            (format!("{layer}.bias"), vec![p[1]]),
+                        ]
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// A short human description, e.g. `mlp 784-128-64-10 relu`.
     pub fn summary(&self) -> String {
         match self {
@@ -443,6 +472,49 @@ pub fn spec_from_metadata(
     })
 }
 
+/// Rebuilds the network a file describes and fills it with the file's tensors
+/// (those whose names start with `prefix`). Every parameter shape the
+/// architecture implies is checked against the file *before* the network is
+/// allocated, so metadata claiming a huge network cannot exhaust memory.
+///
+/// # Errors
+/// [`ModelFileError`] naming the file and, where it applies, the tensor.
+pub fn build_from_tensors<T: Float>(
+    path: &Path,
+    architecture: &Architecture,
+    tensors: &BTreeMap<String, Tensor<T>>,
+    prefix: &str,
+) -> Result<Sequential<T>, ModelFileError> {
+    for (name, expected) in architecture.param_shapes() {
+        let key = format!("{prefix}{name}");
+        match tensors.get(&key) {
+            None => {
+                return Err(ModelFileError::MissingTensor {
+                    path: path.to_path_buf(),
+                    name: key,
+                })
+            }
+            Some(t) if t.dims() != expected.as_slice() => {
+                return Err(ModelFileError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    name: key,
+                    expected,
+                    found: t.dims().to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let mut model = architecture
+        .build::<T>(Init::default(), &mut Rng::seed(0))
+        .map_err(|e| ModelFileError::Spec {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    load_params(path, &mut model, tensors, prefix)?;
+    Ok(model)
+}
+
 /// Loads a model file: rebuilds the network from its spec and fills its parameters.
 ///
 /// # Errors
@@ -450,13 +522,6 @@ pub fn spec_from_metadata(
 pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec), ModelFileError> {
     let (tensors, metadata) = read_tensors::<T>(path)?;
     let spec = spec_from_metadata(path, &metadata)?;
-    let mut model = spec
-        .architecture
-        .build::<T>(Init::default(), &mut Rng::seed(0))
-        .map_err(|e| ModelFileError::Spec {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    load_params(path, &mut model, &tensors, "")?;
+    let model = build_from_tensors(path, &spec.architecture, &tensors, "")?;
     Ok((model, spec))
 }

@@ -4,6 +4,9 @@ use crate::{Activation, Init, Linear, Sequential};
 use nabla_autograd::{Error, Result};
 use nabla_tensor::{Float, Rng};
 
+/// The largest network [`MlpConfig::init`] builds: 2³⁰ parameters (4 GiB in f32).
+pub const MAX_PARAMS: usize = 1 << 30;
+
 /// The plain, serialisable description of an MLP: `input → hidden… → output`
 /// with one activation between layers and logits at the end.
 ///
@@ -64,6 +67,15 @@ impl MlpConfig {
             return Err(Error::invalid(
                 "MlpConfig",
                 format!("layer size {pos} is zero in {sizes:?}"),
+            ));
+        }
+        let params = sizes.windows(2).try_fold(0usize, |acc, p| {
+            p[0].checked_mul(p[1])?.checked_add(p[1])?.checked_add(acc)
+        });
+        if params.is_none_or(|n| n > MAX_PARAMS) {
+            return Err(Error::invalid(
+                "MlpConfig",
+                format!("layer sizes {sizes:?} need more than {MAX_PARAMS} parameters; refusing to allocate them"),
             ));
         }
         let mut net = Sequential::new();

@@ -160,6 +160,28 @@ fn corrupt_truncated_and_mismatched_files_are_clear_errors() {
         .to_string()
         .ends_with("tensor '4.weight' is not a parameter of the model"));
 
+    // Metadata claiming a network of 10¹² parameters is refused from the shapes
+    // in the file, before anything is allocated.
+    let huge = ModelSpec {
+        architecture: Architecture::Mlp {
+            input: 784,
+            hidden: vec![1 << 30],
+            output: 10,
+            activation: "relu".into(),
+        },
+        ..spec(&config)
+    };
+    let lying = dir.path().join("lying.safetensors");
+    write_raw(
+        &lying,
+        &[("0.weight", w(&[3, 4]))],
+        Some(serde_json::to_string(&huge).unwrap()),
+    );
+    assert!(load_model::<f32>(&lying)
+        .unwrap_err()
+        .to_string()
+        .ends_with("tensor '0.weight' has shape [3, 4], the model needs [1073741824, 784]"));
+
     let no_spec = dir.path().join("plain.safetensors");
     write_raw(&no_spec, &[("x", w(&[1]))], None);
     assert!(matches!(

@@ -10,9 +10,9 @@
 use crate::trainer::{Best, Trainer};
 use crate::{EpochMetrics, Result, TrainError};
 use nabla_nn::file::{
-    atomic_write, encode_tensors, load_params, read_tensors, spec_from_metadata, SPEC_KEY,
+    atomic_write, build_from_tensors, encode_tensors, read_tensors, spec_from_metadata, SPEC_KEY,
 };
-use nabla_nn::{Init, ModelSpec, Module, Sequential};
+use nabla_nn::{ModelSpec, Module, Sequential};
 use nabla_optim::OptimizerState;
 use nabla_tensor::{Rng, Tensor, RNG_STATE_LEN};
 use serde::{Deserialize, Serialize};
@@ -117,15 +117,12 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             bad("not a checkpoint (no training state); is it a model file?".into())
         })?)
         .map_err(|e| bad(format!("bad training state: {e}")))?;
-    let mut model = spec
-        .architecture
-        .build::<f32>(Init::default(), &mut Rng::seed(0))?;
     let model_tensors = tensors
         .iter()
         .filter(|(k, _)| k.starts_with("model."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    load_params(path, &mut model, &model_tensors, "model.")?;
+    let model = build_from_tensors(path, &spec.architecture, &model_tensors, "model.")?;
     let n_params = model.named_params().len();
     let take = |name: String| {
         tensors
