@@ -330,7 +330,13 @@ fn user_errors_are_one_line_and_nothing_is_half_written() {
     );
     // A failed run leaves no model file behind.
     assert!(!d.join("model.safetensors").exists());
-    // Argument errors from clap exit non-zero with a usage message.
-    let o = nabla(&["train", "--optimizer", "lbfgs"], d);
-    assert!(!o.status.success() && stderr(&o).contains("lbfgs"));
+    // Argument errors found by the parser are one line too, with the choices.
+    fails_with(
+        &nabla(&["train", "--optimizer", "lbfgs"], d),
+        "invalid value 'lbfgs'",
+    );
+    assert!(stderr(&nabla(&["train", "--optimizer", "lbfgs"], d)).contains("possible values: sgd"));
+    fails_with(&nabla(&["train", "--epochs", "many"], d), "--epochs");
+    fails_with(&nabla(&["evaluate"], d), "unrecognized subcommand");
+    assert!(nabla(&["--help"], d).status.success());
 }
