@@ -18,7 +18,7 @@ pub enum Transpose {
 
 /// Products smaller than this many multiply-adds run on one thread: below it,
 /// handing work to the thread pool costs more than it saves.
-const PARALLEL_MIN_FLOPS: usize = 64 * 64 * 64;
+const PARALLEL_MIN_FLOPS: usize = 1 << 24;
 
 /// `dst = op(a) · op(b)` (or `dst += …` with `accumulate`), where `op` applies
 /// the given [`Transpose`]. `a` and `b` are rank-2 tensors, `dst` is `m × n`.

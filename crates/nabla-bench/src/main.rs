@@ -1,0 +1,152 @@
+//! The side-by-side benchmark: nabla and PyTorch on the same workloads, data,
+//! batch sizes and thread count, in one run.
+//!
+//! ```sh
+//! cargo run --release -p nabla-bench -- [--data-dir DIR] [--threads 2] [--repeats 5]
+//! ```
+//!
+//! The PyTorch side is `bench/pytorch_bench.py`, run when `python3 -c "import torch"`
+//! works (`pip install torch`); without it the nabla side still runs.
+//! Every figure is the median of `--repeats` runs after a warm-up run.
+
+mod workloads;
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use workloads::{Measured, Workload};
+
+struct Args {
+    data_dir: PathBuf,
+    threads: usize,
+    repeats: usize,
+    pytorch: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let default_dir = ["../shared/data/mnist", "crates/nabla-data/assets"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("train-images-idx3-ubyte.gz").is_file())
+        .unwrap_or_else(|| PathBuf::from("crates/nabla-data/assets"));
+    let mut args = Args {
+        data_dir: default_dir,
+        threads: 2,
+        repeats: 5,
+        pytorch: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--data-dir" => args.data_dir = PathBuf::from(value("--data-dir")?),
+            "--threads" => args.threads = value("--threads")?.parse().context("--threads")?,
+            "--repeats" => args.repeats = value("--repeats")?.parse().context("--repeats")?,
+            "--no-pytorch" => args.pytorch = false,
+            "-h" | "--help" => {
+                println!("usage: nabla-bench [--data-dir DIR] [--threads N] [--repeats N] [--no-pytorch]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    if args.threads == 0 || args.repeats == 0 {
+        bail!("--threads and --repeats must be at least 1");
+    }
+    Ok(args)
+}
+
+fn pytorch(args: &Args) -> Result<Option<BTreeMap<String, serde_json::Value>>> {
+    if !args.pytorch {
+        return Ok(None);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/pytorch_bench.py");
+    let probe = Command::new("python3")
+        .args(["-c", "import torch, numpy"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("PyTorch not found (python3 -c 'import torch, numpy' failed): `pip install torch` to compare; nabla side only.\n");
+        return Ok(None);
+    }
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&args.data_dir)
+        .arg(args.threads.to_string())
+        .arg(args.repeats.to_string())
+        .output()
+        .context("running bench/pytorch_bench.py")?;
+    if !out.status.success() {
+        bail!(
+            "bench/pytorch_bench.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Some(
+        serde_json::from_slice(&out.stdout).context("reading the PyTorch results")?,
+    ))
+}
+
+fn fmt_time(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("thread pool")?;
+    let data = nabla_data::Dataset::load_dir(&args.data_dir, nabla_data::DatasetKind::Mnist)
+        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?
+        .train;
+    println!(
+        "nabla vs PyTorch, {} threads, {} training images from {}, median of {} runs after a warm-up\n",
+        args.threads,
+        data.len(),
+        args.data_dir.display(),
+        args.repeats
+    );
+    // PyTorch first, so the two sides never compete for the cores.
+    let torch = pytorch(&args)?;
+    let nabla_gemm = workloads::sgemm_rate(args.repeats)?;
+    let torch_gemm = torch
+        .as_ref()
+        .and_then(|t| t.get("sgemm 1024 GFLOP/s"))
+        .and_then(|v| v.as_f64());
+    let machine_gemm = torch_gemm.map_or(nabla_gemm, |t| t.max(nabla_gemm));
+    println!(
+        "sgemm 1024³: nabla {nabla_gemm:.1} GFLOP/s{}",
+        torch_gemm.map_or(String::new(), |t| format!(", PyTorch {t:.1} GFLOP/s"))
+    );
+    if let Some(v) = torch.as_ref().and_then(|t| t.get("torch_version")) {
+        println!("PyTorch {v}");
+    }
+    println!("GEMM-bound time = FLOPs / {machine_gemm:.1} GFLOP/s (the faster measured sgemm)\n");
+    println!("| workload | nabla | PyTorch | nabla / PyTorch | GEMM-bound | nabla / bound |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for w in Workload::all() {
+        let Measured { seconds, flops } = w.run(&data, args.repeats)?;
+        let t = torch
+            .as_ref()
+            .and_then(|t| t.get(w.name()))
+            .and_then(|v| v.as_f64());
+        let bound = flops / (machine_gemm * 1e9);
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            w.name(),
+            fmt_time(seconds),
+            t.map_or("-".into(), fmt_time),
+            t.map_or("-".into(), |t| format!("{:.3}", seconds / t)),
+            fmt_time(bound),
+            seconds / bound
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The nabla side of each workload.
+
+use anyhow::Result;
+use nabla::autograd::{Reduction, Tape, Target};
+use nabla::nn::{Activation, Init, MlpConfig, Module, Sequential};
+use nabla::optim::{Method, Optimizer, OptimizerConfig};
+use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
+use nabla_data::{Batches, Dataset};
+use std::time::Instant;
+
+/// A benchmark workload, named as in the PyTorch script.
+pub enum Workload {
+    Epoch {
+        name: &'static str,
+        hidden: &'static [usize],
+        activation: Activation,
+    },
+    Step {
+        name: &'static str,
+        batch: usize,
+    },
+    Inference {
+        name: &'static str,
+        batch: usize,
+    },
+}
+
+/// A median time and the FLOPs the work needs.
+pub struct Measured {
+    pub seconds: f64,
+    pub flops: f64,
+}
+
+impl Workload {
+    pub fn all() -> Vec<Workload> {
+        vec![
+            Workload::Epoch {
+                name: "epoch 784-100-10 sigmoid",
+                hidden: &[100],
+                activation: Activation::Sigmoid,
+            },
+            Workload::Epoch {
+                name: "epoch 784-128-64-10 relu",
+                hidden: &[128, 64],
+                activation: Activation::Relu,
+            },
+            Workload::Step {
+                name: "step batch 1",
+                batch: 1,
+            },
+            Workload::Step {
+                name: "step batch 10",
+                batch: 10,
+            },
+            Workload::Step {
+                name: "step batch 100",
+                batch: 100,
+            },
+            Workload::Step {
+                name: "step batch 1000",
+                batch: 1000,
+            },
+            Workload::Inference {
+                name: "inference batch 1",
+                batch: 1,
+            },
+            Workload::Inference {
+                name: "inference batch 1000",
+                batch: 1000,
+            },
+        ]
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Epoch { name, .. }
+            | Workload::Step { name, .. }
+            | Workload::Inference { name, .. } => name,
+        }
+    }
+
+    pub fn run(&self, data: &Dataset, repeats: usize) -> Result<Measured> {
+        match *self {
+            Workload::Epoch {
+                hidden, activation, ..
+            } => {
+                let mut net = network(hidden, activation)?;
+                let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
+                let mut rng = Rng::seed(0);
+                let seconds = median(repeats, || epoch(&mut net, &mut opt, data, &mut rng))?;
+                Ok(Measured {
+                    seconds,
+                    flops: data.len() as f64 * train_flops_per_sample(hidden),
+                })
+            }
+            Workload::Step { batch, .. } => {
+                let mut net = network(&[100], Activation::Sigmoid)?;
+                let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
+                let b = data.batch(&(0..batch.min(data.len())).collect::<Vec<_>>())?;
+                let steps = (2000 / batch).max(20);
+                let seconds = median(repeats, || {
+                    for _ in 0..steps {
+                        step(&mut net, &mut opt, &b.x, &b.labels)?;
+                    }
+                    Ok(())
+                })? / steps as f64;
+                Ok(Measured {
+                    seconds,
+                    flops: batch as f64 * train_flops_per_sample(&[100]),
+                })
+            }
+            Workload::Inference { batch, .. } => {
+                let net = network(&[100], Activation::Sigmoid)?;
+                let b = data.batch(&(0..batch.min(data.len())).collect::<Vec<_>>())?;
+                let calls = (20_000 / batch).max(20);
+                let seconds = median(repeats, || {
+                    for _ in 0..calls {
+                        infer(&net, &b.x)?;
+                    }
+                    Ok(())
+                })? / calls as f64;
+                Ok(Measured {
+                    seconds,
+                    flops: batch as f64 * 2.0 * weights(&[100]),
+                })
+            }
+        }
+    }
+}
+
+fn network(hidden: &[usize], activation: Activation) -> Result<Sequential<f32>> {
+    Ok(MlpConfig::new(784, hidden, 10)
+        .activation(activation)
+        .with_init(Init::Xavier)
+        .init(&mut Rng::seed(1))?)
+}
+
+/// Multiply-adds per sample of all layers, counted once.
+fn weights(hidden: &[usize]) -> f64 {
+    let sizes: Vec<usize> = std::iter::once(784)
+        .chain(hidden.iter().copied())
+        .chain([10])
+        .collect();
+    sizes.windows(2).map(|p| (p[0] * p[1]) as f64).sum()
+}
+
+/// Training FLOPs per sample: forward (2 per weight), the weight gradient (2),
+/// and the input gradient (2) for every layer but the first.
+fn train_flops_per_sample(hidden: &[usize]) -> f64 {
+    let first = 784.0 * *hidden.first().unwrap_or(&10) as f64;
+    6.0 * weights(hidden) - 2.0 * first
+}
+
+fn median(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?; // warm-up
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// One training step: forward, softmax cross-entropy, backward, SGD update.
+pub fn step(
+    net: &mut Sequential<f32>,
+    opt: &mut Optimizer<f32>,
+    x: &Tensor<f32>,
+    labels: &[usize],
+) -> Result<()> {
+    let grads = {
+        let tape = Tape::new();
+        let logits = net.forward(tape.constant(x.clone()))?;
+        let loss =
+            logits.softmax_cross_entropy(Target::Indices(labels.to_vec()), Reduction::Mean)?;
+        tape.backward(loss)?
+    };
+    opt.step(&mut net.params_mut(), &grads)?;
+    Ok(())
+}
+
+fn epoch(
+    net: &mut Sequential<f32>,
+    opt: &mut Optimizer<f32>,
+    data: &Dataset,
+    rng: &mut Rng,
+) -> Result<()> {
+    let batches = Batches::new(data.len(), 100, false, Some(rng))?;
+    for idx in batches.iter() {
+        let b = data.batch(idx)?;
+        step(net, opt, &b.x, &b.labels)?;
+    }
+    Ok(())
+}
+
+fn infer(net: &Sequential<f32>, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+    let tape = Tape::new();
+    tape.set_grad_enabled(false);
+    Ok(net.forward(tape.constant(x.clone()))?.value())
+}
+
+/// nabla's sgemm rate on 1024³ in GFLOP/s (median of `repeats` runs of 10 products).
+pub fn sgemm_rate(repeats: usize) -> Result<f64> {
+    let mut rng = Rng::seed(3);
+    let a: Tensor<f32> = rng.normal(&[1024, 1024], 0.0, 1.0);
+    let b: Tensor<f32> = rng.normal(&[1024, 1024], 0.0, 1.0);
+    let mut c = Tensor::zeros(&[1024, 1024]);
+    let t = median(repeats, || {
+        for _ in 0..10 {
+            gemm_into(&mut c, &a, Transpose::No, &b, Transpose::No, false)?;
+        }
+        Ok(())
+    })? / 10.0;
+    Ok(2.0 * 1024f64.powi(3) / t / 1e9)
+}
