@@ -58,6 +58,24 @@ impl<T: Float> Gradients<T> {
         self.params.iter()
     }
 
+    /// Adds another store's *parameter* gradients into this one (node
+    /// gradients belong to one tape and are left alone). Used to combine the
+    /// gradients of the shards of a batch, in a fixed order.
+    ///
+    /// # Errors
+    /// If a parameter's gradients have different shapes in the two stores.
+    pub fn add_param_grads(&mut self, other: &Gradients<T>) -> Result<()> {
+        for (id, g) in &other.params {
+            match self.params.entry(*id) {
+                Entry::Occupied(mut e) => e.get_mut().add_scaled_(T::ONE, g)?,
+                Entry::Vacant(e) => {
+                    e.insert(g.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sets every stored gradient to zero, keeping the buffers for reuse.
     pub fn zero(&mut self) {
         for g in self.nodes.iter_mut().flatten() {

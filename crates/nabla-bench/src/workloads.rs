@@ -1,7 +1,7 @@
 //! The nabla side of each workload.
 
 use anyhow::Result;
-use nabla::autograd::{Reduction, Tape, Target};
+use nabla::autograd::Tape;
 use nabla::nn::{Activation, Init, MlpConfig, Module, Sequential};
 use nabla::optim::{Method, Optimizer, OptimizerConfig};
 use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
@@ -163,21 +163,14 @@ fn median(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-/// One training step: forward, softmax cross-entropy, backward, SGD update.
+/// One training step, exactly as the trainer runs it (sharded, in parallel).
 pub fn step(
     net: &mut Sequential<f32>,
     opt: &mut Optimizer<f32>,
     x: &Tensor<f32>,
     labels: &[usize],
 ) -> Result<()> {
-    let grads = {
-        let tape = Tape::new();
-        let logits = net.forward(tape.constant(x.clone()))?;
-        let loss =
-            logits.softmax_cross_entropy(Target::Indices(labels.to_vec()), Reduction::Mean)?;
-        tape.backward(loss)?
-    };
-    opt.step(&mut net.params_mut(), &grads)?;
+    nabla_train::train_step(net, opt, x, labels)?;
     Ok(())
 }
 

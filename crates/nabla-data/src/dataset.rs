@@ -224,10 +224,16 @@ impl Dataset {
                 format!("index {bad} is out of range for {} images", self.len()),
             ));
         }
+        // p / 255 for every byte value, computed once: a table lookup per pixel
+        // gives exactly the values of the division, several times faster.
+        static SCALE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
+        let table = SCALE.get_or_init(|| std::array::from_fn(|p| p as f32 / 255.0));
         let s = self.image_size();
-        let mut x = Vec::with_capacity(indices.len() * s);
-        for &i in indices {
-            x.extend(self.pixels(i).iter().map(|&p| p as f32 / 255.0));
+        let mut x = vec![0.0f32; indices.len() * s];
+        for (row, &i) in x.chunks_exact_mut(s.max(1)).zip(indices) {
+            for (out, &p) in row.iter_mut().zip(self.pixels(i)) {
+                *out = table[p as usize];
+            }
         }
         let x = Tensor::from_vec(x, &[indices.len(), s])
             .map_err(|e| DataError::invalid("batch", e.to_string()))?;

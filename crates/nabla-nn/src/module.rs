@@ -6,7 +6,10 @@ use nabla_tensor::Float;
 /// A layer or a network: a forward pass plus a walk over named parameters.
 ///
 /// Implement `forward`, the two visitors and `describe`; the rest is provided.
-pub trait Module<T: Float> {
+/// Layers are `Send + Sync` so that the shards of a batch can run their
+/// forward and backward passes on several threads at once (see
+/// `nabla_train::train_step`).
+pub trait Module<T: Float>: Send + Sync {
     /// Computes the output for a batch `x` (first axis = samples).
     ///
     /// # Errors

@@ -2,8 +2,8 @@
 
 use crate::checkpoint::{write_checkpoint, Checkpoint};
 use crate::metrics::{evaluate, EpochMetrics};
+use crate::step::train_step;
 use crate::{Result, TrainError};
-use nabla_autograd::{Reduction, Tape, Target};
 use nabla_data::{batches_per_epoch, Batches, Dataset};
 use nabla_nn::{ModelSpec, Module, Sequential};
 use nabla_optim::{LrSchedule, Optimizer};
@@ -290,23 +290,13 @@ impl Trainer {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, indices) in batches.iter().enumerate() {
             let batch = train.batch(indices)?;
-            // The tape (and with it every shared reference to the weights) is
-            // dropped before the update, so the optimiser writes in place.
-            let (grads, loss, right) = {
-                let tape = Tape::new();
-                let logits = self.model.forward(tape.constant(batch.x))?;
-                let loss = logits.softmax_cross_entropy(
-                    Target::Indices(batch.labels.clone()),
-                    Reduction::Mean,
-                )?;
-                let predicted = logits.value().argmax_axis(1)?;
-                let right = predicted
-                    .iter()
-                    .zip(&batch.labels)
-                    .filter(|(p, l)| p == l)
-                    .count();
-                (tape.backward(loss)?, loss.item()? as f64, right)
-            };
+            let outcome = train_step(
+                &mut self.model,
+                &mut self.optimizer,
+                &batch.x,
+                &batch.labels,
+            )?;
+            let (loss, right) = (outcome.loss, outcome.correct);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -314,7 +304,6 @@ impl Trainer {
                     loss,
                 });
             }
-            self.optimizer.step(&mut self.model.params_mut(), &grads)?;
             loss_sum += loss * indices.len() as f64;
             correct += right;
             seen += indices.len();

@@ -221,3 +221,48 @@ fn bad_configurations_are_errors() {
         .to_string()
         .contains("make no batch"));
 }
+
+#[test]
+fn one_and_two_threads_give_bit_identical_weights() {
+    let (train, _) = data(1000);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // Batch 100 is cut into two shards that really run on two threads here.
+            let mut t = trainer(
+                OptimizerConfig::new(Method::adam(), 0.01),
+                TrainConfig {
+                    epochs: 1,
+                    batch_size: 100,
+                    seed: 3,
+                    ..Default::default()
+                },
+            );
+            t.fit(&train, None, None, &mut Silent).unwrap();
+            t.model
+                .named_params()
+                .into_iter()
+                .map(|(_, p)| p.value().clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(
+        one.iter().zip(&two).all(|(a, b)| a == b),
+        "weights differ between 1 and 2 threads"
+    );
+}
+
+#[test]
+fn shards_depend_only_on_the_batch_size() {
+    use nabla_train::{shard_ranges, SHARD_ROWS};
+    assert_eq!(shard_ranges(1), vec![0..1]);
+    assert_eq!(shard_ranges(SHARD_ROWS), vec![0..SHARD_ROWS]);
+    assert_eq!(shard_ranges(100), vec![0..50, 50..100]);
+    let r = shard_ranges(1000);
+    assert_eq!(r.len(), 16);
+    assert!(r.iter().all(|s| s.len() <= SHARD_ROWS) && r.last().unwrap().end == 1000);
+}
