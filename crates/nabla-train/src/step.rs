@@ -47,7 +47,7 @@ pub fn train_step(
     labels: &[usize],
 ) -> Result<StepOutcome> {
     let rows = x.dims().first().copied().unwrap_or(0);
-    let width = if rows == 0 { 0 } else { x.len() / rows };
+    let width = x.len().checked_div(rows).unwrap_or(0);
     train_step_with(model, optimizer, rows, |range| {
         if range.len() == rows {
             return Ok((x.clone(), labels.to_vec()));
