@@ -99,10 +99,16 @@ fn fmt_time(s: f64) -> String {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
-        .build_global()
+        .build()
         .context("thread pool")?;
+    // Everything runs on a worker of the pool, so parallel sections inside a
+    // step are cheap work-stealing joins, not wake-ups of sleeping threads.
+    pool.install(|| run(args))
+}
+
+fn run(args: Args) -> Result<()> {
     let data = nabla_data::Dataset::load_dir(&args.data_dir, nabla_data::DatasetKind::Mnist)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?
         .train;

@@ -1,7 +1,7 @@
 //! `nabla train`.
 
 use crate::progress::Progress;
-use crate::{check_writable_parent, data_source, set_threads};
+use crate::{check_writable_parent, data_source, thread_pool};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nabla::nn::{
@@ -218,7 +218,10 @@ fn schedule(a: &TrainArgs) -> LrSchedule {
 
 /// Runs `nabla train`.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
-    set_threads(a.threads)?;
+    thread_pool(a.threads)?.install(|| train(a))
+}
+
+fn train(a: TrainArgs) -> Result<ExitCode> {
     if a.batch_size == 0 {
         bail!("--batch-size 0: must be at least 1");
     }

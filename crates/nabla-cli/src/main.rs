@@ -102,15 +102,14 @@ fn argument_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Sets the number of threads used by matrix products (0 = all cores).
-fn set_threads(threads: usize) -> anyhow::Result<()> {
-    if threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()
-            .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
-    }
-    Ok(())
+/// A thread pool of `threads` workers (0: one per core). Work is run inside
+/// it with `install`, so the parallel sections of a training step are cheap
+/// work-stealing joins between workers rather than wake-ups from outside.
+fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))
 }
 
 /// Where a file argument would be written, checked before long work starts.
