@@ -22,6 +22,7 @@ struct Args {
     threads: usize,
     repeats: usize,
     pytorch: bool,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +36,7 @@ fn parse_args() -> Result<Args> {
         threads: 2,
         repeats: 5,
         pytorch: true,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,8 +46,9 @@ fn parse_args() -> Result<Args> {
             "--threads" => args.threads = value("--threads")?.parse().context("--threads")?,
             "--repeats" => args.repeats = value("--repeats")?.parse().context("--repeats")?,
             "--no-pytorch" => args.pytorch = false,
+            "--only" => args.only = Some(value("--only")?),
             "-h" | "--help" => {
-                println!("usage: nabla-bench [--data-dir DIR] [--threads N] [--repeats N] [--no-pytorch]");
+                println!("usage: nabla-bench [--data-dir DIR] [--threads N] [--repeats N] [--no-pytorch] [--only TEXT]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (see --help)"),
@@ -121,7 +124,7 @@ fn run(args: Args) -> Result<()> {
     );
     // PyTorch first, so the two sides never compete for the cores.
     let torch = pytorch(&args)?;
-    let nabla_gemm = workloads::sgemm_rate(args.repeats)?;
+    let nabla_gemm = workloads::sgemm_rate(args.repeats.min(5))?;
     let torch_gemm = torch
         .as_ref()
         .and_then(|t| t.get("sgemm 1024 GFLOP/s"))
@@ -137,7 +140,18 @@ fn run(args: Args) -> Result<()> {
     println!("GEMM-bound time = FLOPs / {machine_gemm:.1} GFLOP/s (the faster measured sgemm)\n");
     println!("| workload | nabla | PyTorch | nabla / PyTorch | GEMM-bound | nabla / bound |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for w in Workload::all() {
+    // --only TEXT: the workload of that name, or else every workload whose name contains it.
+    let all = Workload::all();
+    let exact = args
+        .only
+        .as_ref()
+        .is_some_and(|o| all.iter().any(|w| w.name() == o));
+    let selected = all.into_iter().filter(|w| match &args.only {
+        None => true,
+        Some(o) if exact => w.name() == o,
+        Some(o) => w.name().contains(o.as_str()),
+    });
+    for w in selected {
         let Measured { seconds, flops } = w.run(&data, args.repeats)?;
         let t = torch
             .as_ref()

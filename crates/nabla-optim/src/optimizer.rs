@@ -98,7 +98,15 @@ impl<T: Float> Optimizer<T> {
                 continue;
             };
             let grad = grad.clone();
-            update(&c, t, scale, param.value_mut(), &grad, buffers);
+            let mut state: Vec<&mut [T]> = buffers.iter_mut().map(|b| b.data_mut()).collect();
+            update(
+                &c,
+                t,
+                scale,
+                param.value_mut().data_mut(),
+                grad.data(),
+                &mut state,
+            );
         }
         Ok(())
     }
@@ -140,81 +148,73 @@ impl<T: Float> Optimizer<T> {
     }
 }
 
-/// Applies one step of the method to one parameter, element by element.
+/// Applies one step of the method to the elements of one parameter.
+///
+/// The regularised, clipped gradient is materialised only when regularisation
+/// or clipping is on; otherwise the raw gradient is used directly. Either way
+/// each method's loop is a plain zip over slices, which the compiler vectorises.
 fn update<T: Float>(
     c: &OptimizerConfig,
     t: i32,
     scale: f64,
-    w: &mut Tensor<T>,
-    grad: &Tensor<T>,
-    buffers: &mut [Tensor<T>],
+    w: &mut [T],
+    grad: &[T],
+    buffers: &mut [&mut [T]],
 ) {
     let lr = T::from_f64(c.lr);
-    let scale = T::from_f64(scale);
     let decoupled = matches!(c.method, Method::AdamW { .. });
     let wd = T::from_f64(c.weight_decay);
     let l1 = T::from_f64(c.l1);
-    let w = w.data_mut();
-    let g_raw = grad.data();
-    // The regularised gradient of element i.
-    let reg = |i: usize, w: T| {
-        let mut g = g_raw[i] * scale;
-        if !decoupled && wd != T::ZERO {
-            g += wd * w;
-        }
-        if l1 != T::ZERO {
-            g += l1 * sign(w);
-        }
-        g
-    };
+    let scale = T::from_f64(scale);
+    let coupled_wd = if decoupled { T::ZERO } else { wd };
+    let regularised: Option<Vec<T>> = (scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO)
+        .then(|| {
+            grad.iter()
+                .zip(w.iter())
+                .map(|(&g, &wi)| g * scale + coupled_wd * wi + l1 * sign(wi))
+                .collect()
+        });
+    let g: &[T] = regularised.as_deref().unwrap_or(grad);
     match c.method {
         Method::Sgd => {
-            for (i, wi) in w.iter_mut().enumerate() {
-                *wi -= lr * reg(i, *wi);
+            for (wi, &gi) in w.iter_mut().zip(g) {
+                *wi -= lr * gi;
             }
         }
         Method::Momentum { momentum } | Method::Nesterov { momentum } => {
             let nesterov = matches!(c.method, Method::Nesterov { .. });
             let mu = T::from_f64(momentum);
-            let v = buffers[0].data_mut();
-            for i in 0..w.len() {
-                let g = reg(i, w[i]);
-                v[i] = mu * v[i] + g;
-                w[i] -= lr * if nesterov { g + mu * v[i] } else { v[i] };
+            for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+                *vi = mu * *vi + gi;
+                *wi -= lr * if nesterov { gi + mu * *vi } else { *vi };
             }
         }
         Method::AdaGrad { eps } => {
             let eps = T::from_f64(eps);
-            let h = buffers[0].data_mut();
-            for i in 0..w.len() {
-                let g = reg(i, w[i]);
-                h[i] += g * g;
-                w[i] -= lr * g / (h[i].sqrt() + eps);
+            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+                *hi += gi * gi;
+                *wi -= lr * gi / (hi.sqrt() + eps);
             }
         }
         Method::RmsProp { alpha, eps } => {
             let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
-            let h = buffers[0].data_mut();
-            for i in 0..w.len() {
-                let g = reg(i, w[i]);
-                h[i] = a * h[i] + (T::ONE - a) * g * g;
-                w[i] -= lr * g / (h[i].sqrt() + eps);
+            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+                *hi = a * *hi + (T::ONE - a) * gi * gi;
+                *wi -= lr * gi / (hi.sqrt() + eps);
             }
         }
         Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
             let (b1, b2, eps) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
             let c1 = T::ONE / (T::ONE - T::from_f64(beta1.powi(t)));
             let c2 = T::ONE / (T::ONE - T::from_f64(beta2.powi(t)));
+            // AdamW's decay multiplies w by (1 - lr·λ) before the Adam step.
+            let keep = if decoupled { T::ONE - lr * wd } else { T::ONE };
             let (m_buf, v_buf) = buffers.split_at_mut(1);
-            let (m, v) = (m_buf[0].data_mut(), v_buf[0].data_mut());
-            for i in 0..w.len() {
-                if decoupled && wd != T::ZERO {
-                    w[i] -= lr * wd * w[i];
-                }
-                let g = reg(i, w[i]);
-                m[i] = b1 * m[i] + (T::ONE - b1) * g;
-                v[i] = b2 * v[i] + (T::ONE - b2) * g * g;
-                w[i] -= lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps);
+            let moments = m_buf[0].iter_mut().zip(v_buf[0].iter_mut());
+            for ((wi, &gi), (mi, vi)) in w.iter_mut().zip(g).zip(moments) {
+                *mi = b1 * *mi + (T::ONE - b1) * gi;
+                *vi = b2 * *vi + (T::ONE - b2) * gi * gi;
+                *wi = *wi * keep - lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
             }
         }
     }

@@ -37,19 +37,74 @@ pub fn gemm_into<T: Float>(
 ) -> Result<()> {
     let (m, k, n) = product_dims(a, ta, b, tb)?;
     dst.expect_shape("matmul", &Shape::new(&[m, n]))?;
-    let (ar, ac) = a.as_matrix_dims("matmul")?;
-    let (br, bc) = b.as_matrix_dims("matmul")?;
-    debug_assert_eq!(ar * ac, m * k);
-    debug_assert_eq!(br * bc, k * n);
+    let out = dst.data_mut();
+    // SAFETY: `out` is a live, uniquely borrowed buffer of exactly m·n elements,
+    // and the operands' shapes were checked by `product_dims`.
+    unsafe { gemm_unchecked(out.as_mut_ptr(), (m, k, n), a, ta, b, tb, accumulate) };
+    Ok(())
+}
+
+/// The product into `dst`, which must point to `m·n` writable elements that do
+/// not overlap `a` or `b`. With `accumulate = false` every element is written
+/// and none is read, so `dst` may be uninitialised.
+///
+/// # Safety
+/// `dst` must be valid for reads (if `accumulate`) and writes of `m·n`
+/// elements, and `(m, k, n)` must be the checked dimensions of `op(a) · op(b)`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_unchecked<T: Float>(
+    dst: *mut T,
+    (m, k, n): (usize, usize, usize),
+    a: &Tensor<T>,
+    ta: Transpose,
+    b: &Tensor<T>,
+    tb: Transpose,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
-        return Ok(());
+        return;
     }
-    if k == 0 {
-        if !accumulate {
-            dst.fill_(T::ZERO);
+    if k <= 1 {
+        // An outer product (or, for k = 0, zero): a direct loop beats the
+        // general kernel's packing. op(a) is a column and op(b) a row, both
+        // contiguous whatever the transposes.
+        let (av, bv) = (a.data(), b.data());
+        for (i, &a_i) in av
+            .iter()
+            .chain(std::iter::repeat(&T::ZERO))
+            .take(m)
+            .enumerate()
+        {
+            let ai = if k == 1 { a_i } else { T::ZERO };
+            if accumulate {
+                // SAFETY: row i of dst is initialised (we accumulate into it) and in bounds.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(i * n), n) };
+                for (d, &bj) in row.iter_mut().zip(bv) {
+                    *d += ai * bj;
+                }
+            } else {
+                // SAFETY: row i of dst is in bounds; viewed as MaybeUninit it may be uninitialised.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        dst.add(i * n).cast::<std::mem::MaybeUninit<T>>(),
+                        n,
+                    )
+                };
+                if k == 1 {
+                    for (d, &bj) in row.iter_mut().zip(bv) {
+                        d.write(ai * bj);
+                    }
+                } else {
+                    row.iter_mut().for_each(|d| {
+                        d.write(T::ZERO);
+                    });
+                }
+            }
         }
-        return Ok(());
+        return;
     }
+    let (_, ac) = (a.dims()[0], a.dims()[1]);
+    let bc = b.dims()[1];
     // (column stride, row stride) of op(x) in elements.
     let (a_cs, a_rs) = match ta {
         Transpose::No => (1, ac as isize),
@@ -65,28 +120,26 @@ pub fn gemm_into<T: Float>(
     } else {
         gemm::Parallelism::None
     };
-    let dst_ptr = dst.data_mut().as_mut_ptr();
-    let (a_ptr, b_ptr) = (a.data().as_ptr(), b.data().as_ptr());
     // gemm dispatches on TypeId; only f32 and f64 implement `Float`.
     debug_assert!(
         TypeId::of::<T>() == TypeId::of::<f32>() || TypeId::of::<T>() == TypeId::of::<f64>()
     );
-    // SAFETY: the shapes were checked above, so every (row, col) the strides
-    // reach lies inside its buffer; `dst` is uniquely borrowed and does not alias
-    // `a` or `b` (it is `&mut`, they are `&`); the dimensions are non-zero.
+    // SAFETY: the caller guarantees dst holds m·n elements (read only when
+    // `accumulate`); the strides above address op(a) (m×k) and op(b) (k×n)
+    // inside their buffers, whose shapes were checked; dst does not alias them.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst_ptr,
+            dst,
             1,
             n as isize,
             accumulate,
-            a_ptr,
+            a.data().as_ptr(),
             a_cs,
             a_rs,
-            b_ptr,
+            b.data().as_ptr(),
             b_cs,
             b_rs,
             T::ONE,
@@ -97,7 +150,6 @@ pub fn gemm_into<T: Float>(
             parallelism,
         );
     }
-    Ok(())
 }
 
 /// (m, k, n) of `op(a) · op(b)`, checking that the inner dimensions agree.
@@ -146,10 +198,16 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// As [`Tensor::matmul`].
     pub fn matmul_t(&self, ta: Transpose, rhs: &Tensor<T>, tb: Transpose) -> Result<Tensor<T>> {
-        let (m, _, n) = product_dims(self, ta, rhs, tb)?;
-        let mut out = Tensor::zeros(&[m, n]);
-        gemm_into(&mut out, self, ta, rhs, tb, false)?;
-        Ok(out)
+        let dims = product_dims(self, ta, rhs, tb)?;
+        let (m, _, n) = dims;
+        let mut data: Vec<T> = Vec::with_capacity(m * n);
+        // SAFETY: the spare capacity holds m·n elements and is not shared; with
+        // accumulate = false every one of them is written before `set_len`.
+        unsafe {
+            gemm_unchecked(data.as_mut_ptr(), dims, self, ta, rhs, tb, false);
+            data.set_len(m * n);
+        }
+        Tensor::from_vec(data, &[m, n])
     }
 }
 
@@ -175,7 +233,14 @@ mod tests {
     #[test]
     fn gemm_wrapper_matches_naive_loop_in_every_transpose() {
         let mut rng = Rng::seed(7);
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 2), (17, 33, 9), (70, 80, 90)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 1, 7),
+            (3, 5, 2),
+            (17, 33, 9),
+            (70, 80, 90),
+            (4, 0, 3),
+        ] {
             let a: Tensor<f64> = rng.normal(&[m, k], 0.0, 1.0);
             let b: Tensor<f64> = rng.normal(&[k, n], 0.0, 1.0);
             let want = naive(&a, &b);
