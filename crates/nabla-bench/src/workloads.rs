@@ -208,3 +208,18 @@ pub fn sgemm_rate(repeats: usize) -> Result<f64> {
     })? / 10.0;
     Ok(2.0 * 1024f64.powi(3) / t / 1e9)
 }
+
+/// Allocations made by one training step after warm-up steps (the mean over 20).
+pub fn allocations_per_step(data: &Dataset, counter: impl Fn() -> u64) -> Result<f64> {
+    let mut net = network(&[100], Activation::Sigmoid)?;
+    let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
+    let b = data.batch(&(0..100.min(data.len())).collect::<Vec<_>>())?;
+    for _ in 0..5 {
+        step(&mut net, &mut opt, &b.x, &b.labels)?;
+    }
+    let before = counter();
+    for _ in 0..20 {
+        step(&mut net, &mut opt, &b.x, &b.labels)?;
+    }
+    Ok((counter() - before) as f64 / 20.0)
+}
