@@ -227,6 +227,23 @@ fn resume_continues_from_the_checkpoint() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("resuming at epoch 2"), "{}", stdout(&o));
     assert!(stdout(&o).contains("epoch   2/2"));
+    // --init-weights starts a new run from a saved model (its architecture wins over --hidden).
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "99",
+            "--epochs",
+            "1",
+            "--init-weights",
+            "r.safetensors",
+            "--out",
+            "w.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("mlp 784-16-10 relu"), "{}", stdout(&o));
     // A model file is not a checkpoint.
     let o = nabla(&["train", "--epochs", "3", "--resume", "r.safetensors"], d);
     fails_with(&o, "not a checkpoint");
