@@ -75,7 +75,7 @@ pub struct TrainArgs {
     /// Seed of initialisation, validation split and shuffling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Threads for matrix products (0: all cores).
+    /// Threads for training (0: one per core); results are identical for any number.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Where to save the trained model.
