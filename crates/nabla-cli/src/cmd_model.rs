@@ -43,7 +43,7 @@ pub struct DownloadArgs {
     /// Which dataset.
     #[arg(long, default_value = "mnist")]
     dataset: String,
-    /// Where to put the files (default: ~/.cache/nabla/<dataset>).
+    /// Where to put the files (default: ~/.cache/nabla/DATASET).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Base address of the mirror (default: the dataset's public mirror).

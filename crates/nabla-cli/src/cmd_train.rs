@@ -81,7 +81,7 @@ pub struct TrainArgs {
     /// Where to save the trained model.
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
-    /// Checkpoint written after every epoch (default: <out>.ckpt).
+    /// Checkpoint written after every epoch (default: OUT.ckpt, next to --out).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Write one JSON line of metrics per epoch to this file.
