@@ -266,6 +266,36 @@ mod tests {
     }
 
     #[test]
+    fn large_parallel_products_are_correct_and_identical_on_any_thread_count() {
+        let mut rng = Rng::seed(11);
+        // ≥ 2^24 multiply-adds, so gemm splits them across the threads of the pool.
+        for &(m, k, n) in &[(300, 256, 300), (100, 400, 700)] {
+            let a: Tensor<f64> = rng.normal(&[m, k], 0.0, 1.0);
+            let bt: Tensor<f64> = rng.normal(&[n, k], 0.0, 1.0);
+            let want = naive(&a, &bt.transpose().unwrap());
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| a.matmul_t(Transpose::No, &bt, Transpose::Yes).unwrap())
+            };
+            let (one, two) = (run(1), run(2));
+            assert!(one.allclose(&want, 1e-12, 1e-10));
+            assert_eq!(one, two, "1 and 2 threads must agree bit for bit");
+            let (a32, b32) = (a.cast::<f32>(), bt.cast::<f32>());
+            let run32 = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| a32.matmul_t(Transpose::No, &b32, Transpose::Yes).unwrap())
+            };
+            assert_eq!(run32(1), run32(2));
+        }
+    }
+
+    #[test]
     fn f32_matches_f64() {
         let mut rng = Rng::seed(1);
         let a: Tensor<f64> = rng.normal(&[9, 4], 0.0, 1.0);
