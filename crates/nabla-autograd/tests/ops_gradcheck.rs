@@ -320,6 +320,7 @@ fn gradcheck_catches_a_wrong_backward_and_points_at_it() {
         vec![1],
         "the largest error is at x = 3 (analytic 3, numeric 6)"
     );
-    assert!((t.max_abs_diff - 3.0).abs() < 1e-4 || t.max_abs_diff > 0.1);
+    // The wrong backward is off by x·r (r: the random projection), far beyond tolerance.
+    assert!(t.max_abs_diff > 0.1, "{}", t.max_abs_diff);
     assert!(report.to_string().contains("FAILED"));
 }
