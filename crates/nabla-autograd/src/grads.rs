@@ -86,11 +86,26 @@ impl<T: Float> Gradients<T> {
         }
     }
 
+    /// Empties the store (as [`Gradients::new`] would) but keeps its memory,
+    /// so that a training loop can refill it every step without allocating.
+    pub fn clear(&mut self) {
+        self.tape_id = 0;
+        self.nodes.clear();
+        self.params.clear();
+    }
+
+    /// Drops the node gradients and keeps the parameter gradients (which
+    /// then no longer share buffers with node gradients, so adding into
+    /// them copies nothing).
+    pub fn clear_nodes(&mut self) {
+        self.nodes.clear();
+    }
+
     /// Adds the gradients of one backward pass.
     pub(crate) fn absorb(
         &mut self,
         tape_id: u64,
-        local: Vec<Option<Tensor<T>>>,
+        local: &mut Vec<Option<Tensor<T>>>,
         param_of: impl Fn(usize) -> Option<ParamId>,
     ) -> Result<()> {
         if self.tape_id != tape_id {
@@ -100,7 +115,7 @@ impl<T: Float> Gradients<T> {
         if self.nodes.len() < local.len() {
             self.nodes.resize(local.len(), None);
         }
-        for (id, g) in local.into_iter().enumerate() {
+        for (id, g) in local.drain(..).enumerate() {
             let Some(g) = g else { continue };
             if let Some(pid) = param_of(id) {
                 match self.params.entry(pid) {

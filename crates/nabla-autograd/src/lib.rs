@@ -45,7 +45,8 @@ pub use numeric::{
     gradient_descent, numerical_diff, numerical_gradient, numerical_gradient_with, Descent,
     DEFAULT_H,
 };
-pub use op::Op;
+pub use op::{InputGrads, Op, INLINE_INPUTS};
 pub use ops::loss::{Reduction, Target};
 pub use param::{Param, ParamId};
+pub use smallvec::smallvec;
 pub use tape::{Tape, Var};

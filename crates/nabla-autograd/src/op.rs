@@ -2,6 +2,16 @@
 
 use crate::Result;
 use nabla_tensor::{Float, Tensor};
+use smallvec::SmallVec;
+use std::any::Any;
+
+/// Inputs an op may have before its gradient list spills to the heap.
+pub const INLINE_INPUTS: usize = 4;
+
+/// One gradient per input of an op (`None` where none is needed), kept
+/// inline for up to [`INLINE_INPUTS`] inputs so backward allocates no list.
+/// Build one with `smallvec![...]` (re-exported by this crate).
+pub type InputGrads<T> = SmallVec<[Option<Tensor<T>>; INLINE_INPUTS]>;
 
 /// One differentiable operation: its forward and its backward, in one place.
 ///
@@ -13,7 +23,11 @@ use nabla_tensor::{Float, Tensor};
 /// `dx` of a first layer is skipped.
 ///
 /// Backward never mutates its inputs. See `docs/adding-an-op.md`.
-pub trait Op<T: Float>: 'static {
+///
+/// Ops are `Send` so that a tape can be kept and reused across threads, and
+/// `Any` so that a reused tape can recycle the storage of the op it recorded
+/// at the same position in the previous pass.
+pub trait Op<T: Float>: Any + Send {
     /// Name used in errors and reports.
     fn name(&self) -> &'static str;
 
@@ -33,5 +47,5 @@ pub trait Op<T: Float>: 'static {
         output: &Tensor<T>,
         grad_output: &Tensor<T>,
         needs_grad: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>>;
+    ) -> Result<InputGrads<T>>;
 }

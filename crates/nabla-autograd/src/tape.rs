@@ -1,7 +1,10 @@
 //! The tape: an append-only record of every operation, walked backwards.
 
+use crate::op::INLINE_INPUTS;
 use crate::{Error, Gradients, Op, Param, ParamId, Result};
 use nabla_tensor::{Float, Shape, Tensor};
+use smallvec::SmallVec;
+use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +13,7 @@ static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
 struct Node<T: Float> {
     value: Tensor<T>,
     requires_grad: bool,
-    inputs: Vec<usize>,
+    inputs: SmallVec<[usize; INLINE_INPUTS]>,
     op: Option<Box<dyn Op<T>>>,
     param: Option<ParamId>,
 }
@@ -18,12 +21,17 @@ struct Node<T: Float> {
 struct Inner<T: Float> {
     nodes: Vec<Node<T>>,
     grad_enabled: bool,
+    /// The ops of the pass before the last [`Tape::reset`], by position:
+    /// an op recorded at the same position with the same type reuses the box.
+    spare_ops: Vec<Option<Box<dyn Op<T>>>>,
 }
 
 /// The record of one computation (usually one forward pass).
 ///
 /// Create one per step, build the computation with [`Var`] methods, call
-/// [`Tape::backward`] and drop it. Values are shared with the tensors they came
+/// [`Tape::backward`] and drop it — or keep it and call [`Tape::reset`] before
+/// the next pass: a reused tape records a pass of the same shape (a training
+/// step) without allocating. Values are shared with the tensors they came
 /// from, so registering a parameter copies nothing.
 ///
 /// # Conventions
@@ -35,6 +43,8 @@ struct Inner<T: Float> {
 pub struct Tape<T: Float = f32> {
     id: u64,
     inner: RefCell<Inner<T>>,
+    /// Gradients by node during backward, kept to reuse their capacity.
+    scratch: RefCell<Vec<Option<Tensor<T>>>>,
 }
 
 /// A handle to one node of a [`Tape`]: cheap to copy, valid while the tape lives.
@@ -70,8 +80,28 @@ impl<T: Float> Tape<T> {
             inner: RefCell::new(Inner {
                 nodes: Vec::new(),
                 grad_enabled: true,
+                spare_ops: Vec::new(),
             }),
+            scratch: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Forgets every recorded node, so the tape can record a new pass; keeps
+    /// its memory (and the recorded ops, to reuse their storage). The values
+    /// the nodes held are released. Gradients stores filled from the old pass
+    /// keep their parameter gradients but no longer match its nodes.
+    pub fn reset(&mut self) {
+        self.id = NEXT_TAPE.fetch_add(1, Ordering::Relaxed);
+        let inner = self.inner.get_mut();
+        if inner.spare_ops.len() < inner.nodes.len() {
+            inner.spare_ops.resize_with(inner.nodes.len(), || None);
+        }
+        for (slot, node) in inner.spare_ops.iter_mut().zip(inner.nodes.drain(..)) {
+            if node.op.is_some() {
+                *slot = node.op;
+            }
+        }
+        inner.grad_enabled = true;
     }
 
     /// A leaf that requires grad (an input you want `∂L/∂x` for).
@@ -79,7 +109,7 @@ impl<T: Float> Tape<T> {
         self.push(Node {
             value,
             requires_grad: true,
-            inputs: vec![],
+            inputs: SmallVec::new(),
             op: None,
             param: None,
         })
@@ -90,7 +120,7 @@ impl<T: Float> Tape<T> {
         self.push(Node {
             value,
             requires_grad: false,
-            inputs: vec![],
+            inputs: SmallVec::new(),
             op: None,
             param: None,
         })
@@ -103,7 +133,7 @@ impl<T: Float> Tape<T> {
         self.push(Node {
             value: param.value().clone(),
             requires_grad,
-            inputs: vec![],
+            inputs: SmallVec::new(),
             op: None,
             param: Some(param.id()),
         })
@@ -150,31 +180,50 @@ impl<T: Float> Tape<T> {
         }
         let (values, any_requires, enabled) = {
             let inner = self.inner.borrow();
-            let values: Vec<Tensor<T>> = inputs
+            let values: SmallVec<[Tensor<T>; INLINE_INPUTS]> = inputs
                 .iter()
                 .map(|v| inner.nodes[v.id].value.clone())
                 .collect();
             let any = inputs.iter().any(|v| inner.nodes[v.id].requires_grad);
             (values, any, inner.grad_enabled)
         };
-        let refs: Vec<&Tensor<T>> = values.iter().collect();
+        let refs: SmallVec<[&Tensor<T>; INLINE_INPUTS]> = values.iter().collect();
         let value = op.forward(&refs)?;
+        drop(refs);
+        drop(values);
         let requires_grad = enabled && any_requires;
+        if !requires_grad {
+            return Ok(self.push(Node {
+                value,
+                requires_grad,
+                inputs: SmallVec::new(),
+                op: None,
+                param: None,
+            }));
+        }
+        let boxed = self.box_op(op);
         Ok(self.push(Node {
             value,
             requires_grad,
-            inputs: if requires_grad {
-                inputs.iter().map(|v| v.id).collect()
-            } else {
-                vec![]
-            },
-            op: if requires_grad {
-                Some(Box::new(op))
-            } else {
-                None
-            },
+            inputs: inputs.iter().map(|v| v.id).collect(),
+            op: Some(boxed),
             param: None,
         }))
+    }
+
+    /// Boxes `op` for the next node, in the box of the op recorded at that
+    /// position before the last reset when it has the same type.
+    fn box_op<O: Op<T>>(&self, op: O) -> Box<dyn Op<T>> {
+        let mut inner = self.inner.borrow_mut();
+        let position = inner.nodes.len();
+        if let Some(mut spare) = inner.spare_ops.get_mut(position).and_then(Option::take) {
+            let any: &mut dyn Any = spare.as_mut();
+            if let Some(slot) = any.downcast_mut::<O>() {
+                *slot = op;
+                return spare;
+            }
+        }
+        Box::new(op)
     }
 
     /// Back-propagates from a one-element output (a loss) with seed gradient 1
@@ -220,7 +269,9 @@ impl<T: Float> Tape<T> {
         }
         let inner = self.inner.borrow();
         seed.expect_shape("backward", inner.nodes[output.id].value.shape())?;
-        let mut local: Vec<Option<Tensor<T>>> = vec![None; output.id + 1];
+        let mut local = self.scratch.borrow_mut();
+        local.clear();
+        local.resize(output.id + 1, None);
         if inner.nodes[output.id].requires_grad {
             local[output.id] = Some(seed);
         }
@@ -230,9 +281,9 @@ impl<T: Float> Tape<T> {
                 continue;
             };
             let grad = grad.clone();
-            let input_values: Vec<&Tensor<T>> =
+            let input_values: SmallVec<[&Tensor<T>; INLINE_INPUTS]> =
                 node.inputs.iter().map(|&i| &inner.nodes[i].value).collect();
-            let needs: Vec<bool> = node
+            let needs: SmallVec<[bool; INLINE_INPUTS]> = node
                 .inputs
                 .iter()
                 .map(|&i| inner.nodes[i].requires_grad)
@@ -243,7 +294,7 @@ impl<T: Float> Tape<T> {
                 accumulate(&mut local[input], g)?;
             }
         }
-        grads.absorb(self.id, local, |id| inner.nodes[id].param)
+        grads.absorb(self.id, &mut local, |id| inner.nodes[id].param)
     }
 
     fn push(&self, node: Node<T>) -> Var<'_, T> {

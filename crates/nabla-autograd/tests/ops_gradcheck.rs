@@ -1,7 +1,9 @@
 //! Every op's backward against central differences in f64, on at least two
 //! shapes each (broadcasting included where it applies), plus hand-derived values.
 
-use nabla_autograd::{gradcheck, GradcheckOptions, Reduction, Result, Tape, Target, Var};
+use nabla_autograd::{
+    gradcheck, smallvec, GradcheckOptions, InputGrads, Reduction, Result, Tape, Target, Var,
+};
 use nabla_tensor::{Rng, Tensor};
 
 fn randn(rng: &mut Rng, dims: &[usize]) -> Tensor<f64> {
@@ -299,8 +301,8 @@ impl nabla_autograd::Op<f64> for BrokenSquare {
         _: &Tensor<f64>,
         g: &Tensor<f64>,
         _: &[bool],
-    ) -> Result<Vec<Option<Tensor<f64>>>> {
-        Ok(vec![Some(g.mul(x[0])?)])
+    ) -> Result<InputGrads<f64>> {
+        Ok(smallvec![Some(g.mul(x[0])?)])
     }
 }
 

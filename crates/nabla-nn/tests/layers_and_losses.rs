@@ -1,7 +1,9 @@
 //! Layers and losses against central differences in f64 (two shapes or more
 //! each), hand-derived values, PyTorch-compatible names, and the model check.
 
-use nabla_autograd::{gradcheck, GradcheckOptions, Param, Reduction, Result, Tape, Target, Var};
+use nabla_autograd::{
+    gradcheck, smallvec, GradcheckOptions, InputGrads, Param, Reduction, Result, Tape, Target, Var,
+};
 use nabla_nn::{
     check_layer_gradients, check_model_gradients, loss, Activation, Init, Linear, MlpConfig,
     ModelCheckOptions, Module, Relu, Sequential, Sigmoid, Softmax, Tanh,
@@ -156,8 +158,8 @@ impl nabla_autograd::Op<f64> for BrokenSquare {
         _: &Tensor<f64>,
         g: &Tensor<f64>,
         _: &[bool],
-    ) -> Result<Vec<Option<Tensor<f64>>>> {
-        Ok(vec![Some(g.mul(x[0])?)])
+    ) -> Result<InputGrads<f64>> {
+        Ok(smallvec![Some(g.mul(x[0])?)])
     }
 }
 

@@ -1,5 +1,6 @@
 //! The element types a tensor may hold.
 
+use crate::BufferPool;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -59,6 +60,10 @@ pub trait Float:
     /// True when neither infinite nor NaN.
     fn is_finite(self) -> bool;
 
+    /// The cache that tensors of this type take their buffers from and
+    /// return them to (see [`BufferPool`]).
+    fn buffer_pool() -> &'static BufferPool<Self>;
+
     /// Converts a count, e.g. a batch size, to this type.
     fn from_usize(v: usize) -> Self {
         Self::from_f64(v as f64)
@@ -71,6 +76,10 @@ macro_rules! impl_float {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const NAME: &'static str = $name;
+            fn buffer_pool() -> &'static BufferPool<Self> {
+                static POOL: BufferPool<$t> = BufferPool::new();
+                &POOL
+            }
             #[inline]
             fn from_f64(v: f64) -> Self {
                 v as $t

@@ -7,10 +7,9 @@ use crate::{Float, Result, Shape, Tensor, TensorError};
 impl<T: Float> Tensor<T> {
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(T) -> T) -> Tensor<T> {
-        Tensor::from_parts(
-            self.shape().clone(),
-            self.data().iter().map(|&v| f(v)).collect(),
-        )
+        Tensor::build(self.shape().clone(), |out| {
+            out.extend(self.data().iter().map(|&v| f(v)));
+        })
     }
 
     /// Combines two tensors elementwise with broadcasting (NumPy rules).
@@ -27,29 +26,30 @@ impl<T: Float> Tensor<T> {
         // Fast paths first: equal shapes, a scalar operand, and a trailing
         // operand such as a bias row (the common cases in a network).
         if self.shape() == other.shape() {
-            let data = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
-            return Ok(Tensor::from_parts(self.shape().clone(), data));
+            return Ok(Tensor::build(self.shape().clone(), |out| {
+                out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+            }));
         }
         if other.len() == 1 && other.rank() <= self.rank() {
             let y = b[0];
-            return Ok(Tensor::from_parts(
-                self.shape().clone(),
-                a.iter().map(|&x| f(x, y)).collect(),
-            ));
+            return Ok(Tensor::build(self.shape().clone(), |out| {
+                out.extend(a.iter().map(|&x| f(x, y)));
+            }));
         }
         let out = Shape::broadcast(op, self.shape(), other.shape())?;
         if &out == self.shape() && is_trailing(other.shape(), &out) && !b.is_empty() {
-            let mut data = Vec::with_capacity(a.len());
-            for row in a.chunks(b.len()) {
-                data.extend(row.iter().zip(b).map(|(&x, &y)| f(x, y)));
-            }
-            return Ok(Tensor::from_parts(out, data));
+            return Ok(Tensor::build(out, |data| {
+                for row in a.chunks(b.len()) {
+                    data.extend(row.iter().zip(b).map(|(&x, &y)| f(x, y)));
+                }
+            }));
         }
         let sa = self.shape().broadcast_strides(&out);
         let sb = other.shape().broadcast_strides(&out);
-        let mut data = Vec::with_capacity(out.numel());
-        for_each_broadcast(&out, &sa, &sb, |_, i, j| data.push(f(a[i], b[j])));
-        Ok(Tensor::from_parts(out, data))
+        let shape = out.clone();
+        Ok(Tensor::build(shape, |data| {
+            for_each_broadcast(&out, &sa, &sb, |_, i, j| data.push(f(a[i], b[j])));
+        }))
     }
 
     /// `self + other`, broadcasting.
@@ -135,21 +135,22 @@ impl<T: Float> Tensor<T> {
                 rhs: target.clone(),
             });
         }
-        let mut acc = vec![T::ZERO; target.numel()];
-        if is_trailing(target, &out) && !acc.is_empty() {
-            // e.g. a bias gradient: sum the rows in order.
-            for row in self.data().chunks(acc.len()) {
-                for (a, &g) in acc.iter_mut().zip(row) {
-                    *a += g;
+        Ok(Tensor::build(target.clone(), |acc| {
+            acc.resize(target.numel(), T::ZERO);
+            if is_trailing(target, &out) && !acc.is_empty() {
+                // e.g. a bias gradient: sum the rows in order.
+                for row in self.data().chunks(acc.len()) {
+                    for (a, &g) in acc.iter_mut().zip(row) {
+                        *a += g;
+                    }
                 }
+            } else {
+                let st = target.broadcast_strides(&out);
+                let own = out.strides();
+                let data = self.data();
+                for_each_broadcast(&out, &own, &st, |_, i, j| acc[j] += data[i]);
             }
-        } else {
-            let st = target.broadcast_strides(&out);
-            let own = out.strides();
-            let data = self.data();
-            for_each_broadcast(&out, &own, &st, |_, i, j| acc[j] += data[i]);
-        }
-        Ok(Tensor::from_parts(target.clone(), acc))
+        }))
     }
 }
 

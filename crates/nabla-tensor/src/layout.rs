@@ -98,12 +98,9 @@ impl<T: Float> Tensor<T> {
         let (n, c) = self.as_matrix_dims("gather_rows")?;
         check_labels("gather_rows", labels, n, c)?;
         let d = self.data();
-        let data = labels
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| d[i * c + l])
-            .collect();
-        Ok(Tensor::from_parts(Shape::new(&[n]), data))
+        Ok(Tensor::build(Shape::new(&[n]), |data| {
+            data.extend(labels.iter().enumerate().map(|(i, &l)| d[i * c + l]));
+        }))
     }
 
     /// One-hot rows: a `[labels.len(), classes]` tensor with a 1 at each label.
@@ -112,13 +109,14 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::IndexOutOfRange`] for a label ≥ `classes`.
     pub fn one_hot(labels: &[usize], classes: usize) -> Result<Tensor<T>> {
         check_labels("one_hot", labels, labels.len(), classes)?;
-        let mut data = vec![T::ZERO; labels.len() * classes];
-        for (i, &l) in labels.iter().enumerate() {
-            data[i * classes + l] = T::ONE;
-        }
-        Ok(Tensor::from_parts(
+        Ok(Tensor::build(
             Shape::new(&[labels.len(), classes]),
-            data,
+            |data| {
+                data.resize(labels.len() * classes, T::ZERO);
+                for (i, &l) in labels.iter().enumerate() {
+                    data[i * classes + l] = T::ONE;
+                }
+            },
         ))
     }
 

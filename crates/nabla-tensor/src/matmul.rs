@@ -200,14 +200,15 @@ impl<T: Float> Tensor<T> {
     pub fn matmul_t(&self, ta: Transpose, rhs: &Tensor<T>, tb: Transpose) -> Result<Tensor<T>> {
         let dims = product_dims(self, ta, rhs, tb)?;
         let (m, _, n) = dims;
-        let mut data: Vec<T> = Vec::with_capacity(m * n);
-        // SAFETY: the spare capacity holds m·n elements and is not shared; with
-        // accumulate = false every one of them is written before `set_len`.
-        unsafe {
-            gemm_unchecked(data.as_mut_ptr(), dims, self, ta, rhs, tb, false);
-            data.set_len(m * n);
-        }
-        Tensor::from_vec(data, &[m, n])
+        Ok(Tensor::build(Shape::new(&[m, n]), |data| {
+            // SAFETY: the pooled buffer is empty with capacity for exactly m·n
+            // elements and is not shared; with accumulate = false every one of
+            // them is written before `set_len`.
+            unsafe {
+                gemm_unchecked(data.as_mut_ptr(), dims, self, ta, rhs, tb, false);
+                data.set_len(m * n);
+            }
+        }))
     }
 }
 

@@ -29,7 +29,7 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::AxisOutOfRange`].
     pub fn reduced_shape(&self, op: &'static str, axis: usize, keepdim: bool) -> Result<Shape> {
         self.shape().split_at_axis(op, axis)?;
-        let mut dims = self.dims().to_vec();
+        let mut dims = crate::Dims::from_slice(self.dims());
         if keepdim {
             dims[axis] = 1;
         } else {

@@ -1,18 +1,26 @@
 //! Shapes and the broadcasting rule.
 
 use crate::{Result, TensorError};
+use smallvec::{smallvec, SmallVec};
 use std::fmt;
 
 /// The extent of each axis of a tensor, outermost first (row-major).
 ///
-/// A rank-0 shape `[]` is a scalar with one element.
+/// A rank-0 shape `[]` is a scalar with one element. Shapes of up to
+/// [`INLINE_RANK`] axes live inline, so making one never allocates.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(Vec<usize>);
+pub struct Shape(Dims);
+
+/// Axes a [`Shape`] holds without a heap allocation.
+pub const INLINE_RANK: usize = 6;
+
+/// Per-axis values (extents or strides), inline up to [`INLINE_RANK`] axes.
+pub type Dims = SmallVec<[usize; INLINE_RANK]>;
 
 impl Shape {
     /// A shape from its dimensions.
     pub fn new(dims: &[usize]) -> Self {
-        Shape(dims.to_vec())
+        Shape(Dims::from_slice(dims))
     }
 
     /// The dimensions, outermost first.
@@ -31,8 +39,8 @@ impl Shape {
     }
 
     /// Row-major strides, in elements.
-    pub fn strides(&self) -> Vec<usize> {
-        let mut strides = vec![1; self.0.len()];
+    pub fn strides(&self) -> Dims {
+        let mut strides: Dims = smallvec![1; self.0.len()];
         for i in (0..self.0.len().saturating_sub(1)).rev() {
             strides[i] = strides[i + 1] * self.0[i + 1];
         }
@@ -64,7 +72,7 @@ impl Shape {
     /// [`TensorError::ShapeMismatch`] naming `op` when the shapes are incompatible.
     pub fn broadcast(op: &'static str, lhs: &Shape, rhs: &Shape) -> Result<Shape> {
         let rank = lhs.rank().max(rhs.rank());
-        let mut out = vec![0; rank];
+        let mut out: Dims = smallvec![0; rank];
         for (i, slot) in out.iter_mut().enumerate() {
             let a = lhs.dim_from_right(rank - 1 - i);
             let b = rhs.dim_from_right(rank - 1 - i);
@@ -85,7 +93,7 @@ impl Shape {
     }
 
     /// Strides of `self` seen as broadcast to `out`: 0 along every broadcast axis.
-    pub(crate) fn broadcast_strides(&self, out: &Shape) -> Vec<usize> {
+    pub(crate) fn broadcast_strides(&self, out: &Shape) -> Dims {
         let own = self.strides();
         let offset = out.rank() - self.rank();
         (0..out.rank())
@@ -194,7 +202,7 @@ mod tests {
 
     #[test]
     fn strides_are_row_major() {
-        assert_eq!(Shape::new(&[2, 3, 4]).strides(), vec![12, 4, 1]);
+        assert_eq!(Shape::new(&[2, 3, 4]).strides().as_slice(), &[12, 4, 1]);
         assert_eq!(Shape::new(&[]).numel(), 1);
     }
 }

@@ -1,8 +1,54 @@
 //! The tensor type: a shape plus a shared, row-major buffer.
 
+use crate::pool::Buffer;
 use crate::{Float, Result, Shape, TensorError};
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::sync::Arc;
+
+/// A tensor's shared buffer. Dropping the last owner hands the buffer back to
+/// the element type's [`BufferPool`](crate::BufferPool) instead of freeing it.
+struct Storage<T: Float>(ManuallyDrop<Buffer<T>>);
+
+impl<T: Float> Storage<T> {
+    fn new(buffer: Buffer<T>) -> Self {
+        Storage(ManuallyDrop::new(buffer))
+    }
+
+    /// The elements, writable; copies them into a pooled buffer first if shared.
+    fn make_mut(&mut self) -> &mut Vec<T> {
+        if Arc::get_mut(&mut self.0).is_none() {
+            let mut copy = T::buffer_pool().take(self.0.len());
+            Arc::get_mut(&mut copy)
+                .expect("a buffer fresh from the pool is unshared")
+                .extend_from_slice(&self.0);
+            *self = Storage::new(copy);
+        }
+        Arc::get_mut(&mut self.0).expect("unshared after the copy above")
+    }
+}
+
+impl<T: Float> Clone for Storage<T> {
+    fn clone(&self) -> Self {
+        Storage::new(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Float> Deref for Storage<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: Float> Drop for Storage<T> {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is taken exactly once, here, and never used again.
+        let buffer = unsafe { ManuallyDrop::take(&mut self.0) };
+        T::buffer_pool().give(buffer);
+    }
+}
 
 /// An n-dimensional array of `T`, row-major and contiguous.
 ///
@@ -12,7 +58,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Tensor<T: Float = f32> {
     shape: Shape,
-    data: Arc<Vec<T>>,
+    data: Storage<T>,
 }
 
 impl<T: Float> Tensor<T> {
@@ -32,7 +78,35 @@ impl<T: Float> Tensor<T> {
         }
         Ok(Tensor {
             shape,
-            data: Arc::new(data),
+            data: Storage::new(Arc::new(data)),
+        })
+    }
+
+    /// A tensor of `dims` from exactly their product of values, in a buffer
+    /// from the pool (so that, unlike [`Tensor::from_vec`], a steady-state loop
+    /// allocates nothing).
+    ///
+    /// # Errors
+    /// [`TensorError::DataLength`] if `values` yields another count.
+    pub fn from_iter_exact(dims: &[usize], values: impl IntoIterator<Item = T>) -> Result<Self> {
+        let shape = Shape::new(dims);
+        let n = shape.numel();
+        let mut buffer = T::buffer_pool().take(n);
+        let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
+        vec.extend(values.into_iter().take(n + 1));
+        if vec.len() != n {
+            let found = vec.len();
+            T::buffer_pool().give(buffer);
+            return Err(TensorError::DataLength {
+                op: "from_iter_exact",
+                expected: n,
+                found,
+                shape,
+            });
+        }
+        Ok(Tensor {
+            shape,
+            data: Storage::new(buffer),
         })
     }
 
@@ -49,7 +123,24 @@ impl<T: Float> Tensor<T> {
         debug_assert_eq!(shape.numel(), data.len());
         Tensor {
             shape,
-            data: Arc::new(data),
+            data: Storage::new(Arc::new(data)),
+        }
+    }
+
+    /// A tensor of `shape` whose elements `fill` appends to an empty buffer
+    /// taken from the pool (with capacity for exactly `shape.numel()`).
+    ///
+    /// # Panics
+    /// If `fill` appends other than `shape.numel()` elements (a bug in nabla).
+    pub(crate) fn build(shape: Shape, fill: impl FnOnce(&mut Vec<T>)) -> Self {
+        let n = shape.numel();
+        let mut buffer = T::buffer_pool().take(n);
+        let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
+        fill(vec);
+        assert_eq!(vec.len(), n, "a tensor constructor filled the wrong count");
+        Tensor {
+            shape,
+            data: Storage::new(buffer),
         }
     }
 
@@ -63,7 +154,7 @@ impl<T: Float> Tensor<T> {
     pub fn full(shape: &[usize], value: T) -> Self {
         let shape = Shape::new(shape);
         let n = shape.numel();
-        Tensor::from_parts(shape, vec![value; n])
+        Tensor::build(shape, |v| v.resize(n, value))
     }
 
     /// A tensor of zeros.
@@ -78,12 +169,12 @@ impl<T: Float> Tensor<T> {
 
     /// A rank-0 tensor holding one value.
     pub fn scalar(value: T) -> Self {
-        Tensor::from_parts(Shape::new(&[]), vec![value])
+        Tensor::build(Shape::new(&[]), |v| v.push(value))
     }
 
     /// A tensor of zeros with the same shape as `self`.
     pub fn zeros_like(&self) -> Self {
-        Tensor::from_parts(self.shape.clone(), vec![T::ZERO; self.len()])
+        Tensor::full(self.dims(), T::ZERO)
     }
 
     /// The shape.
@@ -118,7 +209,7 @@ impl<T: Float> Tensor<T> {
 
     /// Mutable access to the elements; copies the buffer first if it is shared.
     pub fn data_mut(&mut self) -> &mut [T] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+        self.data.make_mut().as_mut_slice()
     }
 
     /// The elements as a new `Vec`.
@@ -229,7 +320,7 @@ impl<T: Float> Tensor<T> {
 
 impl<T: Float> PartialEq for Tensor<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.shape == other.shape && self.data == other.data
+        self.shape == other.shape && *self.data == *other.data
     }
 }
 

@@ -4,8 +4,9 @@
 //! `sum_to_shape`: a bias added to every row receives the sum over rows.
 
 use super::grad_if;
-use crate::{Op, Result};
+use crate::{InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
 
 /// `a + b`. Backward passes the upstream gradient unchanged to both inputs
 /// (the material's add node).
@@ -24,8 +25,8 @@ impl<T: Float> Op<T> for Add {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![
             grad_if(n, 0, || Ok(g.sum_to_shape(x[0].shape())?))?,
             grad_if(n, 1, || Ok(g.sum_to_shape(x[1].shape())?))?,
         ])
@@ -48,8 +49,8 @@ impl<T: Float> Op<T> for Sub {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![
             grad_if(n, 0, || Ok(g.sum_to_shape(x[0].shape())?))?,
             grad_if(n, 1, || Ok(g.map(|v| -v).sum_to_shape(x[1].shape())?))?,
         ])
@@ -73,8 +74,8 @@ impl<T: Float> Op<T> for Mul {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![
             grad_if(n, 0, || Ok(g.mul(x[1])?.sum_to_shape(x[0].shape())?))?,
             grad_if(n, 1, || Ok(g.mul(x[0])?.sum_to_shape(x[1].shape())?))?,
         ])
@@ -97,8 +98,8 @@ impl<T: Float> Op<T> for Div {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![
             grad_if(n, 0, || Ok(g.div(x[1])?.sum_to_shape(x[0].shape())?))?,
             grad_if(n, 1, || {
                 let b2 = x[1].map(|b| b * b);
@@ -127,8 +128,8 @@ impl<T: Float> Op<T> for Neg {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || Ok(g.map(|v| -v)))?])
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || Ok(g.map(|v| -v)))?])
     }
 }
 
@@ -148,8 +149,8 @@ impl<T: Float> Op<T> for AddScalar<T> {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || Ok(g.clone()))?])
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || Ok(g.clone()))?])
     }
 }
 
@@ -169,7 +170,7 @@ impl<T: Float> Op<T> for MulScalar<T> {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || Ok(g.mul_scalar(self.0)))?])
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || Ok(g.mul_scalar(self.0)))?])
     }
 }

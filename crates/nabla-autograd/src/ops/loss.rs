@@ -2,8 +2,11 @@
 
 use super::grad_if;
 use super::softmax::softmax_rows;
-use crate::{Error, Op, Result};
+use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// How per-sample losses are combined into one number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +25,9 @@ pub enum Reduction {
 pub enum Target<T: Float = f32> {
     /// One class index per sample.
     Indices(Vec<usize>),
+    /// One class index per sample: `labels[range]` of a shared list, so that
+    /// the shards of a batch share one list instead of copying their labels.
+    Shared(Arc<[usize]>, Range<usize>),
     /// A `[N, C]` tensor of one-hot (or, for the fused loss, any probability) rows.
     OneHot(Tensor<T>),
 }
@@ -36,10 +42,29 @@ impl<T: Float> Target<T> {
     pub fn indices(&self) -> Result<Vec<usize>> {
         match self {
             Target::Indices(v) => Ok(v.clone()),
+            Target::Shared(..) => Ok(self.index_slice()?.to_vec()),
             Target::OneHot(t) => {
                 t.as_matrix_dims("target")?;
                 Ok(t.argmax_axis(1)?)
             }
+        }
+    }
+
+    /// The class indices of an index target, without copying them; an error
+    /// for a one-hot target or a range outside the shared list.
+    fn index_slice(&self) -> Result<&[usize]> {
+        match self {
+            Target::Indices(v) => Ok(v),
+            Target::Shared(labels, range) => labels.get(range.clone()).ok_or_else(|| {
+                Error::invalid(
+                    "target",
+                    format!(
+                        "range {range:?} is outside the {} shared labels",
+                        labels.len()
+                    ),
+                )
+            }),
+            Target::OneHot(_) => Err(Error::invalid("target", "not class indices")),
         }
     }
 
@@ -49,7 +74,9 @@ impl<T: Float> Target<T> {
     /// A label ≥ `classes`, or a one-hot tensor of another width.
     pub fn to_rows(&self, classes: usize) -> Result<Tensor<T>> {
         match self {
-            Target::Indices(v) => Ok(Tensor::one_hot(v, classes)?),
+            Target::Indices(_) | Target::Shared(..) => {
+                Ok(Tensor::one_hot(self.index_slice()?, classes)?)
+            }
             Target::OneHot(t) => {
                 let (_, c) = t.as_matrix_dims("target")?;
                 if c != classes {
@@ -73,8 +100,8 @@ impl<T: Float> Target<T> {
 pub struct SoftmaxCrossEntropy<T: Float> {
     target: Target<T>,
     reduction: Reduction,
-    rows: Option<Tensor<T>>,
-    probs: Option<Tensor<T>>,
+    /// `y - t`, kept from forward.
+    residual: Option<Tensor<T>>,
 }
 
 impl<T: Float> SoftmaxCrossEntropy<T> {
@@ -83,8 +110,7 @@ impl<T: Float> SoftmaxCrossEntropy<T> {
         SoftmaxCrossEntropy {
             target,
             reduction,
-            rows: None,
-            probs: None,
+            residual: None,
         }
     }
 }
@@ -95,29 +121,58 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let (n, c) = x[0].as_matrix_dims("softmax_cross_entropy")?;
-        let rows = self.target.to_rows(c)?;
-        if rows.dims()[0] != n {
+        let count_error = |targets: usize| {
+            Error::invalid(
+                "softmax_cross_entropy",
+                format!("{targets} targets for a batch of {n} score rows"),
+            )
+        };
+        if c == 0 {
             return Err(Error::invalid(
                 "softmax_cross_entropy",
-                format!("{} targets for a batch of {n} score rows", rows.dims()[0]),
+                "needs at least one class",
             ));
         }
-        let probs = softmax_rows(x[0])?;
+        let mut residual = softmax_rows(x[0])?;
         let mut total = T::ZERO;
-        for (xr, tr) in x[0].data().chunks(c).zip(rows.data().chunks(c)) {
-            let max = xr.iter().copied().fold(xr[0], T::max);
-            let lse = xr.iter().map(|&v| (v - max).exp()).sum::<T>().ln() + max;
-            for (&xv, &tv) in xr.iter().zip(tr) {
-                if tv != T::ZERO {
-                    total -= tv * (xv - lse);
+        if let Target::OneHot(_) = self.target {
+            let rows = self.target.to_rows(c)?;
+            if rows.dims()[0] != n {
+                return Err(count_error(rows.dims()[0]));
+            }
+            for (xr, tr) in x[0].data().chunks(c).zip(rows.data().chunks(c)) {
+                let lse = log_sum_exp(xr);
+                for (&xv, &tv) in xr.iter().zip(tr) {
+                    if tv != T::ZERO {
+                        total -= tv * (xv - lse);
+                    }
                 }
+            }
+            for (y, &t) in residual.data_mut().iter_mut().zip(rows.data()) {
+                *y -= t;
+            }
+        } else {
+            // Class indices: no one-hot rows are built; `y - t` subtracts 1 at each label.
+            let labels = self.target.index_slice()?;
+            if labels.len() != n {
+                return Err(count_error(labels.len()));
+            }
+            if let Some(&bad) = labels.iter().find(|&&l| l >= c) {
+                return Err(Error::invalid(
+                    "softmax_cross_entropy",
+                    format!("label {bad} is out of range for {c} classes"),
+                ));
+            }
+            let y = residual.data_mut();
+            for ((xr, &label), yr) in x[0].data().chunks(c).zip(labels).zip(y.chunks_mut(c)) {
+                total -= xr[label] - log_sum_exp(xr);
+                yr[label] -= T::ONE;
             }
         }
         if self.reduction == Reduction::Mean && n > 0 {
             total /= T::from_usize(n);
         }
-        self.rows = Some(rows);
-        self.probs = Some(probs);
+        self.residual = Some(residual);
         Ok(Tensor::scalar(total))
     }
     fn backward(
@@ -126,8 +181,8 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        let (Some(rows), Some(probs)) = (&self.rows, &self.probs) else {
+    ) -> Result<InputGrads<T>> {
+        let Some(residual) = &self.residual else {
             return Err(Error::invalid(
                 "softmax_cross_entropy",
                 "backward before forward",
@@ -138,8 +193,16 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
         if self.reduction == Reduction::Mean && batch > 0 {
             scale /= T::from_usize(batch);
         }
-        Ok(vec![grad_if(n, 0, || {
-            Ok(probs.zip_with(rows, "softmax_cross_entropy", |y, t| (y - t) * scale)?)
-        })?])
+        Ok(smallvec![grad_if(
+            n,
+            0,
+            || Ok(residual.map(|d| d * scale))
+        )?])
     }
+}
+
+/// `log Σ exp(x)` of one row, shifted by its maximum so nothing overflows.
+fn log_sum_exp<T: Float>(row: &[T]) -> T {
+    let max = row.iter().copied().fold(row[0], T::max);
+    row.iter().map(|&v| (v - max).exp()).sum::<T>().ln() + max
 }

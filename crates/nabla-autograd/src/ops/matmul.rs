@@ -1,8 +1,9 @@
 //! Matrix product with optional transposes, as strides (no copies).
 
 use super::grad_if;
-use crate::{Op, Result};
+use crate::{InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor, Transpose};
+use smallvec::smallvec;
 
 /// `C = op(A) · op(B)` for rank-2 `A`, `B`.
 ///
@@ -36,9 +37,9 @@ impl<T: Float> Op<T> for MatMul {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    ) -> Result<InputGrads<T>> {
         let (a, b) = (x[0], x[1]);
-        Ok(vec![
+        Ok(smallvec![
             grad_if(n, 0, || {
                 Ok(match self.ta {
                     Transpose::No => g.matmul_t(Transpose::No, b, flip(self.tb))?,

@@ -1,8 +1,9 @@
 //! Sums and means, over everything or along one axis.
 
 use super::grad_if;
-use crate::{Op, Result};
+use crate::{InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
 
 /// Sum of all elements → a rank-0 tensor. Backward: every input element
 /// receives the upstream gradient.
@@ -21,9 +22,12 @@ impl<T: Float> Op<T> for Sum {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    ) -> Result<InputGrads<T>> {
         let g = g.item()?;
-        Ok(vec![grad_if(n, 0, || Ok(Tensor::full(x[0].dims(), g)))?])
+        Ok(smallvec![grad_if(n, 0, || Ok(Tensor::full(
+            x[0].dims(),
+            g
+        )))?])
     }
 }
 
@@ -43,9 +47,12 @@ impl<T: Float> Op<T> for Mean {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    ) -> Result<InputGrads<T>> {
         let g = g.item()? / T::from_usize(x[0].len());
-        Ok(vec![grad_if(n, 0, || Ok(Tensor::full(x[0].dims(), g)))?])
+        Ok(smallvec![grad_if(n, 0, || Ok(Tensor::full(
+            x[0].dims(),
+            g
+        )))?])
     }
 }
 
@@ -81,8 +88,8 @@ impl<T: Float> Op<T> for SumAxis {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || {
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || {
             let kept = x[0].reduced_shape("sum_axis", self.axis, true)?;
             let g = g.reshape(kept.dims())?;
             let scale = if self.mean {

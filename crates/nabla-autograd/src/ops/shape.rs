@@ -1,8 +1,9 @@
 //! Ops that move elements without arithmetic: reshape, permute, gather.
 
 use super::grad_if;
-use crate::{Op, Result};
+use crate::{InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
 
 /// The same elements under a new shape; backward reshapes the gradient back.
 pub struct Reshape(pub Vec<usize>);
@@ -20,8 +21,8 @@ impl<T: Float> Op<T> for Reshape {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || Ok(g.reshape(x[0].dims())?))?])
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || Ok(g.reshape(x[0].dims())?))?])
     }
 }
 
@@ -41,12 +42,12 @@ impl<T: Float> Op<T> for Permute {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    ) -> Result<InputGrads<T>> {
         let mut inverse = vec![0; self.0.len()];
         for (i, &a) in self.0.iter().enumerate() {
             inverse[a] = i;
         }
-        Ok(vec![grad_if(n, 0, || Ok(g.permute(&inverse)?))?])
+        Ok(smallvec![grad_if(n, 0, || Ok(g.permute(&inverse)?))?])
     }
 }
 
@@ -67,8 +68,8 @@ impl<T: Float> Op<T> for GatherRows {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || {
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || {
             let (_, c) = x[0].as_matrix_dims("gather_rows")?;
             let mut out = x[0].zeros_like();
             let d = out.data_mut();

@@ -2,14 +2,15 @@
 //! row maximum so that `exp` never overflows.
 
 use super::grad_if;
-use crate::{Error, Op, Result};
+use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
 
 /// Softmax of each row (the last axis) of `x`, stable under large inputs.
 pub(crate) fn softmax_rows<T: Float>(x: &Tensor<T>) -> Result<Tensor<T>> {
     let c = last_dim("softmax", x)?;
-    let mut out = x.to_vec();
-    for row in out.chunks_mut(c) {
+    let mut out = x.map(|v| v);
+    for row in out.data_mut().chunks_mut(c) {
         let max = row.iter().copied().fold(row[0], T::max);
         let mut sum = T::ZERO;
         for v in row.iter_mut() {
@@ -20,7 +21,7 @@ pub(crate) fn softmax_rows<T: Float>(x: &Tensor<T>) -> Result<Tensor<T>> {
             *v /= sum;
         }
     }
-    Ok(Tensor::from_vec(out, x.dims())?)
+    Ok(out)
 }
 
 fn last_dim<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<usize> {
@@ -50,8 +51,8 @@ impl<T: Float> Op<T> for Softmax {
         y: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || {
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || {
             let c = last_dim("softmax", y)?;
             let mut dx = Vec::with_capacity(y.len());
             for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {
@@ -87,8 +88,8 @@ impl<T: Float> Op<T> for LogSoftmax {
         y: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
-        Ok(vec![grad_if(n, 0, || {
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || {
             let c = last_dim("log_softmax", y)?;
             let mut dx = Vec::with_capacity(y.len());
             for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {

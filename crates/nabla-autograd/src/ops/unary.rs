@@ -1,8 +1,9 @@
 //! Elementwise functions and activations.
 
 use super::grad_if;
-use crate::{Op, Result};
+use crate::{InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::smallvec;
 
 /// Declares a unary op whose backward is `g ⊙ f'(x, y)` for a local
 /// derivative written in terms of the input `x` and the stored output `y`.
@@ -18,16 +19,15 @@ macro_rules! unary_op {
             fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
                 Ok(x[0].map(|$x: T| $fwd))
             }
-            fn backward(&self, x: &[&Tensor<T>], y: &Tensor<T>, g: &Tensor<T>, n: &[bool]) -> Result<Vec<Option<Tensor<T>>>> {
-                Ok(vec![grad_if(n, 0, || {
+            fn backward(&self, x: &[&Tensor<T>], y: &Tensor<T>, g: &Tensor<T>, n: &[bool]) -> Result<InputGrads<T>> {
+                Ok(smallvec![grad_if(n, 0, || {
                     let data = g
                         .data()
                         .iter()
                         .zip(x[0].data())
                         .zip(y.data())
-                        .map(|((&g, &$dx), &$dy)| g * $deriv)
-                        .collect();
-                    Ok(Tensor::from_vec(data, g.dims())?)
+                        .map(|((&g, &$dx), &$dy)| g * $deriv);
+                    Ok(Tensor::from_iter_exact(g.dims(), data)?)
                 })?])
             }
         }
@@ -91,9 +91,9 @@ impl<T: Float> Op<T> for Pow<T> {
         _: &Tensor<T>,
         g: &Tensor<T>,
         n: &[bool],
-    ) -> Result<Vec<Option<Tensor<T>>>> {
+    ) -> Result<InputGrads<T>> {
         let p = self.0;
-        Ok(vec![grad_if(n, 0, || {
+        Ok(smallvec![grad_if(n, 0, || {
             Ok(g.zip_with(x[0], "pow", |g, v| g * p * v.powf(p - T::ONE))?)
         })?])
     }
