@@ -172,9 +172,10 @@ fn run(args: Args) -> Result<()> {
             seconds / bound
         );
     }
-    let per_step = workloads::allocations_per_step(&data, alloc_count::allocations)?;
+    let (own, gemm) = workloads::allocations_per_step(&data, alloc_count::allocations)?;
     println!(
-        "\nallocations per steady-state training step (784-100-10, batch 100, SGD): {per_step}"
+        "\nallocations per steady-state training step (784-100-10, batch 100, SGD): \
+         {own} by nabla, {gemm} inside the gemm library (its packing buffers)"
     );
     Ok(())
 }

@@ -6,6 +6,8 @@ use nabla::nn::{Activation, Init, MlpConfig, Module, Sequential};
 use nabla::optim::{Method, Optimizer, OptimizerConfig};
 use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
 use nabla_data::{Batches, Dataset};
+use nabla_train::{rows_of, Stepper};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A benchmark workload, named as in the PyTorch script.
@@ -87,7 +89,10 @@ impl Workload {
                 let mut net = network(hidden, activation)?;
                 let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
                 let mut rng = Rng::seed(0);
-                let seconds = median(repeats, || epoch(&mut net, &mut opt, data, &mut rng))?;
+                let mut stepper = Stepper::new();
+                let seconds = median(repeats, || {
+                    epoch(&mut stepper, &mut net, &mut opt, data, &mut rng)
+                })?;
                 Ok(Measured {
                     seconds,
                     flops: data.len() as f64 * train_flops_per_sample(hidden),
@@ -97,10 +102,12 @@ impl Workload {
                 let mut net = network(&[100], Activation::Sigmoid)?;
                 let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
                 let b = data.batch(&(0..batch.min(data.len())).collect::<Vec<_>>())?;
+                let labels: Arc<[usize]> = b.labels.into();
+                let mut stepper = Stepper::new();
                 let steps = (2000 / batch).max(20);
                 let seconds = median(repeats, || {
                     for _ in 0..steps {
-                        step(&mut net, &mut opt, &b.x, &b.labels)?;
+                        step(&mut stepper, &mut net, &mut opt, &b.x, &labels)?;
                     }
                     Ok(())
                 })? / steps as f64;
@@ -165,26 +172,27 @@ fn median(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 
 /// One training step, exactly as the trainer runs it (sharded, in parallel).
 pub fn step(
+    stepper: &mut Stepper,
     net: &mut Sequential<f32>,
     opt: &mut Optimizer<f32>,
     x: &Tensor<f32>,
-    labels: &[usize],
+    labels: &Arc<[usize]>,
 ) -> Result<()> {
-    nabla_train::train_step(net, opt, x, labels)?;
+    let rows = x.dims()[0];
+    stepper.step(net, opt, rows, |r| rows_of(x, labels.clone(), r))?;
     Ok(())
 }
 
+/// One epoch of batch 100, exactly as the trainer runs it.
 fn epoch(
+    stepper: &mut Stepper,
     net: &mut Sequential<f32>,
     opt: &mut Optimizer<f32>,
     data: &Dataset,
     rng: &mut Rng,
 ) -> Result<()> {
     let batches = Batches::new(data.len(), 100, false, Some(rng))?;
-    for idx in batches.iter() {
-        let b = data.batch(idx)?;
-        step(net, opt, &b.x, &b.labels)?;
-    }
+    stepper.epoch(net, opt, data, &batches, |_, _, _| Ok(()))?;
     Ok(())
 }
 
@@ -209,17 +217,29 @@ pub fn sgemm_rate(repeats: usize) -> Result<f64> {
     Ok(2.0 * 1024f64.powi(3) / t / 1e9)
 }
 
-/// Allocations made by one training step after warm-up steps (the mean over 20).
-pub fn allocations_per_step(data: &Dataset, counter: impl Fn() -> u64) -> Result<f64> {
+/// Allocations made by one training step of an epoch after five warm-up
+/// steps (the mean): (outside the `gemm` library, inside it).
+pub fn allocations_per_step(
+    data: &Dataset,
+    counter: impl Fn() -> (u64, u64),
+) -> Result<(f64, f64)> {
     let mut net = network(&[100], Activation::Sigmoid)?;
     let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
-    let b = data.batch(&(0..100.min(data.len())).collect::<Vec<_>>())?;
-    for _ in 0..5 {
-        step(&mut net, &mut opt, &b.x, &b.labels)?;
-    }
-    let before = counter();
-    for _ in 0..20 {
-        step(&mut net, &mut opt, &b.x, &b.labels)?;
-    }
-    Ok((counter() - before) as f64 / 20.0)
+    let mut rng = Rng::seed(0);
+    let batches = Batches::new(data.len(), 100, false, Some(&mut rng))?;
+    let mut stepper = Stepper::new();
+    let mut steps = 0;
+    let mut before = (0, 0);
+    // Steps of a real epoch (shuffled batches gathered by the shards); the
+    // count starts after five warm-up steps.
+    stepper.epoch(&mut net, &mut opt, data, &batches, |b, _, _| {
+        if b == 4 {
+            before = counter();
+        }
+        steps = b.saturating_sub(4);
+        Ok(())
+    })?;
+    let after = counter();
+    let per_step = |a: u64, b: u64| (a - b) as f64 / steps.max(1) as f64;
+    Ok((per_step(after.0, before.0), per_step(after.1, before.1)))
 }

@@ -84,6 +84,17 @@ impl Batches {
         self.len() == 0
     }
 
+    /// The whole permutation; batch `b` is `order()[b * batch_size..]`, cut
+    /// to its length.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The batch size.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The index slices, in order.
     pub fn iter(&self) -> impl Iterator<Item = &[usize]> {
         self.order.chunks(self.batch_size).take(self.len())

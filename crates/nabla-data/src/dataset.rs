@@ -218,6 +218,19 @@ impl Dataset {
     /// # Errors
     /// [`DataError::Invalid`] for an index out of range.
     pub fn batch(&self, indices: &[usize]) -> Result<Batch> {
+        Ok(Batch {
+            x: self.images(indices)?,
+            labels: indices.iter().map(|&i| self.label(i)).collect(),
+        })
+    }
+
+    /// The images at `indices` as a `[indices.len(), pixels]` tensor of
+    /// values in `[0, 1]`, in a buffer from the tensor pool (so a training
+    /// loop gathering a batch every step allocates nothing).
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for an index out of range.
+    pub fn images(&self, indices: &[usize]) -> Result<Tensor<f32>> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
             return Err(DataError::invalid(
                 "batch",
@@ -228,19 +241,11 @@ impl Dataset {
         // gives exactly the values of the division, several times faster.
         static SCALE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
         let table = SCALE.get_or_init(|| std::array::from_fn(|p| p as f32 / 255.0));
-        let s = self.image_size();
-        let mut x = vec![0.0f32; indices.len() * s];
-        for (row, &i) in x.chunks_exact_mut(s.max(1)).zip(indices) {
-            for (out, &p) in row.iter_mut().zip(self.pixels(i)) {
-                *out = table[p as usize];
-            }
-        }
-        let x = Tensor::from_vec(x, &[indices.len(), s])
-            .map_err(|e| DataError::invalid("batch", e.to_string()))?;
-        Ok(Batch {
-            x,
-            labels: indices.iter().map(|&i| self.label(i)).collect(),
-        })
+        let pixels = indices
+            .iter()
+            .flat_map(|&i| self.pixels(i).iter().map(|&p| table[p as usize]));
+        Tensor::from_iter_exact(&[indices.len(), self.image_size()], pixels)
+            .map_err(|e| DataError::invalid("batch", e.to_string()))
     }
 
     /// The images at `indices`, as a new dataset.

@@ -114,6 +114,13 @@ impl<T: Float> Module<T> for Linear<T> {
         }
     }
 
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
+        f(&mut self.weight);
+        if let Some(b) = &mut self.bias {
+            f(b);
+        }
+    }
+
     fn describe(&self) -> String {
         format!("Linear({} → {})", self.in_features(), self.out_features())
     }

@@ -26,6 +26,14 @@ pub trait Module<T: Float>: Send + Sync {
         f: &mut dyn FnMut(String, &'a mut Param<T>),
     );
 
+    /// Calls `f(param)` for every parameter, mutably, in the same order as
+    /// [`Module::visit_params_mut`] but without building names, so that the
+    /// training loop can walk the parameters every step without allocating.
+    /// Containers override it to recurse; leaves may keep this default.
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
+        self.visit_params_mut("", &mut |_, p| f(p));
+    }
+
     /// A one-line description, e.g. `Linear(784 → 100)`.
     fn describe(&self) -> String;
 

@@ -74,6 +74,12 @@ impl<T: Float> Module<T> for Sequential<T> {
         }
     }
 
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
+        for layer in &mut self.layers {
+            layer.for_each_param_mut(f);
+        }
+    }
+
     fn describe(&self) -> String {
         let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
         format!("Sequential[{}]", inner.join(", "))

@@ -1,6 +1,6 @@
 //! The optimiser: applies a [`Method`] to parameters, keeping per-parameter state.
 
-use crate::clip::{clip_factor, grad_norm};
+use crate::clip::clip_factor;
 use crate::{Method, OptimizerConfig};
 use nabla_autograd::{Error, Gradients, Param, Result};
 use nabla_tensor::{Float, Tensor};
@@ -82,68 +82,69 @@ impl<T: Float> Optimizer<T> {
     /// # Errors
     /// If the parameters' number or shapes differ from earlier steps.
     pub fn step(&mut self, params: &mut [&mut Param<T>], grads: &Gradients<T>) -> Result<()> {
-        self.ensure_state(params)?;
-        self.state.step += 1;
-        let c = self.config;
-        let scale = match c.clip_norm {
-            Some(max) => {
-                let refs: Vec<&Param<T>> = params.iter().map(|p| &**p).collect();
-                clip_factor(grad_norm(&refs, grads), max)
-            }
-            None => 1.0,
-        };
-        let t = self.state.step as i32;
-        for (param, buffers) in params.iter_mut().zip(self.state.buffers.iter_mut()) {
-            let Some(grad) = grads.param(param) else {
-                continue;
-            };
-            let grad = grad.clone();
-            let mut state: Vec<&mut [T]> = buffers.iter_mut().map(|b| b.data_mut()).collect();
-            update(
-                &c,
-                t,
-                scale,
-                param.value_mut().data_mut(),
-                grad.data(),
-                &mut state,
-            );
-        }
-        Ok(())
+        self.step_each(grads, |f| params.iter_mut().for_each(|p| f(p)))
     }
 
-    fn ensure_state(&mut self, params: &[&mut Param<T>]) -> Result<()> {
-        let n = self.config.method.buffers();
-        if self.state.buffers.is_empty() {
-            self.state.buffers = params
-                .iter()
-                .map(|p| vec![p.value().zeros_like(); n])
-                .collect();
-            return Ok(());
+    /// [`Optimizer::step`] over the parameters that `visit` passes to its
+    /// callback (e.g. `|f| model.for_each_param_mut(f)`), in the same order
+    /// every step. `visit` is called twice: once to check the state (and sum
+    /// the squared gradients when clipping), once to update. After the first
+    /// step this allocates nothing.
+    ///
+    /// # Errors
+    /// If the parameters' number or shapes differ from earlier steps.
+    pub fn step_each(
+        &mut self,
+        grads: &Gradients<T>,
+        mut visit: impl FnMut(&mut dyn FnMut(&mut Param<T>)),
+    ) -> Result<()> {
+        let fresh = self.state.buffers.is_empty();
+        let per_param = self.config.method.buffers();
+        let clip = self.config.clip_norm;
+        let (mut count, mut mismatch, mut squares) = (0usize, None, 0.0f64);
+        let buffers = &mut self.state.buffers;
+        visit(&mut |param| {
+            if fresh {
+                buffers.push(vec![param.value().zeros_like(); per_param]);
+            } else if !buffers.get(count).is_some_and(|b| {
+                b.first()
+                    .is_none_or(|first| first.shape() == param.value().shape())
+            }) {
+                mismatch.get_or_insert((count, param.value().shape().clone()));
+            }
+            if clip.is_some() {
+                for &v in grads.param(param).map_or(&[][..], |g| g.data()) {
+                    squares += v.to_f64() * v.to_f64();
+                }
+            }
+            count += 1;
+        });
+        if let Some((i, shape)) = mismatch {
+            return Err(Error::invalid(
+                "optimizer step",
+                format!("parameter {i} has shape {shape}, unlike its state from earlier steps"),
+            ));
         }
-        if self.state.buffers.len() != params.len() {
+        if count != buffers.len() {
             return Err(Error::invalid(
                 "optimizer step",
                 format!(
-                    "got {} parameters, earlier steps had {}",
-                    params.len(),
-                    self.state.buffers.len()
+                    "got {count} parameters, earlier steps had {}",
+                    buffers.len()
                 ),
             ));
         }
-        for (i, (p, b)) in params.iter().zip(&self.state.buffers).enumerate() {
-            if let Some(first) = b.first() {
-                if first.shape() != p.value().shape() {
-                    return Err(Error::invalid(
-                        "optimizer step",
-                        format!(
-                            "parameter {i} has shape {}, its state has {}",
-                            p.value().shape(),
-                            first.shape()
-                        ),
-                    ));
-                }
+        let scale = clip.map_or(1.0, |max| clip_factor(squares.sqrt(), max));
+        self.state.step += 1;
+        let t = self.state.step as i32;
+        let config = &self.config;
+        let mut index = 0;
+        visit(&mut |param| {
+            if let Some(grad) = grads.param(param) {
+                update(config, t, scale, param, grad, &mut buffers[index]);
             }
-        }
+            index += 1;
+        });
         Ok(())
     }
 }
@@ -157,24 +158,27 @@ fn update<T: Float>(
     c: &OptimizerConfig,
     t: i32,
     scale: f64,
-    w: &mut [T],
-    grad: &[T],
-    buffers: &mut [&mut [T]],
+    param: &mut Param<T>,
+    grad: &Tensor<T>,
+    buffers: &mut [Tensor<T>],
 ) {
+    let w = param.value_mut().data_mut();
+    let grad = grad.data();
     let lr = T::from_f64(c.lr);
     let decoupled = matches!(c.method, Method::AdamW { .. });
     let wd = T::from_f64(c.weight_decay);
     let l1 = T::from_f64(c.l1);
     let scale = T::from_f64(scale);
     let coupled_wd = if decoupled { T::ZERO } else { wd };
-    let regularised: Option<Vec<T>> = (scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO)
-        .then(|| {
-            grad.iter()
+    let regularised: Option<Tensor<T>> =
+        (scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO).then(|| {
+            let values = grad
+                .iter()
                 .zip(w.iter())
-                .map(|(&g, &wi)| g * scale + coupled_wd * wi + l1 * sign(wi))
-                .collect()
+                .map(|(&g, &wi)| g * scale + coupled_wd * wi + l1 * sign(wi));
+            Tensor::from_iter_exact(&[grad.len()], values).expect("one value per element")
         });
-    let g: &[T] = regularised.as_deref().unwrap_or(grad);
+    let g: &[T] = regularised.as_ref().map_or(grad, |r| r.data());
     match c.method {
         Method::Sgd => {
             for (wi, &gi) in w.iter_mut().zip(g) {
@@ -184,21 +188,21 @@ fn update<T: Float>(
         Method::Momentum { momentum } | Method::Nesterov { momentum } => {
             let nesterov = matches!(c.method, Method::Nesterov { .. });
             let mu = T::from_f64(momentum);
-            for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+            for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
                 *vi = mu * *vi + gi;
                 *wi -= lr * if nesterov { gi + mu * *vi } else { *vi };
             }
         }
         Method::AdaGrad { eps } => {
             let eps = T::from_f64(eps);
-            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
                 *hi += gi * gi;
                 *wi -= lr * gi / (hi.sqrt() + eps);
             }
         }
         Method::RmsProp { alpha, eps } => {
             let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
-            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].iter_mut()) {
+            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
                 *hi = a * *hi + (T::ONE - a) * gi * gi;
                 *wi -= lr * gi / (hi.sqrt() + eps);
             }
@@ -210,7 +214,7 @@ fn update<T: Float>(
             // AdamW's decay multiplies w by (1 - lr·λ) before the Adam step.
             let keep = if decoupled { T::ONE - lr * wd } else { T::ONE };
             let (m_buf, v_buf) = buffers.split_at_mut(1);
-            let moments = m_buf[0].iter_mut().zip(v_buf[0].iter_mut());
+            let moments = m_buf[0].data_mut().iter_mut().zip(v_buf[0].data_mut());
             for ((wi, &gi), (mi, vi)) in w.iter_mut().zip(g).zip(moments) {
                 *mi = b1 * *mi + (T::ONE - b1) * gi;
                 *vi = b2 * *vi + (T::ONE - b2) * gi * gi;

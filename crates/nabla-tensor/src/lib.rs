@@ -28,7 +28,7 @@ mod tensor;
 
 pub use element::Float;
 pub use error::{Result, TensorError};
-pub use matmul::{gemm_into, Transpose};
+pub use matmul::{gemm_into, in_gemm_library, Transpose};
 pub use pool::{BufferPool, MAX_CACHED_BYTES, MAX_CACHED_PER_SIZE};
 pub use random::{Rng, RNG_STATE_LEN};
 pub use shape::{Dims, Shape, INLINE_RANK};

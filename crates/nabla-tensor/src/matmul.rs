@@ -6,6 +6,7 @@
 
 use crate::{Float, Result, Shape, Tensor, TensorError};
 use std::any::TypeId;
+use std::cell::Cell;
 
 /// Whether an operand of [`gemm_into`] is used as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,7 @@ unsafe fn gemm_unchecked<T: Float>(
     // SAFETY: the caller guarantees dst holds m·n elements (read only when
     // `accumulate`); the strides above address op(a) (m×k) and op(b) (k×n)
     // inside their buffers, whose shapes were checked; dst does not alias them.
+    let _inside = GemmScope::enter();
     unsafe {
         gemm::gemm(
             m,
@@ -149,6 +151,34 @@ unsafe fn gemm_unchecked<T: Float>(
             false,
             parallelism,
         );
+    }
+}
+
+thread_local! {
+    static IN_GEMM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the current thread is inside the `gemm` library. The library
+/// allocates its packing buffers on every product it packs (there is no way
+/// to hand it a reusable buffer), so an allocation counter uses this to tell
+/// those allocations from nabla's own.
+pub fn in_gemm_library() -> bool {
+    IN_GEMM.with(Cell::get)
+}
+
+/// Marks the current thread as inside the `gemm` library until dropped.
+struct GemmScope;
+
+impl GemmScope {
+    fn enter() -> Self {
+        IN_GEMM.with(|f| f.set(true));
+        GemmScope
+    }
+}
+
+impl Drop for GemmScope {
+    fn drop(&mut self) {
+        IN_GEMM.with(|f| f.set(false));
     }
 }
 

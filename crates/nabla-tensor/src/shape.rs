@@ -12,7 +12,7 @@ use std::fmt;
 pub struct Shape(Dims);
 
 /// Axes a [`Shape`] holds without a heap allocation.
-pub const INLINE_RANK: usize = 6;
+pub const INLINE_RANK: usize = 4;
 
 /// Per-axis values (extents or strides), inline up to [`INLINE_RANK`] axes.
 pub type Dims = SmallVec<[usize; INLINE_RANK]>;

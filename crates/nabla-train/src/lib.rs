@@ -15,5 +15,5 @@ mod trainer;
 pub use checkpoint::{load_checkpoint, Checkpoint};
 pub use error::{Result, TrainError};
 pub use metrics::{evaluate, EpochMetrics, Evaluation};
-pub use step::{shard_ranges, train_step, train_step_with, StepOutcome, SHARD_ROWS};
+pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -2,7 +2,7 @@
 
 use crate::checkpoint::{write_checkpoint, Checkpoint};
 use crate::metrics::{evaluate, EpochMetrics};
-use crate::step::train_step;
+use crate::step::Stepper;
 use crate::{Result, TrainError};
 use nabla_data::{batches_per_epoch, Batches, Dataset};
 use nabla_nn::{ModelSpec, Module, Sequential};
@@ -123,6 +123,8 @@ pub struct Trainer {
     pub(crate) epochs_done: usize,
     pub(crate) base_lr: f64,
     pub(crate) best: Option<Best>,
+    /// Shard state reused from step to step.
+    pub(crate) stepper: Stepper,
 }
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
@@ -148,6 +150,7 @@ impl Trainer {
             epochs_done: 0,
             base_lr,
             best: None,
+            stepper: Stepper::new(),
         }
     }
 
@@ -183,6 +186,7 @@ impl Trainer {
             epochs_done: checkpoint.epochs_done,
             base_lr: checkpoint.base_lr,
             best: checkpoint.best,
+            stepper: Stepper::new(),
         })
     }
 
@@ -288,14 +292,13 @@ impl Trainer {
             Some(&mut self.rng),
         )?;
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        for (b, indices) in batches.iter().enumerate() {
-            let batch = train.batch(indices)?;
-            let outcome = train_step(
-                &mut self.model,
-                &mut self.optimizer,
-                &batch.x,
-                &batch.labels,
-            )?;
+        let Trainer {
+            model,
+            optimizer,
+            stepper,
+            ..
+        } = self;
+        stepper.epoch(model, optimizer, train, &batches, |b, rows, outcome| {
             let (loss, right) = (outcome.loss, outcome.correct);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
@@ -304,9 +307,9 @@ impl Trainer {
                     loss,
                 });
             }
-            loss_sum += loss * indices.len() as f64;
+            loss_sum += loss * rows as f64;
             correct += right;
-            seen += indices.len();
+            seen += rows;
             observer.batch_done(
                 epoch,
                 b + 1,
@@ -314,7 +317,8 @@ impl Trainer {
                 loss_sum / seen as f64,
                 correct as f64 / seen as f64,
             );
-        }
+            Ok(())
+        })?;
         Ok((
             loss_sum / seen.max(1) as f64,
             correct as f64 / seen.max(1) as f64,

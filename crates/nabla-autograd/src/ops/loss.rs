@@ -42,7 +42,7 @@ impl<T: Float> Target<T> {
     pub fn indices(&self) -> Result<Vec<usize>> {
         match self {
             Target::Indices(v) => Ok(v.clone()),
-            Target::Shared(..) => Ok(self.index_slice()?.to_vec()),
+            Target::Shared(..) => Ok(self.as_indices()?.to_vec()),
             Target::OneHot(t) => {
                 t.as_matrix_dims("target")?;
                 Ok(t.argmax_axis(1)?)
@@ -50,9 +50,11 @@ impl<T: Float> Target<T> {
         }
     }
 
-    /// The class indices of an index target, without copying them; an error
-    /// for a one-hot target or a range outside the shared list.
-    fn index_slice(&self) -> Result<&[usize]> {
+    /// The class indices of an index target, without copying them.
+    ///
+    /// # Errors
+    /// For a one-hot target, or a range outside the shared list.
+    pub fn as_indices(&self) -> Result<&[usize]> {
         match self {
             Target::Indices(v) => Ok(v),
             Target::Shared(labels, range) => labels.get(range.clone()).ok_or_else(|| {
@@ -75,7 +77,7 @@ impl<T: Float> Target<T> {
     pub fn to_rows(&self, classes: usize) -> Result<Tensor<T>> {
         match self {
             Target::Indices(_) | Target::Shared(..) => {
-                Ok(Tensor::one_hot(self.index_slice()?, classes)?)
+                Ok(Tensor::one_hot(self.as_indices()?, classes)?)
             }
             Target::OneHot(t) => {
                 let (_, c) = t.as_matrix_dims("target")?;
@@ -153,7 +155,7 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
             }
         } else {
             // Class indices: no one-hot rows are built; `y - t` subtracts 1 at each label.
-            let labels = self.target.index_slice()?;
+            let labels = self.target.as_indices()?;
             if labels.len() != n {
                 return Err(count_error(labels.len()));
             }

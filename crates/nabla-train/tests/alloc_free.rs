@@ -1,0 +1,109 @@
+//! A steady-state training step makes no allocation of its own: every buffer
+//! comes from the tensor pool, and tapes, gradient stores and shard state are
+//! reused. Counted by a global allocator on every thread. The one exception is
+//! inside the `gemm` library, which allocates its packing buffers on every
+//! product; those are counted apart (and reported), not hidden.
+
+use nabla_data::{embedded_mnist, Batches};
+use nabla_nn::{Activation, Init, MlpConfig};
+use nabla_optim::{Method, OptimizerConfig};
+use nabla_tensor::Rng;
+use nabla_train::Stepper;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static GEMM_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static IN_TRACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+// SAFETY: defers to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        if TRACE.load(Ordering::Relaxed)
+            && !nabla_tensor::in_gemm_library()
+            && !IN_TRACE.with(|t| t.replace(true))
+        {
+            eprintln!(
+                "allocation of {} bytes:\n{}",
+                layout.size(),
+                std::backtrace::Backtrace::force_capture()
+            );
+            IN_TRACE.with(|t| t.set(false));
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn count() {
+    if nabla_tensor::in_gemm_library() {
+        GEMM_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[test]
+fn a_steady_state_training_step_allocates_nothing() {
+    let data = embedded_mnist()
+        .unwrap()
+        .train
+        .subset(&(0..1200).collect::<Vec<_>>())
+        .unwrap();
+    let mut net = MlpConfig::new(784, &[32], 10)
+        .activation(Activation::Relu)
+        .with_init(Init::He)
+        .init(&mut Rng::seed(1))
+        .unwrap();
+    let mut opt = OptimizerConfig::new(
+        Method::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        1e-3,
+    )
+    .init();
+    let mut stepper = Stepper::new();
+    let batches = Batches::new(data.len(), 100, false, Some(&mut Rng::seed(2))).unwrap();
+    let (mut before, mut gemm_before, mut counted) = (0, 0, 0);
+    stepper
+        .epoch(&mut net, &mut opt, &data, &batches, |b, _, _| {
+            if b == 3 {
+                TRACE.store(
+                    std::env::var_os("NABLA_TRACE_ALLOCATIONS").is_some(),
+                    Ordering::Relaxed,
+                );
+                before = ALLOCATIONS.load(Ordering::Relaxed);
+                gemm_before = GEMM_ALLOCATIONS.load(Ordering::Relaxed);
+            }
+            counted = b.saturating_sub(3);
+            Ok(())
+        })
+        .unwrap();
+    TRACE.store(false, Ordering::Relaxed);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let in_gemm = GEMM_ALLOCATIONS.load(Ordering::Relaxed) - gemm_before;
+    println!("{in_gemm} allocations inside the gemm library in {counted} steps");
+    assert!(counted >= 8);
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {counted} steady-state steps"
+    );
+}
