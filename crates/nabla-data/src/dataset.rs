@@ -241,11 +241,12 @@ impl Dataset {
         // gives exactly the values of the division, several times faster.
         static SCALE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
         let table = SCALE.get_or_init(|| std::array::from_fn(|p| p as f32 / 255.0));
-        let pixels = indices
-            .iter()
-            .flat_map(|&i| self.pixels(i).iter().map(|&p| table[p as usize]));
-        Tensor::from_iter_exact(&[indices.len(), self.image_size()], pixels)
-            .map_err(|e| DataError::invalid("batch", e.to_string()))
+        Tensor::from_fill(&[indices.len(), self.image_size()], |x| {
+            for &i in indices {
+                x.extend(self.pixels(i).iter().map(|&p| table[p as usize]));
+            }
+        })
+        .map_err(|e| DataError::invalid("batch", e.to_string()))
     }
 
     /// The images at `indices`, as a new dataset.

@@ -89,16 +89,40 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// [`TensorError::DataLength`] if `values` yields another count.
     pub fn from_iter_exact(dims: &[usize], values: impl IntoIterator<Item = T>) -> Result<Self> {
+        let n: usize = dims.iter().product();
+        Self::from_fill(dims, |v| v.extend(values.into_iter().take(n + 1))).map_err(|e| match e {
+            TensorError::DataLength {
+                expected,
+                found,
+                shape,
+                ..
+            } => TensorError::DataLength {
+                op: "from_iter_exact",
+                expected,
+                found,
+                shape,
+            },
+            other => other,
+        })
+    }
+
+    /// A tensor of `dims` whose elements `fill` appends to an empty buffer
+    /// from the pool (with capacity for exactly their product): the fast way to
+    /// assemble a tensor from pieces, e.g. rows with `extend_from_slice`.
+    ///
+    /// # Errors
+    /// [`TensorError::DataLength`] if `fill` appends another count.
+    pub fn from_fill(dims: &[usize], fill: impl FnOnce(&mut Vec<T>)) -> Result<Self> {
         let shape = Shape::new(dims);
         let n = shape.numel();
         let mut buffer = T::buffer_pool().take(n);
         let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
-        vec.extend(values.into_iter().take(n + 1));
+        fill(vec);
         if vec.len() != n {
             let found = vec.len();
             T::buffer_pool().give(buffer);
             return Err(TensorError::DataLength {
-                op: "from_iter_exact",
+                op: "from_fill",
                 expected: n,
                 found,
                 shape,
