@@ -88,8 +88,9 @@ impl<T: Float> Tape<T> {
 
     /// Forgets every recorded node, so the tape can record a new pass; keeps
     /// its memory (and the recorded ops, to reuse their storage). The values
-    /// the nodes held are released. Gradients stores filled from the old pass
-    /// keep their parameter gradients but no longer match its nodes.
+    /// the nodes held are released, and recording is switched back on (as on
+    /// a new tape). Gradients stores filled from the old pass keep their
+    /// parameter gradients but no longer match its nodes.
     pub fn reset(&mut self) {
         self.id = NEXT_TAPE.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.get_mut();
@@ -189,8 +190,6 @@ impl<T: Float> Tape<T> {
         };
         let refs: SmallVec<[&Tensor<T>; INLINE_INPUTS]> = values.iter().collect();
         let value = op.forward(&refs)?;
-        drop(refs);
-        drop(values);
         let requires_grad = enabled && any_requires;
         if !requires_grad {
             return Ok(self.push(Node {

@@ -90,19 +90,8 @@ impl<T: Float> Tensor<T> {
     /// [`TensorError::DataLength`] if `values` yields another count.
     pub fn from_iter_exact(dims: &[usize], values: impl IntoIterator<Item = T>) -> Result<Self> {
         let n: usize = dims.iter().product();
-        Self::from_fill(dims, |v| v.extend(values.into_iter().take(n + 1))).map_err(|e| match e {
-            TensorError::DataLength {
-                expected,
-                found,
-                shape,
-                ..
-            } => TensorError::DataLength {
-                op: "from_iter_exact",
-                expected,
-                found,
-                shape,
-            },
-            other => other,
+        Self::fill_pooled("from_iter_exact", Shape::new(dims), |v| {
+            v.extend(values.into_iter().take(n + 1));
         })
     }
 
@@ -113,7 +102,12 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// [`TensorError::DataLength`] if `fill` appends another count.
     pub fn from_fill(dims: &[usize], fill: impl FnOnce(&mut Vec<T>)) -> Result<Self> {
-        let shape = Shape::new(dims);
+        Self::fill_pooled("from_fill", Shape::new(dims), fill)
+    }
+
+    /// The one pooled constructor: `fill` appends the elements of `shape` to
+    /// an empty pooled buffer; a wrong count is an error naming `op`.
+    fn fill_pooled(op: &'static str, shape: Shape, fill: impl FnOnce(&mut Vec<T>)) -> Result<Self> {
         let n = shape.numel();
         let mut buffer = T::buffer_pool().take(n);
         let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
@@ -122,7 +116,7 @@ impl<T: Float> Tensor<T> {
             let found = vec.len();
             T::buffer_pool().give(buffer);
             return Err(TensorError::DataLength {
-                op: "from_fill",
+                op,
                 expected: n,
                 found,
                 shape,
@@ -151,21 +145,13 @@ impl<T: Float> Tensor<T> {
         }
     }
 
-    /// A tensor of `shape` whose elements `fill` appends to an empty buffer
-    /// taken from the pool (with capacity for exactly `shape.numel()`).
+    /// [`Tensor::from_fill`] for nabla's own constructors, whose `fill`
+    /// always appends `shape.numel()` elements.
     ///
     /// # Panics
-    /// If `fill` appends other than `shape.numel()` elements (a bug in nabla).
+    /// If `fill` appends another count (a bug in nabla, never user input).
     pub(crate) fn build(shape: Shape, fill: impl FnOnce(&mut Vec<T>)) -> Self {
-        let n = shape.numel();
-        let mut buffer = T::buffer_pool().take(n);
-        let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
-        fill(vec);
-        assert_eq!(vec.len(), n, "a tensor constructor filled the wrong count");
-        Tensor {
-            shape,
-            data: Storage::new(buffer),
-        }
+        Self::fill_pooled("build", shape, fill).expect("a constructor filled the wrong count")
     }
 
     /// Replaces the shape, keeping the buffer (caller checked the element count).

@@ -71,7 +71,8 @@ impl Stepper {
     /// Forward, softmax cross-entropy (mean over the batch), backward and one
     /// optimiser update of a batch of `rows` rows, split into shards run in
     /// parallel. Each shard gets its rows from `fetch(range)`: the inputs and
-    /// their class indices, so that assembling the batch runs in parallel too.
+    /// their class indices (`Target::Indices` or `Target::Shared`; one-hot
+    /// rows are an error), so that assembling the batch runs in parallel too.
     ///
     /// # Errors
     /// Errors from `fetch`, the model, the loss or the optimiser.
@@ -176,7 +177,8 @@ impl Shard {
         let (x, target) = input?;
         let tape = &self.tape;
         let logits = net.forward(tape.constant(x))?;
-        let correct = count_correct(&logits.value(), &target);
+        // Accuracy needs class indices; a one-hot target is an error here.
+        let correct = count_correct(&logits.value(), target.as_indices()?);
         let loss = logits
             .softmax_cross_entropy(target, Reduction::Sum)?
             .mul_scalar(scale)?;
@@ -189,10 +191,7 @@ impl Shard {
 }
 
 /// Rows whose largest score (the first, on ties) is at the target class.
-fn count_correct(logits: &Tensor<f32>, target: &Target<f32>) -> usize {
-    let Ok(labels) = target.as_indices() else {
-        return 0;
-    };
+fn count_correct(logits: &Tensor<f32>, labels: &[usize]) -> usize {
     let classes = logits.dims().last().copied().unwrap_or(0).max(1);
     logits
         .data()

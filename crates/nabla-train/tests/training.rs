@@ -266,3 +266,17 @@ fn shards_depend_only_on_the_batch_size() {
     assert_eq!(r.len(), 16);
     assert!(r.iter().all(|s| s.len() <= SHARD_ROWS) && r.last().unwrap().end == 1000);
 }
+
+#[test]
+fn a_step_needs_class_indices_and_says_so() {
+    let mut net = MlpConfig::new(4, &[3], 2).init(&mut Rng::seed(1)).unwrap();
+    let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
+    let x = nabla_tensor::Tensor::<f32>::ones(&[2, 4]);
+    let one_hot = nabla_tensor::Tensor::<f32>::one_hot(&[0, 1], 2).unwrap();
+    let err = nabla_train::Stepper::new()
+        .step(&mut net, &mut opt, 2, |_| {
+            Ok((x.clone(), nabla_autograd::Target::OneHot(one_hot.clone())))
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("class indices"), "{err}");
+}

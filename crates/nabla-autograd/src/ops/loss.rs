@@ -1,7 +1,7 @@
 //! Loss conventions shared by every loss, and the fused softmax-with-loss op.
 
 use super::grad_if;
-use super::softmax::softmax_rows;
+use super::softmax::{log_sum_exp, softmax_rows};
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::{Float, Tensor};
 use smallvec::smallvec;
@@ -66,7 +66,10 @@ impl<T: Float> Target<T> {
                     ),
                 )
             }),
-            Target::OneHot(_) => Err(Error::invalid("target", "not class indices")),
+            Target::OneHot(_) => Err(Error::invalid(
+                "target",
+                "needs class indices, got one-hot rows",
+            )),
         }
     }
 
@@ -201,10 +204,4 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
             || Ok(residual.map(|d| d * scale))
         )?])
     }
-}
-
-/// `log Σ exp(x)` of one row, shifted by its maximum so nothing overflows.
-fn log_sum_exp<T: Float>(row: &[T]) -> T {
-    let max = row.iter().copied().fold(row[0], T::max);
-    row.iter().map(|&v| (v - max).exp()).sum::<T>().ln() + max
 }

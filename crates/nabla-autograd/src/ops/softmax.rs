@@ -24,6 +24,12 @@ pub(crate) fn softmax_rows<T: Float>(x: &Tensor<T>) -> Result<Tensor<T>> {
     Ok(out)
 }
 
+/// `log Σ exp(x)` of one non-empty row, shifted by its maximum so nothing overflows.
+pub(crate) fn log_sum_exp<T: Float>(row: &[T]) -> T {
+    let max = row.iter().copied().fold(row[0], T::max);
+    row.iter().map(|&v| (v - max).exp()).sum::<T>().ln() + max
+}
+
 fn last_dim<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<usize> {
     match x.dims().last() {
         Some(&c) if c > 0 => Ok(c),
@@ -54,12 +60,12 @@ impl<T: Float> Op<T> for Softmax {
     ) -> Result<InputGrads<T>> {
         Ok(smallvec![grad_if(n, 0, || {
             let c = last_dim("softmax", y)?;
-            let mut dx = Vec::with_capacity(y.len());
-            for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {
-                let dot: T = yr.iter().zip(gr).map(|(&a, &b)| a * b).sum();
-                dx.extend(yr.iter().zip(gr).map(|(&yv, &gv)| yv * (gv - dot)));
-            }
-            Ok(Tensor::from_vec(dx, y.dims())?)
+            Ok(Tensor::from_fill(y.dims(), |dx| {
+                for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {
+                    let dot: T = yr.iter().zip(gr).map(|(&a, &b)| a * b).sum();
+                    dx.extend(yr.iter().zip(gr).map(|(&yv, &gv)| yv * (gv - dot)));
+                }
+            })?)
         })?])
     }
 }
@@ -74,13 +80,12 @@ impl<T: Float> Op<T> for LogSoftmax {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let c = last_dim("log_softmax", x[0])?;
-        let mut out = x[0].to_vec();
-        for row in out.chunks_mut(c) {
-            let max = row.iter().copied().fold(row[0], T::max);
-            let lse = row.iter().map(|&v| (v - max).exp()).sum::<T>().ln() + max;
-            row.iter_mut().for_each(|v| *v -= lse);
-        }
-        Ok(Tensor::from_vec(out, x[0].dims())?)
+        Ok(Tensor::from_fill(x[0].dims(), |out| {
+            for row in x[0].data().chunks(c) {
+                let lse = log_sum_exp(row);
+                out.extend(row.iter().map(|&v| v - lse));
+            }
+        })?)
     }
     fn backward(
         &self,
@@ -91,12 +96,12 @@ impl<T: Float> Op<T> for LogSoftmax {
     ) -> Result<InputGrads<T>> {
         Ok(smallvec![grad_if(n, 0, || {
             let c = last_dim("log_softmax", y)?;
-            let mut dx = Vec::with_capacity(y.len());
-            for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {
-                let total: T = gr.iter().copied().sum();
-                dx.extend(yr.iter().zip(gr).map(|(&yv, &gv)| gv - yv.exp() * total));
-            }
-            Ok(Tensor::from_vec(dx, y.dims())?)
+            Ok(Tensor::from_fill(y.dims(), |dx| {
+                for (yr, gr) in y.data().chunks(c).zip(g.data().chunks(c)) {
+                    let total: T = gr.iter().copied().sum();
+                    dx.extend(yr.iter().zip(gr).map(|(&yv, &gv)| gv - yv.exp() * total));
+                }
+            })?)
         })?])
     }
 }
