@@ -2,10 +2,10 @@
 
 use crate::op::INLINE_INPUTS;
 use crate::{Error, Gradients, Op, Param, ParamId, Result};
-use nabla_tensor::{Float, Shape, Tensor};
+use nabla_tensor::{Float, Rng, Shape, Tensor};
 use smallvec::SmallVec;
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
@@ -45,6 +45,9 @@ pub struct Tape<T: Float = f32> {
     inner: RefCell<Inner<T>>,
     /// Gradients by node during backward, kept to reuse their capacity.
     scratch: RefCell<Vec<Option<Tensor<T>>>>,
+    /// Randomness of the pass (dropout masks): owned by the tape so that
+    /// passes running side by side draw from their own, seeded streams.
+    rng: RefCell<Rng>,
 }
 
 /// A handle to one node of a [`Tape`]: cheap to copy, valid while the tape lives.
@@ -75,15 +78,33 @@ impl<T: Float> Default for Tape<T> {
 impl<T: Float> Tape<T> {
     /// An empty tape with gradients enabled.
     pub fn new() -> Self {
+        let id = NEXT_TAPE.fetch_add(1, Ordering::Relaxed);
         Tape {
-            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
+            id,
             inner: RefCell::new(Inner {
                 nodes: Vec::new(),
                 grad_enabled: true,
                 spare_ops: Vec::new(),
             }),
             scratch: RefCell::new(Vec::new()),
+            rng: RefCell::new(Rng::seed(id)),
         }
+    }
+
+    /// Restarts the tape's random stream from `seed`. A training loop seeds
+    /// each pass (from its own seed, the step and the shard) so that dropout
+    /// masks are reproducible whatever the number of threads. A new tape is
+    /// seeded with its id.
+    pub fn seed_rng(&self, seed: u64) {
+        *self.rng.borrow_mut() = Rng::seed(seed);
+    }
+
+    /// The tape's random generator, for ops that draw (dropout).
+    ///
+    /// # Panics
+    /// If it is already borrowed (an op drawing while another one draws).
+    pub fn rng(&self) -> RefMut<'_, Rng> {
+        self.rng.borrow_mut()
     }
 
     /// Forgets every recorded node, so the tape can record a new pass; keeps

@@ -1,14 +1,17 @@
 //! The op methods on [`Var`]: one line each registering an op from `ops/`.
 
 use crate::ops::arith::{Add, AddScalar, Div, Mul, MulScalar, Neg, Sub};
+use crate::ops::conv::Conv2d;
 use crate::ops::loss::{Reduction, SoftmaxCrossEntropy, Target};
 use crate::ops::matmul::MatMul;
+use crate::ops::norm::BatchNorm;
+use crate::ops::pool::{Pool2d, PoolKind};
 use crate::ops::reduce::{Mean, Sum, SumAxis};
 use crate::ops::shape::{GatherRows, Permute, Reshape};
 use crate::ops::softmax::{LogSoftmax, Softmax};
 use crate::ops::unary::{Abs, Exp, Log, Pow, Relu, Sigmoid, Sqrt, Tanh};
 use crate::{Error, Result, Var};
-use nabla_tensor::{Float, Transpose};
+use nabla_tensor::{Float, Tensor, Transpose};
 
 /// Binary ops broadcast their operands (NumPy rules); the gradient of each
 /// operand is summed back to its own shape.
@@ -178,6 +181,96 @@ impl<'t, T: Float> Var<'t, T> {
     /// `out[i] = self[i, labels[i]]` for a `[N, C]` variable.
     pub fn gather_rows(self, labels: &[usize]) -> Result<Var<'t, T>> {
         self.tape().apply(GatherRows(labels.to_vec()), &[self])
+    }
+    /// 2-D convolution (cross-correlation) of `[N, C, H, W]` by a
+    /// `[O, C, kh, kw]` weight, plus an optional `[O]` bias.
+    ///
+    /// # Shapes
+    /// `[N, C, H, W] → [N, O, ⌊(H + 2p − kh)/s⌋ + 1, ⌊(W + 2p − kw)/s⌋ + 1]`.
+    pub fn conv2d(
+        self,
+        weight: Var<'t, T>,
+        bias: Option<Var<'t, T>>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var<'t, T>> {
+        let op = Conv2d { stride, padding };
+        match bias {
+            Some(b) => self.tape().apply(op, &[self, weight, b]),
+            None => self.tape().apply(op, &[self, weight]),
+        }
+    }
+    /// Max pooling of `[N, C, H, W]` with a `kernel × kernel` window.
+    pub fn max_pool2d(self, kernel: usize, stride: usize, padding: usize) -> Result<Var<'t, T>> {
+        self.pool2d(PoolKind::Max, kernel, stride, padding)
+    }
+    /// Average pooling of `[N, C, H, W]` with a `kernel × kernel` window.
+    pub fn avg_pool2d(self, kernel: usize, stride: usize, padding: usize) -> Result<Var<'t, T>> {
+        self.pool2d(PoolKind::Avg, kernel, stride, padding)
+    }
+    fn pool2d(
+        self,
+        kind: PoolKind,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var<'t, T>> {
+        let op = Pool2d {
+            kind,
+            kernel,
+            stride,
+            padding,
+        };
+        self.tape().apply(op, &[self])
+    }
+    /// Batch normalisation per channel (axis 1) with the given statistics:
+    /// `γ · (x − mean) · inv_std + β`. With `batch_statistics`, `mean` and
+    /// `inv_std = 1/√(σ² + ε)` must be this input's own (see
+    /// [`channel_moments`](crate::ops::norm::channel_moments)), and backward
+    /// differentiates through them.
+    pub fn batch_norm(
+        self,
+        gamma: Var<'t, T>,
+        beta: Var<'t, T>,
+        mean: Tensor<T>,
+        inv_std: Tensor<T>,
+        batch_statistics: bool,
+    ) -> Result<Var<'t, T>> {
+        let op = BatchNorm {
+            mean,
+            inv_std,
+            batch_statistics,
+        };
+        self.tape().apply(op, &[self, gamma, beta])
+    }
+    /// Inverted dropout: each element is zeroed with probability `p` and the
+    /// survivors are scaled by `1/(1 − p)`, so the expected value is unchanged
+    /// and evaluation needs no rescaling (PyTorch's convention). The mask is
+    /// drawn from the tape's generator ([`Tape::seed_rng`](crate::Tape::seed_rng)).
+    pub fn dropout(self, p: f64) -> Result<Var<'t, T>> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid(
+                "dropout",
+                format!("probability {p} is not in [0, 1]"),
+            ));
+        }
+        if p == 0.0 {
+            return Ok(self);
+        }
+        let dims = self.shape();
+        let n = dims.numel();
+        let keep = if p < 1.0 {
+            T::from_f64(1.0 / (1.0 - p))
+        } else {
+            T::ZERO
+        };
+        let mask = {
+            let mut rng = self.tape().rng();
+            Tensor::from_fill(dims.dims(), |m| {
+                m.extend((0..n).map(|_| if rng.next_f64() < p { T::ZERO } else { keep }));
+            })?
+        };
+        self.mul(self.tape().constant(mask))
     }
     /// Fused softmax + cross-entropy of `[N, C]` scores (backward `(y - t)/N`).
     pub fn softmax_cross_entropy(

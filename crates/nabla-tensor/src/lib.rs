@@ -15,6 +15,7 @@
 //! # Ok::<(), nabla_tensor::TensorError>(())
 //! ```
 
+pub mod conv;
 mod element;
 mod elementwise;
 mod error;
@@ -26,9 +27,10 @@ mod reduce;
 mod shape;
 mod tensor;
 
+pub use conv::Window;
 pub use element::Float;
 pub use error::{Result, TensorError};
-pub use matmul::{gemm_into, in_gemm_library, Transpose};
+pub use matmul::{gemm_into, gemm_slices, in_gemm_library, Transpose};
 pub use pool::{BufferPool, MAX_CACHED_BYTES, MAX_CACHED_PER_SIZE};
 pub use random::{Rng, RNG_STATE_LEN};
 pub use shape::{Dims, Shape, INLINE_RANK};

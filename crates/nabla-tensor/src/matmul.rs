@@ -39,10 +39,79 @@ pub fn gemm_into<T: Float>(
     let (m, k, n) = product_dims(a, ta, b, tb)?;
     dst.expect_shape("matmul", &Shape::new(&[m, n]))?;
     let out = dst.data_mut();
+    let (a, b) = (Operand::of(a, ta), Operand::of(b, tb));
     // SAFETY: `out` is a live, uniquely borrowed buffer of exactly m·n elements,
     // and the operands' shapes were checked by `product_dims`.
-    unsafe { gemm_unchecked(out.as_mut_ptr(), (m, k, n), a, ta, b, tb, accumulate) };
+    unsafe { gemm_unchecked(out.as_mut_ptr(), (m, k, n), a, b, accumulate) };
     Ok(())
+}
+
+/// `dst = op(a) · op(b)` (or `dst += …`) on plain slices holding row-major
+/// matrices: `op(a)` is `m × k`, `op(b)` is `k × n`, `dst` is `m × n`. This is
+/// how layers multiply views into larger buffers (one sample of a batch, one
+/// image's column matrix) without building tensors for them.
+///
+/// # Errors
+/// [`TensorError::InvalidArgument`] naming `matmul` if a slice's length is
+/// not what `(m, k, n)` implies.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_slices<T: Float>(
+    dst: &mut [T],
+    a: &[T],
+    ta: Transpose,
+    b: &[T],
+    tb: Transpose,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<()> {
+    for (what, len, want) in [
+        ("a", a.len(), m * k),
+        ("b", b.len(), k * n),
+        ("dst", dst.len(), m * n),
+    ] {
+        if len != want {
+            return Err(TensorError::InvalidArgument {
+                op: "matmul",
+                reason: format!(
+                    "{what} has {len} elements, the product {m}×{k}·{k}×{n} needs {want}"
+                ),
+            });
+        }
+    }
+    // Stored column counts: op(a) = m × k is stored k wide, or m wide when transposed.
+    let a = Operand {
+        data: a,
+        cols: if ta == Transpose::No { k } else { m },
+        t: ta,
+    };
+    let b = Operand {
+        data: b,
+        cols: if tb == Transpose::No { n } else { k },
+        t: tb,
+    };
+    // SAFETY: the lengths were checked above; `dst` is uniquely borrowed.
+    unsafe { gemm_unchecked(dst.as_mut_ptr(), (m, k, n), a, b, accumulate) };
+    Ok(())
+}
+
+/// A stored row-major matrix (its elements and column count) and how a
+/// product uses it.
+#[derive(Clone, Copy)]
+struct Operand<'a, T> {
+    data: &'a [T],
+    cols: usize,
+    t: Transpose,
+}
+
+impl<'a, T: Float> Operand<'a, T> {
+    /// A rank-2 tensor (its shape already checked by `product_dims`).
+    fn of(x: &'a Tensor<T>, t: Transpose) -> Self {
+        Operand {
+            data: x.data(),
+            cols: x.dims()[1],
+            t,
+        }
+    }
 }
 
 /// The product into `dst`, which must point to `m·n` writable elements that do
@@ -52,14 +121,11 @@ pub fn gemm_into<T: Float>(
 /// # Safety
 /// `dst` must be valid for reads (if `accumulate`) and writes of `m·n`
 /// elements, and `(m, k, n)` must be the checked dimensions of `op(a) · op(b)`.
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_unchecked<T: Float>(
     dst: *mut T,
     (m, k, n): (usize, usize, usize),
-    a: &Tensor<T>,
-    ta: Transpose,
-    b: &Tensor<T>,
-    tb: Transpose,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
     accumulate: bool,
 ) {
     if m == 0 || n == 0 {
@@ -69,7 +135,7 @@ unsafe fn gemm_unchecked<T: Float>(
         // An outer product (or, for k = 0, zero): a direct loop beats the
         // general kernel's packing. op(a) is a column and op(b) a row, both
         // contiguous whatever the transposes.
-        let (av, bv) = (a.data(), b.data());
+        let (av, bv) = (a.data, b.data);
         for (i, &a_i) in av
             .iter()
             .chain(std::iter::repeat(&T::ZERO))
@@ -104,14 +170,13 @@ unsafe fn gemm_unchecked<T: Float>(
         }
         return;
     }
-    let (_, ac) = (a.dims()[0], a.dims()[1]);
-    let bc = b.dims()[1];
+    let (ac, bc) = (a.cols, b.cols);
     // (column stride, row stride) of op(x) in elements.
-    let (a_cs, a_rs) = match ta {
+    let (a_cs, a_rs) = match a.t {
         Transpose::No => (1, ac as isize),
         Transpose::Yes => (ac as isize, 1),
     };
-    let (b_cs, b_rs) = match tb {
+    let (b_cs, b_rs) = match b.t {
         Transpose::No => (1, bc as isize),
         Transpose::Yes => (bc as isize, 1),
     };
@@ -138,10 +203,10 @@ unsafe fn gemm_unchecked<T: Float>(
             1,
             n as isize,
             accumulate,
-            a.data().as_ptr(),
+            a.data.as_ptr(),
             a_cs,
             a_rs,
-            b.data().as_ptr(),
+            b.data.as_ptr(),
             b_cs,
             b_rs,
             T::ONE,
@@ -235,7 +300,8 @@ impl<T: Float> Tensor<T> {
             // elements and is not shared; with accumulate = false every one of
             // them is written before `set_len`.
             unsafe {
-                gemm_unchecked(data.as_mut_ptr(), dims, self, ta, rhs, tb, false);
+                let (a, b) = (Operand::of(self, ta), Operand::of(rhs, tb));
+                gemm_unchecked(data.as_mut_ptr(), dims, a, b, false);
                 data.set_len(m * n);
             }
         }))

@@ -5,8 +5,11 @@
 //! [`Tape::apply`](crate::Tape::apply).
 
 pub mod arith;
+pub mod conv;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;

@@ -1,0 +1,204 @@
+//! 2-D convolution by im2col and the fast GEMM.
+//!
+//! For each image `n` of the batch, [`im2col`] copies its receptive fields
+//! into `col [C·kh·kw, OH·OW]`; then
+//!
+//! - forward:  `out_n = W · col + b`          (`[O, C·kh·kw] · [C·kh·kw, OH·OW]`)
+//! - backward: `dW += dout_n · colᵀ`, `db += Σ_positions dout_n`,
+//!   `dx_n = col2im(Wᵀ · dout_n)`.
+//!
+//! The column matrix is rebuilt in backward instead of kept from forward:
+//! copying is cheap next to the products, and a batch's columns would
+//! otherwise hold `kh·kw` times the memory of its images.
+
+use super::grad_if;
+use crate::{Error, InputGrads, Op, Result};
+use nabla_tensor::conv::{col2im, im2col};
+use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
+use rayon::prelude::*;
+use smallvec::smallvec;
+
+/// `out[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x[n, c, y·s + i − p, x·s + j − p]`
+/// (cross-correlation, as in PyTorch and the book).
+///
+/// # Shapes
+/// - inputs: `x [N, C, H, W]`, `weight [O, C, kh, kw]`, optionally `bias [O]`
+/// - output: `[N, O, OH, OW]` with `OH = ⌊(H + 2p − kh)/s⌋ + 1` (likewise `OW`)
+pub struct Conv2d {
+    /// Step of the window.
+    pub stride: usize,
+    /// Zeros around every side of the input.
+    pub padding: usize,
+}
+
+/// The batch size, the window, and the output channel count of a convolution.
+fn geometry<T: Float>(
+    conv: &Conv2d,
+    x: &Tensor<T>,
+    w: &Tensor<T>,
+    b: Option<&Tensor<T>>,
+) -> Result<(usize, Window, usize)> {
+    let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x.dims(), w.dims()) else {
+        return Err(Error::invalid(
+            "conv2d",
+            format!(
+                "expected input [N, C, H, W] and weight [O, C, kh, kw], got {} and {}",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    };
+    if wc != c {
+        return Err(Error::invalid(
+            "conv2d",
+            format!(
+                "input {} has {c} channels, weight {} expects {wc}",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    if let Some(b) = b {
+        if b.dims() != [o] {
+            return Err(Error::invalid(
+                "conv2d",
+                format!("bias has shape {}, expected [{o}]", b.shape()),
+            ));
+        }
+    }
+    let window = Window {
+        channels: c,
+        height: h,
+        width: wd,
+        kernel_h: kh,
+        kernel_w: kw,
+        stride: conv.stride,
+        padding: conv.padding,
+    };
+    if window.out_h().is_none() || window.out_w().is_none() {
+        return Err(Error::invalid(
+            "conv2d",
+            format!(
+                "a {kh}×{kw} kernel with stride {} and padding {} does not fit a {h}×{wd} input",
+                conv.stride, conv.padding
+            ),
+        ));
+    }
+    Ok((n, window, o))
+}
+
+impl<T: Float> Op<T> for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let (n, win, o) = geometry(self, x[0], x[1], x.get(2).copied())?;
+        let (k, p) = (win.col_rows(), win.positions());
+        let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
+        let mut out = Tensor::zeros(&[n, o, oh, ow]);
+        let (images, weight) = (x[0].data(), x[1].data());
+        let bias = x.get(2).map(|b| b.data());
+        // Images are independent: each gets its own column buffer (from the
+        // pool) and the results do not depend on how rayon splits the batch.
+        out.data_mut()
+            .par_chunks_mut((o * p).max(1))
+            .zip(images.par_chunks(win.image_len().max(1)))
+            .try_for_each(|(out_n, image)| -> Result<()> {
+                let mut col = Tensor::<T>::zeros(&[k, p]);
+                im2col(image, &win, col.data_mut());
+                gemm_slices(
+                    out_n,
+                    weight,
+                    Transpose::No,
+                    col.data(),
+                    Transpose::No,
+                    (o, k, p),
+                    false,
+                )?;
+                if let Some(bias) = bias {
+                    for (row, &b) in out_n.chunks_exact_mut(p.max(1)).zip(bias) {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
+                }
+                Ok(())
+            })?;
+        Ok(out)
+    }
+
+    fn backward(
+        &self,
+        x: &[&Tensor<T>],
+        _: &Tensor<T>,
+        g: &Tensor<T>,
+        needs: &[bool],
+    ) -> Result<InputGrads<T>> {
+        let (_, win, o) = geometry(self, x[0], x[1], x.get(2).copied())?;
+        let (k, p) = (win.col_rows(), win.positions());
+        let weight = x[1].data();
+        let grad_samples = g.data().chunks_exact((o * p).max(1));
+        let images = x[0].data().chunks_exact(win.image_len().max(1));
+
+        let dx = grad_if(needs, 0, || {
+            let mut dx = x[0].zeros_like();
+            // Each image's gradient depends on that image's only.
+            dx.data_mut()
+                .par_chunks_mut(win.image_len().max(1))
+                .zip(g.data().par_chunks((o * p).max(1)))
+                .try_for_each(|(dx_n, g_n)| -> Result<()> {
+                    let mut dcol = Tensor::<T>::zeros(&[k, p]);
+                    gemm_slices(
+                        dcol.data_mut(),
+                        weight,
+                        Transpose::Yes,
+                        g_n,
+                        Transpose::No,
+                        (k, o, p),
+                        false,
+                    )?;
+                    col2im(dcol.data(), &win, dx_n);
+                    Ok(())
+                })?;
+            Ok(dx)
+        })?;
+
+        // dW sums over the batch: accumulated in batch order, so the result
+        // is the same on any number of threads.
+        let dw = grad_if(needs, 1, || {
+            let mut dw = x[1].zeros_like();
+            let mut col = Tensor::<T>::zeros(&[k, p]);
+            for (i, (image, g_n)) in images.clone().zip(grad_samples.clone()).enumerate() {
+                im2col(image, &win, col.data_mut());
+                gemm_slices(
+                    dw.data_mut(),
+                    g_n,
+                    Transpose::No,
+                    col.data(),
+                    Transpose::Yes,
+                    (o, p, k),
+                    i > 0,
+                )?;
+            }
+            Ok(dw)
+        })?;
+
+        let db = if x.len() > 2 {
+            grad_if(needs, 2, || {
+                let mut db = vec![T::ZERO; o];
+                for g_n in grad_samples.clone() {
+                    for (d, row) in db.iter_mut().zip(g_n.chunks_exact(p.max(1))) {
+                        *d += row.iter().copied().sum::<T>();
+                    }
+                }
+                Ok(Tensor::from_iter_exact(&[o], db)?)
+            })?
+        } else {
+            None
+        };
+        let mut grads: InputGrads<T> = smallvec![dx, dw];
+        if x.len() > 2 {
+            grads.push(db);
+        }
+        Ok(grads)
+    }
+}

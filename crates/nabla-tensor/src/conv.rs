@@ -1,0 +1,354 @@
+//! The sliding-window kernels behind convolution and pooling, on one image
+//! (or one channel plane) at a time.
+//!
+//! Convolution is a matrix product once every receptive field is copied into
+//! a column: [`im2col`] lays the `C·kh·kw` values each output position sees
+//! out as rows of a `[C·kh·kw, OH·OW]` matrix, so `W[O, C·kh·kw] · col` is the
+//! whole convolution of the image, done by the fast GEMM. [`col2im`] is its
+//! adjoint: it adds each column entry back to the pixel it came from, which
+//! is how the gradient of the input is assembled.
+
+/// The shape of one sliding-window operation on `channels × height × width`
+/// images: a `kernel_h × kernel_w` window moved by `stride`, over an image
+/// padded by `padding` zeros on every side (PyTorch's conventions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Window height.
+    pub kernel_h: usize,
+    /// Window width.
+    pub kernel_w: usize,
+    /// Step between windows, both axes.
+    pub stride: usize,
+    /// Zeros added on every side, both axes.
+    pub padding: usize,
+}
+
+impl Window {
+    /// Output height: `⌊(H + 2p − kh) / s⌋ + 1`, or `None` when the window
+    /// does not fit (or the stride is zero).
+    pub fn out_h(&self) -> Option<usize> {
+        out_len(self.height, self.kernel_h, self.stride, self.padding)
+    }
+
+    /// Output width, as [`Window::out_h`].
+    pub fn out_w(&self) -> Option<usize> {
+        out_len(self.width, self.kernel_w, self.stride, self.padding)
+    }
+
+    /// Rows of the column matrix: `C·kh·kw`.
+    pub fn col_rows(&self) -> usize {
+        self.channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Output positions (columns of the column matrix): `OH·OW`.
+    pub fn positions(&self) -> usize {
+        self.out_h().unwrap_or(0) * self.out_w().unwrap_or(0)
+    }
+
+    /// Elements of one input image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// The input index of output row `o` shifted by kernel offset `k`, or
+    /// `None` in the padding.
+    #[inline]
+    fn source(&self, o: usize, k: usize, len: usize) -> Option<usize> {
+        (o * self.stride + k)
+            .checked_sub(self.padding)
+            .filter(|&i| i < len)
+    }
+}
+
+fn out_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
+    let padded = len + 2 * padding;
+    (stride > 0 && kernel > 0 && padded >= kernel).then(|| (padded - kernel) / stride + 1)
+}
+
+/// Copies every receptive field of one image (`[C, H, W]`, row-major) into
+/// `col` (`[C·kh·kw, OH·OW]`): row `(c, i, j)` holds, for each output position,
+/// the pixel at kernel offset `(i, j)` of channel `c`, or 0 in the padding.
+///
+/// # Panics
+/// If the slices' lengths do not match the window (a bug in the caller).
+pub fn im2col<T: Copy + Default>(image: &[T], w: &Window, col: &mut [T]) {
+    let (oh, ow) = (w.out_h().unwrap_or(0), w.out_w().unwrap_or(0));
+    assert_eq!(image.len(), w.image_len(), "im2col: image length");
+    assert_eq!(col.len(), w.col_rows() * oh * ow, "im2col: column length");
+    let mut rows = col.chunks_exact_mut((oh * ow).max(1));
+    for plane in image.chunks_exact(w.height * w.width) {
+        for ki in 0..w.kernel_h {
+            for kj in 0..w.kernel_w {
+                let row = rows.next().expect("one row per (c, i, j)");
+                for (y, out) in row.chunks_exact_mut(ow.max(1)).enumerate().take(oh) {
+                    match w.source(y, ki, w.height) {
+                        None => out.fill(T::default()),
+                        Some(iy) => {
+                            let src = &plane[iy * w.width..(iy + 1) * w.width];
+                            copy_row(src, out, w, kj);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One output row of [`im2col`]: `out[x] = src[x·s + kj − p]`, 0 outside.
+#[inline]
+fn copy_row<T: Copy + Default>(src: &[T], out: &mut [T], w: &Window, kj: usize) {
+    if w.stride == 1 {
+        // Contiguous: zeros, a slice copy, zeros.
+        let ow = out.len();
+        let first = w.padding.saturating_sub(kj).min(ow); // outputs left of the image
+        let start = (first + kj).saturating_sub(w.padding); // its source pixel
+        let len = (src.len().saturating_sub(start)).min(ow - first);
+        out[..first].fill(T::default());
+        out[first..first + len].copy_from_slice(&src[start..start + len]);
+        out[first + len..].fill(T::default());
+    } else {
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = w
+                .source(x, kj, src.len())
+                .map_or(T::default(), |ix| src[ix]);
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every entry of `col` to the pixel of
+/// `image` it was copied from (entries from the padding are dropped).
+/// `image` is accumulated into, not overwritten.
+///
+/// # Panics
+/// If the slices' lengths do not match the window (a bug in the caller).
+pub fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], w: &Window, image: &mut [T]) {
+    let (oh, ow) = (w.out_h().unwrap_or(0), w.out_w().unwrap_or(0));
+    assert_eq!(image.len(), w.image_len(), "col2im: image length");
+    assert_eq!(col.len(), w.col_rows() * oh * ow, "col2im: column length");
+    let mut rows = col.chunks_exact((oh * ow).max(1));
+    for plane in image.chunks_exact_mut(w.height * w.width) {
+        for ki in 0..w.kernel_h {
+            for kj in 0..w.kernel_w {
+                let row = rows.next().expect("one row per (c, i, j)");
+                for (y, vals) in row.chunks_exact(ow.max(1)).enumerate().take(oh) {
+                    let Some(iy) = w.source(y, ki, w.height) else {
+                        continue;
+                    };
+                    let dst = &mut plane[iy * w.width..(iy + 1) * w.width];
+                    for (x, &v) in vals.iter().enumerate() {
+                        if let Some(ix) = w.source(x, kj, w.width) {
+                            dst[ix] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling of one plane (`[H, W]`) into `out` (`[OH, OW]`); windows
+/// overlapping the padding only see the pixels inside the image.
+///
+/// # Panics
+/// If the slices' lengths do not match the window.
+pub fn max_pool_plane<T: Copy + PartialOrd>(plane: &[T], w: &Window, out: &mut [T]) {
+    let ow = w.out_w().unwrap_or(0);
+    for (o, v) in out.iter_mut().enumerate() {
+        let (best, _) = window_argmax(plane, w, o / ow.max(1), o % ow.max(1));
+        *v = best;
+    }
+}
+
+/// The gradient of [`max_pool_plane`]: each output's gradient goes to the
+/// first pixel of its window holding the maximum (added, since windows may
+/// overlap). `grad_plane` is accumulated into.
+///
+/// # Panics
+/// If the slices' lengths do not match the window.
+pub fn max_pool_plane_backward<T: Copy + PartialOrd + std::ops::AddAssign>(
+    plane: &[T],
+    w: &Window,
+    grad_out: &[T],
+    grad_plane: &mut [T],
+) {
+    let ow = w.out_w().unwrap_or(0);
+    for (o, &g) in grad_out.iter().enumerate() {
+        let (_, at) = window_argmax(plane, w, o / ow.max(1), o % ow.max(1));
+        grad_plane[at] += g;
+    }
+}
+
+/// The maximum of window `(y, x)` and the index of its first occurrence.
+#[inline]
+fn window_argmax<T: Copy + PartialOrd>(plane: &[T], w: &Window, y: usize, x: usize) -> (T, usize) {
+    let mut best: Option<(T, usize)> = None;
+    for ki in 0..w.kernel_h {
+        let Some(iy) = w.source(y, ki, w.height) else {
+            continue;
+        };
+        for kj in 0..w.kernel_w {
+            let Some(ix) = w.source(x, kj, w.width) else {
+                continue;
+            };
+            let at = iy * w.width + ix;
+            // `!(v <= b)` also takes a NaN, so a NaN input shows in the output.
+            if best.is_none_or(|(b, _)| !(plane[at] <= b)) {
+                best = Some((plane[at], at));
+            }
+        }
+    }
+    best.expect("a pooling window always overlaps the image")
+}
+
+/// Average pooling of one plane: each output is the mean of its `kh·kw`
+/// window, padding counted as zeros (PyTorch's `count_include_pad=True`).
+///
+/// # Panics
+/// If the slices' lengths do not match the window.
+pub fn avg_pool_plane<T>(plane: &[T], w: &Window, out: &mut [T], scale: T)
+where
+    T: Copy + Default + std::ops::AddAssign + std::ops::Mul<Output = T>,
+{
+    let ow = w.out_w().unwrap_or(0);
+    for (o, v) in out.iter_mut().enumerate() {
+        let mut sum = T::default();
+        for_window(w, o / ow.max(1), o % ow.max(1), |at| sum += plane[at]);
+        *v = sum * scale;
+    }
+}
+
+/// The gradient of [`avg_pool_plane`]: each output's gradient, times
+/// `scale = 1/(kh·kw)`, is added to every pixel of its window.
+///
+/// # Panics
+/// If the slices' lengths do not match the window.
+pub fn avg_pool_plane_backward<T>(w: &Window, grad_out: &[T], grad_plane: &mut [T], scale: T)
+where
+    T: Copy + std::ops::AddAssign + std::ops::Mul<Output = T>,
+{
+    let ow = w.out_w().unwrap_or(0);
+    for (o, &g) in grad_out.iter().enumerate() {
+        let share = g * scale;
+        for_window(w, o / ow.max(1), o % ow.max(1), |at| {
+            grad_plane[at] += share
+        });
+    }
+}
+
+/// Calls `f(index)` for every pixel of window `(y, x)` inside the image.
+#[inline]
+fn for_window(w: &Window, y: usize, x: usize, mut f: impl FnMut(usize)) {
+    for ki in 0..w.kernel_h {
+        let Some(iy) = w.source(y, ki, w.height) else {
+            continue;
+        };
+        for kj in 0..w.kernel_w {
+            if let Some(ix) = w.source(x, kj, w.width) {
+                f(iy * w.width + ix);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> Window {
+        Window {
+            channels: c,
+            height: h,
+            width: w,
+            kernel_h: k,
+            kernel_w: k,
+            stride: s,
+            padding: p,
+        }
+    }
+
+    /// im2col written the obvious way, to compare the fast paths against.
+    fn naive_im2col(image: &[f64], w: &Window) -> Vec<f64> {
+        let (oh, ow) = (w.out_h().unwrap(), w.out_w().unwrap());
+        let mut col = Vec::new();
+        for c in 0..w.channels {
+            for i in 0..w.kernel_h {
+                for j in 0..w.kernel_w {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let iy = (y * w.stride + i) as isize - w.padding as isize;
+                            let ix = (x * w.stride + j) as isize - w.padding as isize;
+                            let inside = iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < w.height
+                                && (ix as usize) < w.width;
+                            col.push(if inside {
+                                image[c * w.height * w.width + iy as usize * w.width + ix as usize]
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        assert_eq!(window(1, 28, 28, 5, 1, 0).out_h(), Some(24));
+        assert_eq!(window(1, 28, 28, 3, 1, 1).out_h(), Some(28));
+        assert_eq!(window(1, 7, 7, 2, 2, 0).out_h(), Some(3));
+        assert_eq!(window(1, 5, 5, 3, 2, 1).out_w(), Some(3));
+        assert_eq!(window(1, 2, 2, 5, 1, 0).out_h(), None);
+        assert_eq!(window(1, 4, 4, 2, 0, 0).out_h(), None);
+    }
+
+    #[test]
+    fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
+        for (c, h, wd, k, s, p) in [
+            (1, 5, 5, 3, 1, 0),
+            (2, 5, 6, 3, 1, 1),
+            (3, 7, 5, 3, 2, 1),
+            (2, 6, 6, 2, 2, 0),
+            (1, 4, 4, 5, 1, 2),
+            (2, 3, 3, 1, 1, 0),
+        ] {
+            let w = window(c, h, wd, k, s, p);
+            let image: Vec<f64> = (0..w.image_len()).map(|i| i as f64 * 0.5 - 3.0).collect();
+            let mut col = vec![f64::NAN; w.col_rows() * w.positions()];
+            im2col(&image, &w, &mut col);
+            assert_eq!(col, naive_im2col(&image, &w), "{w:?}");
+            // ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩ for any y.
+            let y: Vec<f64> = (0..col.len())
+                .map(|i| ((i * 7) % 11) as f64 - 5.0)
+                .collect();
+            let mut back = vec![0.0; image.len()];
+            col2im(&y, &w, &mut back);
+            let lhs: f64 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-9, "{w:?}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn pooling_takes_the_max_and_the_mean_of_each_window() {
+        let w = window(1, 4, 4, 2, 2, 0);
+        let plane: Vec<f64> = (0..16).map(f64::from).collect();
+        let mut out = vec![0.0; 4];
+        max_pool_plane(&plane, &w, &mut out);
+        assert_eq!(out, [5.0, 7.0, 13.0, 15.0]);
+        avg_pool_plane(&plane, &w, &mut out, 0.25);
+        assert_eq!(out, [2.5, 4.5, 10.5, 12.5]);
+        let mut grad = vec![0.0; 16];
+        max_pool_plane_backward(&plane, &w, &[1.0, 2.0, 3.0, 4.0], &mut grad);
+        assert_eq!((grad[5], grad[7], grad[13], grad[15]), (1.0, 2.0, 3.0, 4.0));
+        assert_eq!(grad.iter().sum::<f64>(), 10.0);
+    }
+}
