@@ -192,7 +192,7 @@ fn epoch(
     rng: &mut Rng,
 ) -> Result<()> {
     let batches = Batches::new(data.len(), 100, false, Some(rng))?;
-    stepper.epoch(net, opt, data, &batches, |_, _, _| Ok(()))?;
+    stepper.epoch(net, opt, data, &batches, None, |_, _, _| Ok(()))?;
     Ok(())
 }
 
@@ -232,7 +232,7 @@ pub fn allocations_per_step(
     let mut before = (0, 0);
     // Steps of a real epoch (shuffled batches gathered by the shards); the
     // count starts after five warm-up steps.
-    stepper.epoch(&mut net, &mut opt, data, &batches, |b, _, _| {
+    stepper.epoch(&mut net, &mut opt, data, &batches, None, |b, _, _| {
         if b == 4 {
             before = counter();
         }

@@ -5,11 +5,12 @@ use crate::{check_writable_parent, data_source, thread_pool};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use nabla::nn::{
-    save_model, Activation, Architecture, Init, MlpConfig, ModelSpec, Module, Preprocessing,
+    preset, save_model, Activation, Architecture, Init, MlpConfig, ModelSpec, Module, NetSpec,
+    Preprocessing,
 };
 use nabla::optim::{LrSchedule, Method, OptimizerConfig};
 use nabla::tensor::Rng;
-use nabla_data::DatasetKind;
+use nabla_data::{Augment, DatasetKind};
 use nabla_train::{evaluate, load_checkpoint, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,13 @@ pub struct TrainArgs {
     /// Which dataset the files hold.
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     dataset: DatasetArg,
-    /// Hidden layer sizes, comma-separated (e.g. 128,64); "none" for a linear classifier.
+    /// A named network: mlp (the multi-layer perceptron of --hidden and --activation), cnn (a small convnet), deep-cnn (the book's DeepConvNet) or lenet.
+    #[arg(long, value_enum, default_value_t = PresetArg::Mlp)]
+    preset: PresetArg,
+    /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/layer-spec.md); replaces --preset.
+    #[arg(long, conflicts_with_all = ["preset", "hidden", "activation"])]
+    layers: Option<String>,
+    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64); "none" for a linear classifier.
     #[arg(long, default_value = "512,256")]
     hidden: String,
     /// Activation after every hidden layer.
@@ -72,7 +79,16 @@ pub struct TrainArgs {
     /// Stop after this many epochs without better validation accuracy (needs --val-split).
     #[arg(long)]
     early_stop: Option<usize>,
-    /// Seed of initialisation, validation split and shuffling.
+    /// Move and turn every training image at random each epoch (seeded).
+    #[arg(long)]
+    augment: bool,
+    /// Largest shift of --augment, in pixels along each axis.
+    #[arg(long, default_value_t = 2.0, requires = "augment")]
+    augment_shift: f64,
+    /// Largest rotation of --augment, in degrees either way.
+    #[arg(long, default_value_t = 10.0, requires = "augment")]
+    augment_rotate: f64,
+    /// Seed of initialisation, validation split, shuffling, dropout and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Threads for training (0: one per core); results are identical for any number.
@@ -99,6 +115,14 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object (and nothing else on stdout).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PresetArg {
+    Mlp,
+    Cnn,
+    DeepCnn,
+    Lenet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -254,6 +278,11 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         early_stop: a.early_stop,
         checkpoint: Some(checkpoint.clone()),
         eval_batch_size: 1000,
+        augment: a
+            .augment
+            .then(|| Augment::new(a.augment_shift, a.augment_rotate))
+            .transpose()
+            .context("--augment-shift/--augment-rotate")?,
     };
 
     let mut trainer = if let Some(path) = &a.resume {
@@ -339,15 +368,44 @@ fn build_model(
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Tanh => Activation::Tanh,
     };
-    let mlp = MlpConfig::new(28 * 28, &parse_hidden(&a.hidden)?, 10)
-        .activation(activation)
-        .with_init(init);
-    let model = mlp.init::<f32>(&mut Rng::seed(a.seed))?;
+    let preprocessing = Preprocessing::default();
+    let layers = match (&a.layers, a.preset) {
+        (Some(layers), _) => Some(layers.as_str()),
+        (None, PresetArg::Mlp) => None,
+        (None, PresetArg::Cnn) => preset("cnn"),
+        (None, PresetArg::DeepCnn) => preset("deep-cnn"),
+        (None, PresetArg::Lenet) => preset("lenet"),
+    };
+    let mut rng = Rng::seed(a.seed);
+    let (model, architecture) = match layers {
+        Some(layers) => {
+            let image = [1, preprocessing.height, preprocessing.width];
+            let net = NetSpec::parse(&image, layers).context("--layers")?;
+            let classes = kind.class_names().len();
+            if net.output_shape()? != [classes] {
+                bail!(
+                    "--layers {layers}: the network outputs {:?} per image, {} needs [{classes}] (end with linear{classes})",
+                    net.output_shape()?,
+                    kind.name()
+                );
+            }
+            (
+                net.build::<f32>(init, &mut rng)?,
+                Architecture::layers(&net),
+            )
+        }
+        None => {
+            let mlp = MlpConfig::new(28 * 28, &parse_hidden(&a.hidden)?, 10)
+                .activation(activation)
+                .with_init(init);
+            (mlp.init::<f32>(&mut rng)?, Architecture::mlp(&mlp))
+        }
+    };
     let spec = ModelSpec {
-        architecture: Architecture::mlp(&mlp),
+        architecture,
         dataset: kind.name().to_string(),
         classes: kind.class_names().iter().map(|s| s.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
+        preprocessing,
     };
     Ok((model, spec))
 }

@@ -8,6 +8,7 @@
 //!
 //! It knows nothing of graphs: it hands out plain tensors and labels.
 
+mod augment;
 mod batch;
 mod dataset;
 mod digit;
@@ -16,6 +17,7 @@ mod embedded;
 mod error;
 mod idx;
 
+pub use augment::Augment;
 pub use batch::{batches_per_epoch, Batch, Batches};
 pub use dataset::{Dataset, DatasetKind, Splits};
 pub use digit::{preprocess_digit, preprocess_digit_file};

@@ -7,7 +7,7 @@
 //! fsync, rename, fsync of the directory. A crash leaves the old file or the
 //! new one, never half of one.
 
-use crate::{Activation, Init, MlpConfig, Module, Sequential};
+use crate::{Activation, Init, MlpConfig, Module, NetSpec, Sequential};
 use nabla_tensor::{Float, Rng, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,9 @@ pub enum ModelFileError {
         found: Vec<usize>,
     },
     /// A tensor stored in an element type nabla does not read.
-    #[error("{path}: tensor '{name}' has dtype {dtype}, expected F32 or F64")]
+    #[error(
+        "{path}: tensor '{name}' has dtype {dtype}, expected F32 or F64 (I64 only for counters)"
+    )]
     Dtype {
         /// The file.
         path: PathBuf,
@@ -103,6 +105,14 @@ pub enum Architecture {
         output: usize,
         /// `relu`, `sigmoid` or `tanh`.
         activation: String,
+    },
+    /// A layer list in the spec language of [`crate::spec`], e.g.
+    /// `conv16k3p1,relu,maxpool2,flatten,linear10`.
+    Layers {
+        /// Shape of one input sample, e.g. `[1, 28, 28]`.
+        input: Vec<usize>,
+        /// The canonical spec.
+        layers: String,
     },
 }
 
@@ -139,13 +149,55 @@ impl Architecture {
                     .with_init(init)
                     .init(rng)
             }
+            Architecture::Layers { input, layers } => {
+                NetSpec::parse(input, layers)?.build(init, rng)
+            }
         }
     }
 
-    /// The name and shape of every parameter, in order, computed without
-    /// allocating the network (so a file's claims can be checked first).
-    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+    /// The architecture of a layer spec (stored in canonical form).
+    pub fn layers(spec: &NetSpec) -> Self {
+        Architecture::Layers {
+            input: spec.input.clone(),
+            layers: spec.spec_string(),
+        }
+    }
+
+    /// The equivalent PyTorch `nn.Sequential`, as Python source.
+    ///
+    /// # Errors
+    /// A layer spec that does not parse or fit.
+    pub fn pytorch(&self) -> nabla_autograd::Result<String> {
         match self {
+            Architecture::Mlp {
+                input,
+                hidden,
+                output,
+                activation,
+            } => {
+                let act: Activation = activation.parse()?;
+                let mut tokens: Vec<String> = Vec::new();
+                for h in hidden {
+                    tokens.push(format!("linear{h}"));
+                    tokens.push(act.name().to_string());
+                }
+                tokens.push(format!("linear{output}"));
+                NetSpec::parse(&[*input], &tokens.join(","))?.pytorch()
+            }
+            Architecture::Layers { input, layers } => NetSpec::parse(input, layers)?.pytorch(),
+        }
+    }
+
+    /// The name and shape of every parameter and buffer, in order, computed
+    /// without allocating the network (so a file's claims can be checked first).
+    ///
+    /// # Errors
+    /// A layer spec that does not parse or fit.
+    pub fn state_shapes(&self) -> nabla_autograd::Result<Vec<(String, Vec<usize>)>> {
+        Ok(match self {
+            Architecture::Layers { input, layers } => {
+                NetSpec::parse(input, layers)?.state_shapes()?
+            }
             Architecture::Mlp {
                 input,
                 hidden,
@@ -168,7 +220,7 @@ impl Architecture {
                     })
                     .collect()
             }
-        }
+        })
     }
 
     /// A short human description, e.g. `mlp 784-128-64-10 relu`.
@@ -186,6 +238,15 @@ impl Architecture {
                     .map(|s| s.to_string())
                     .collect();
                 format!("mlp {} {activation}", sizes.join("-"))
+            }
+            Architecture::Layers { layers, .. } => {
+                let named = crate::PRESETS
+                    .iter()
+                    .find(|(_, s)| s.replace(char::is_whitespace, "") == *layers);
+                match named {
+                    Some((name, _)) => format!("{name} ({layers})"),
+                    None => layers.clone(),
+                }
             }
         }
     }
@@ -260,7 +321,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
     Ok(())
 }
 
-/// Serialises named tensors (in the element type `T`) with string metadata.
+/// Whether a tensor is a counter stored as a 64-bit integer, as PyTorch
+/// stores batch norm's `num_batches_tracked`.
+fn is_counter(name: &str) -> bool {
+    name == "num_batches_tracked" || name.ends_with(".num_batches_tracked")
+}
+
+/// Serialises named tensors (in the element type `T`; counters such as
+/// `num_batches_tracked` as I64, like PyTorch) with string metadata.
 ///
 /// # Errors
 /// [`ModelFileError::Format`] if safetensors refuses the data.
@@ -274,9 +342,17 @@ pub fn encode_tensors<T: Float>(
     } else {
         Dtype::F32
     };
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let bytes: Vec<(Dtype, String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
+            if is_counter(name) {
+                let data = t
+                    .data()
+                    .iter()
+                    .flat_map(|v| (v.to_f64().round() as i64).to_le_bytes())
+                    .collect();
+                return (Dtype::I64, name.clone(), t.dims().to_vec(), data);
+            }
             let data = if dtype == Dtype::F64 {
                 t.data()
                     .iter()
@@ -288,7 +364,7 @@ pub fn encode_tensors<T: Float>(
                     .flat_map(|v| (v.to_f64() as f32).to_le_bytes())
                     .collect()
             };
-            (name.clone(), t.dims().to_vec(), data)
+            (dtype, name.clone(), t.dims().to_vec(), data)
         })
         .collect();
     let format = |e: safetensors::SafeTensorError| ModelFileError::Format {
@@ -297,10 +373,10 @@ pub fn encode_tensors<T: Float>(
     };
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(n, s, d)| {
+        .map(|(dtype, n, s, d)| {
             Ok((
                 n.clone(),
-                TensorView::new(dtype, s.clone(), d).map_err(format)?,
+                TensorView::new(*dtype, s.clone(), d).map_err(format)?,
             ))
         })
         .collect::<Result<_, ModelFileError>>()?;
@@ -351,6 +427,15 @@ pub fn decode_tensors<T: Float>(
                     ]))
                 })
                 .collect(),
+            Dtype::I64 if is_counter(&name) => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| {
+                    T::from_f64(
+                        i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64,
+                    )
+                })
+                .collect(),
             other => {
                 return Err(ModelFileError::Dtype {
                     path: path.to_path_buf(),
@@ -368,9 +453,10 @@ pub fn decode_tensors<T: Float>(
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
-/// Copies tensors into a model's parameters by name. Strict, like PyTorch's
-/// `load_state_dict(strict=True)`: every parameter must be present with its
-/// shape, and no other tensor may be (unless its name starts with `ignore_prefix`).
+/// Copies tensors into a model's parameters and buffers by name. Strict,
+/// like PyTorch's `load_state_dict(strict=True)`: every parameter and buffer
+/// must be present with its shape, and no other tensor may be (among those
+/// whose names start with `prefix`).
 ///
 /// # Errors
 /// [`ModelFileError::MissingTensor`], [`ModelFileError::UnexpectedTensor`] or
@@ -381,9 +467,9 @@ pub fn load_params<T: Float>(
     tensors: &BTreeMap<String, Tensor<T>>,
     prefix: &str,
 ) -> Result<(), ModelFileError> {
-    let mut used = 0;
+    let mut used = std::collections::BTreeSet::new();
     let mut result = Ok(());
-    model.visit_params_mut("", &mut |name, param| {
+    let mut load = |name: String, slot: &mut Tensor<T>| {
         if result.is_err() {
             return;
         }
@@ -395,39 +481,45 @@ pub fn load_params<T: Float>(
                     name: key,
                 })
             }
-            Some(t) if t.dims() != param.value().dims() => {
+            Some(t) if t.dims() != slot.dims() => {
                 result = Err(ModelFileError::ShapeMismatch {
                     path: path.to_path_buf(),
                     name: key,
-                    expected: param.value().dims().to_vec(),
+                    expected: slot.dims().to_vec(),
                     found: t.dims().to_vec(),
                 })
             }
             Some(t) => {
-                used += 1;
-                *param.value_mut() = t.clone();
+                *slot = t.clone();
+                used.insert(key);
             }
         }
-    });
+    };
+    model.visit_params_mut("", &mut |name, param| load(name, param.value_mut()));
+    model.visit_buffers_mut("", &mut |name, buffer| load(name, buffer));
     result?;
-    let ours = tensors.keys().filter(|k| k.starts_with(prefix)).count();
-    if ours != used {
-        let names: Vec<String> = model
-            .named_params()
-            .into_iter()
-            .map(|(n, _)| format!("{prefix}{n}"))
-            .collect();
-        let extra = tensors
-            .keys()
-            .find(|k| k.starts_with(prefix) && !names.contains(k))
-            .cloned()
-            .unwrap_or_default();
+    if let Some(extra) = tensors
+        .keys()
+        .find(|k| k.starts_with(prefix) && !used.contains(*k))
+    {
         return Err(ModelFileError::UnexpectedTensor {
             path: path.to_path_buf(),
-            name: extra,
+            name: extra.clone(),
         });
     }
     Ok(())
+}
+
+/// A model's parameters and buffers by name: what a model file holds
+/// (PyTorch's `state_dict`).
+pub fn state_dict<T: Float>(model: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
+    let mut all: Vec<(String, Tensor<T>)> = model
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.value().clone()))
+        .collect();
+    all.extend(model.named_buffers());
+    all
 }
 
 /// Saves a model and its spec.
@@ -439,9 +531,8 @@ pub fn save_model<T: Float>(
     model: &dyn Module<T>,
     spec: &ModelSpec,
 ) -> Result<(), ModelFileError> {
-    let params = model.named_params();
-    let tensors: Vec<(String, &Tensor<T>)> =
-        params.iter().map(|(n, p)| (n.clone(), p.value())).collect();
+    let state = state_dict(model);
+    let tensors: Vec<(String, &Tensor<T>)> = state.iter().map(|(n, t)| (n.clone(), t)).collect();
     let json = serde_json::to_string(spec).map_err(|e| ModelFileError::Spec {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -485,7 +576,13 @@ pub fn build_from_tensors<T: Float>(
     tensors: &BTreeMap<String, Tensor<T>>,
     prefix: &str,
 ) -> Result<Sequential<T>, ModelFileError> {
-    for (name, expected) in architecture.param_shapes() {
+    let shapes = architecture
+        .state_shapes()
+        .map_err(|e| ModelFileError::Spec {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    for (name, expected) in shapes {
         let key = format!("{prefix}{name}");
         match tensors.get(&key) {
             None => {
@@ -512,6 +609,8 @@ pub fn build_from_tensors<T: Float>(
             reason: e.to_string(),
         })?;
     load_params(path, &mut model, tensors, prefix)?;
+    // A loaded model is for use: evaluation mode (no dropout, running statistics).
+    model.set_training(false);
     Ok(model)
 }
 

@@ -24,6 +24,8 @@
 //! ```
 
 mod activation;
+mod batchnorm;
+mod conv;
 pub mod file;
 mod gradcheck;
 mod init;
@@ -31,15 +33,23 @@ mod linear;
 pub mod loss;
 mod mlp;
 mod module;
+mod regularize;
 mod sequential;
+pub mod spec;
 
 pub use activation::{Activation, Relu, Sigmoid, Softmax, Tanh};
-pub use file::{load_model, save_model, Architecture, ModelFileError, ModelSpec, Preprocessing};
+pub use batchnorm::BatchNorm;
+pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
+pub use file::{
+    load_model, save_model, state_dict, Architecture, ModelFileError, ModelSpec, Preprocessing,
+};
 pub use gradcheck::{
     check_layer_gradients, check_model_gradients, ModelCheckOptions, ModelGradReport,
 };
 pub use init::Init;
 pub use linear::Linear;
-pub use mlp::MlpConfig;
+pub use mlp::{MlpConfig, MAX_PARAMS};
 pub use module::{join_name, Module};
+pub use regularize::{Dropout, Flatten};
 pub use sequential::Sequential;
+pub use spec::{preset, LayerSpec, NetSpec, PRESETS};

@@ -1,7 +1,7 @@
 //! The one trait every layer implements.
 
 use nabla_autograd::{Param, Result, Var};
-use nabla_tensor::Float;
+use nabla_tensor::{Float, Tensor};
 
 /// A layer or a network: a forward pass plus a walk over named parameters.
 ///
@@ -34,6 +34,22 @@ pub trait Module<T: Float>: Send + Sync {
         self.visit_params_mut("", &mut |_, p| f(p));
     }
 
+    /// Calls `f(name, tensor)` for every *buffer*: state that is saved with
+    /// the model but not trained, such as batch norm's running statistics
+    /// (PyTorch's `register_buffer`). Names are prefixed like parameters'.
+    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(String, Tensor<T>)) {}
+
+    /// Calls `f(name, tensor)` for every buffer, mutably, in the same order
+    /// as [`Module::visit_buffers`] (to load them from a file).
+    fn visit_buffers_mut(&mut self, _prefix: &str, _f: &mut dyn FnMut(String, &mut Tensor<T>)) {}
+
+    /// True when a sample's output depends on the other samples of its batch
+    /// in training (batch norm's batch statistics), so that the batch must
+    /// not be split into shards that run apart.
+    fn couples_batch(&self) -> bool {
+        false
+    }
+
     /// A one-line description, e.g. `Linear(784 → 100)`.
     fn describe(&self) -> String;
 
@@ -58,6 +74,13 @@ pub trait Module<T: Float>: Send + Sync {
     fn params_mut(&mut self) -> Vec<&mut Param<T>> {
         let mut out = Vec::new();
         self.visit_params_mut("", &mut |_, p| out.push(p));
+        out
+    }
+
+    /// Every buffer with its full name, in visiting order.
+    fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+        let mut out = Vec::new();
+        self.visit_buffers("", &mut |name, t| out.push((name, t)));
         out
     }
 

@@ -2,13 +2,18 @@
 
 use crate::Module;
 use nabla_autograd::{Param, Result, Var};
-use nabla_tensor::Float;
+use nabla_tensor::{Float, Tensor};
 
 /// Layers applied in order; child `i` is named `i`, so parameters are named
 /// `0.weight`, `0.bias`, `2.weight`, … exactly as in a PyTorch `nn.Sequential`.
+///
+/// A chain may declare the shape of one sample ([`Sequential::with_input_shape`]):
+/// a convolutional network takes `[C, H, W]` images, and rows of flat pixels
+/// `[N, C·H·W]` (as datasets hand them out) are then viewed as `[N, C, H, W]`.
 #[derive(Default)]
 pub struct Sequential<T: Float = f32> {
     layers: Vec<Box<dyn Module<T>>>,
+    input: Vec<usize>,
 }
 
 impl<T: Float> std::fmt::Debug for Sequential<T> {
@@ -20,7 +25,21 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
 impl<T: Float> Sequential<T> {
     /// An empty chain.
     pub fn new() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential {
+            layers: Vec::new(),
+            input: Vec::new(),
+        }
+    }
+
+    /// Declares the shape of one input sample (builder style), e.g. `[1, 28, 28]`.
+    pub fn with_input_shape(mut self, dims: &[usize]) -> Self {
+        self.input = dims.to_vec();
+        self
+    }
+
+    /// The declared shape of one sample (empty when none was declared).
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input
     }
 
     /// Appends a layer (builder style).
@@ -52,6 +71,17 @@ impl<T: Float> Sequential<T> {
 
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
+        let flat: usize = self.input.iter().product();
+        if self.input.len() > 1 {
+            let shape = x.shape();
+            if let &[n, features] = shape.dims() {
+                if features == flat {
+                    let mut dims = vec![n];
+                    dims.extend_from_slice(&self.input);
+                    x = x.reshape(&dims)?;
+                }
+            }
+        }
         for layer in &self.layers {
             x = layer.forward(x)?;
         }
@@ -78,6 +108,22 @@ impl<T: Float> Module<T> for Sequential<T> {
         for layer in &mut self.layers {
             layer.for_each_param_mut(f);
         }
+    }
+
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, Tensor<T>)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_buffers(&crate::join_name(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_buffers_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, &mut Tensor<T>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_buffers_mut(&crate::join_name(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn couples_batch(&self) -> bool {
+        self.layers.iter().any(|l| l.couples_batch())
     }
 
     fn describe(&self) -> String {

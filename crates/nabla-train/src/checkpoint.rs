@@ -12,7 +12,7 @@ use crate::{EpochMetrics, Result, TrainError};
 use nabla_nn::file::{
     atomic_write, build_from_tensors, encode_tensors, read_tensors, spec_from_metadata, SPEC_KEY,
 };
-use nabla_nn::{ModelSpec, Module, Sequential};
+use nabla_nn::{state_dict, ModelSpec, Module, Sequential};
 use nabla_optim::OptimizerState;
 use nabla_tensor::{Rng, Tensor, RNG_STATE_LEN};
 use serde::{Deserialize, Serialize};
@@ -57,10 +57,11 @@ pub struct Checkpoint {
 }
 
 pub(crate) fn write_checkpoint(path: &Path, t: &Trainer) -> Result<()> {
-    let params = t.model.named_params();
-    let mut tensors: Vec<(String, &Tensor<f32>)> = params
+    // Parameters and buffers (batch norm's running statistics).
+    let model_state = state_dict(&t.model);
+    let mut tensors: Vec<(String, &Tensor<f32>)> = model_state
         .iter()
-        .map(|(n, p)| (format!("model.{n}"), p.value()))
+        .map(|(n, v)| (format!("model.{n}"), v))
         .collect();
     let state = t.optimizer.state();
     for (i, buffers) in state.buffers.iter().enumerate() {
@@ -69,7 +70,7 @@ pub(crate) fn write_checkpoint(path: &Path, t: &Trainer) -> Result<()> {
         }
     }
     if let Some(best) = &t.best {
-        for ((n, _), v) in params.iter().zip(&best.params) {
+        for ((n, _), v) in model_state.iter().zip(&best.params) {
             tensors.push((format!("best.{n}"), v));
         }
     }
@@ -142,8 +143,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     }
     let best = match state.best {
         Some((accuracy, epoch)) => {
-            let names: Vec<String> = model
-                .named_params()
+            let names: Vec<String> = state_dict(&model)
                 .into_iter()
                 .map(|(n, _)| format!("best.{n}"))
                 .collect();

@@ -8,13 +8,22 @@
 //! bit-identical weights on 1 thread or on 16. One coarse task per shard also
 //! costs far less synchronisation than splitting every small GEMM.
 //!
+//! A network whose samples see each other in training (batch norm uses the
+//! statistics of the whole batch) runs each batch as one shard, so that its
+//! statistics are those of the batch, as in PyTorch; its layers still split
+//! their work over the threads.
+//!
+//! Each shard's tape draws its random numbers (dropout masks) from a stream
+//! seeded by the run's seed, the step and the shard, so those too are the
+//! same on any number of threads.
+//!
 //! A [`Stepper`] keeps each shard's tape and gradient store from one step to
 //! the next; with tensor buffers cached by the pool, a steady-state step
 //! allocates nothing.
 
 use crate::Result;
 use nabla_autograd::{Gradients, Reduction, Tape, Target};
-use nabla_data::{Batches, Dataset};
+use nabla_data::{Augment, Batches, Dataset};
 use nabla_nn::{Module, Sequential};
 use nabla_optim::Optimizer;
 use nabla_tensor::Tensor;
@@ -52,6 +61,8 @@ fn shard_range(rows: usize, shards: usize, s: usize) -> Range<usize> {
 #[derive(Default)]
 pub struct Stepper {
     shards: Vec<Shard>,
+    seed: u64,
+    steps: u64,
 }
 
 /// The state one shard keeps from step to step.
@@ -66,6 +77,18 @@ impl Stepper {
     /// A stepper with no shard state yet (made on the first step).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the seed of the random streams and the number of steps already
+    /// taken (a resumed run continues the streams where they were).
+    pub fn set_position(&mut self, seed: u64, steps: u64) {
+        self.seed = seed;
+        self.steps = steps;
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Forward, softmax cross-entropy (mean over the batch), backward and one
@@ -83,15 +106,21 @@ impl Stepper {
         rows: usize,
         fetch: impl Fn(Range<usize>) -> Result<(Tensor<f32>, Target<f32>)> + Sync,
     ) -> Result<StepOutcome> {
-        let count = shard_count(rows);
+        let count = if model.couples_batch() {
+            1
+        } else {
+            shard_count(rows)
+        };
         if self.shards.len() < count {
             self.shards.resize_with(count, Shard::default);
         }
         let scale = 1.0 / rows.max(1) as f64;
         let net: &Sequential<f32> = model;
+        let stream = mix(self.seed, self.steps);
+        self.steps += 1;
         let run = |s: usize, shard: &mut Shard| {
             let range = shard_range(rows, count, s);
-            shard.outcome = Some(shard.run(net, fetch(range), scale));
+            shard.outcome = Some(shard.run(net, fetch(range), scale, mix(stream, s as u64)));
         };
         let shards = &mut self.shards[..count];
         if count == 1 {
@@ -121,6 +150,10 @@ impl Stepper {
     /// shard gathering its own images; `after(batch index, rows, outcome)`
     /// runs after each step and may stop the pass with an error.
     ///
+    /// With `augment = Some((augment, seed))` every image is randomly moved
+    /// and turned first, the image at position `i` of the epoch's order
+    /// drawing from a generator seeded by `(seed, i)`.
+    ///
     /// # Errors
     /// Errors from the steps or from `after`.
     pub fn epoch(
@@ -129,14 +162,20 @@ impl Stepper {
         optimizer: &mut Optimizer<f32>,
         data: &Dataset,
         batches: &Batches,
+        augment: Option<(&Augment, u64)>,
         mut after: impl FnMut(usize, usize, StepOutcome) -> Result<()>,
     ) -> Result<()> {
+        let (height, width) = data.image_dims();
         // The labels in shuffled order, once per epoch, shared by every shard.
         let labels: Arc<[usize]> = batches.order().iter().map(|&i| data.label(i)).collect();
         for (b, indices) in batches.iter().enumerate() {
             let start = b * batches.batch_size();
             let outcome = self.step(model, optimizer, indices.len(), |r| {
-                let x = data.images(&indices[r.clone()])?;
+                let mut x = data.images(&indices[r.clone()])?;
+                if let Some((aug, seed)) = augment {
+                    let first = (start + r.start) as u64;
+                    x = aug.apply_batch(&x, height, width, |i| mix(seed, first + i as u64))?;
+                }
                 Ok((
                     x,
                     Target::Shared(labels.clone(), start + r.start..start + r.end),
@@ -157,9 +196,11 @@ impl Shard {
         net: &Sequential<f32>,
         input: Result<(Tensor<f32>, Target<f32>)>,
         scale: f64,
+        seed: u64,
     ) -> Result<StepOutcome> {
         self.grads.clear();
         self.tape.reset();
+        self.tape.seed_rng(seed);
         let outcome = self.forward_backward(net, input, scale);
         // Release the values the tape holds (the parameters among them), so
         // that the optimiser updates the weights in place instead of copying.
@@ -188,6 +229,17 @@ impl Shard {
             correct,
         })
     }
+}
+
+/// A well-mixed 64-bit value from two (SplitMix64's finaliser), to derive
+/// independent seeds from a seed and a counter.
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b
+        .wrapping_add(0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Rows whose largest score (the first, on ties) is at the target class.

@@ -2,10 +2,10 @@
 
 use crate::checkpoint::{write_checkpoint, Checkpoint};
 use crate::metrics::{evaluate, EpochMetrics};
-use crate::step::Stepper;
+use crate::step::{mix, Stepper};
 use crate::{Result, TrainError};
-use nabla_data::{batches_per_epoch, Batches, Dataset};
-use nabla_nn::{ModelSpec, Module, Sequential};
+use nabla_data::{batches_per_epoch, Augment, Batches, Dataset};
+use nabla_nn::{state_dict, ModelSpec, Module, Sequential};
 use nabla_optim::{LrSchedule, Optimizer};
 use nabla_tensor::{Rng, Tensor};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Drop the last partial batch of each epoch instead of keeping it.
     pub drop_last: bool,
-    /// Seed of the per-epoch shuffle.
+    /// Seed of the per-epoch shuffle, the dropout masks and the augmentation.
     pub seed: u64,
     /// Learning-rate schedule, applied at the start of each epoch.
     pub schedule: LrSchedule,
@@ -31,6 +31,8 @@ pub struct TrainConfig {
     pub checkpoint: Option<PathBuf>,
     /// Batch size used for evaluation.
     pub eval_batch_size: usize,
+    /// Random shifts and rotations of the training images, if any.
+    pub augment: Option<Augment>,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +46,7 @@ impl Default for TrainConfig {
             early_stop: None,
             checkpoint: None,
             eval_batch_size: 1000,
+            augment: None,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Observer for Silent {}
 pub(crate) struct Best {
     pub accuracy: f64,
     pub epoch: usize,
+    /// Parameters then buffers, in `state_dict` order.
     pub params: Vec<Tensor<f32>>,
 }
 
@@ -129,6 +133,8 @@ pub struct Trainer {
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
 const SHUFFLE_STREAM: u64 = 0x05ee_d0f5_b0ff_1e00;
+/// Separates the augmentation stream likewise.
+const AUGMENT_STREAM: u64 = 0x0a06_3e47_0000_0001;
 
 impl Trainer {
     /// A fresh run.
@@ -234,13 +240,21 @@ impl Trainer {
             first_epoch: self.epochs_done + 1,
             epochs: c.epochs,
         });
+        // Dropout masks continue their streams when a run resumes.
+        self.stepper
+            .set_position(c.seed, (self.epochs_done * iterations) as u64);
         while self.epochs_done < c.epochs {
             let epoch = self.epochs_done + 1;
             let lr = c.schedule.lr_at(self.base_lr, epoch - 1);
             self.optimizer.set_learning_rate(lr);
             observer.epoch_started(epoch, iterations);
             let start = Instant::now();
-            let (train_loss, train_accuracy) = self.train_epoch(train, epoch, observer)?;
+            // Training behaviour (dropout on, batch statistics) for the
+            // epoch only; evaluation and the saved model use evaluation mode.
+            self.model.set_training(true);
+            let trained = self.train_epoch(train, epoch, observer);
+            self.model.set_training(false);
+            let (train_loss, train_accuracy) = trained?;
             let seconds = start.elapsed().as_secs_f64();
             let val_accuracy = val
                 .filter(|v| !v.is_empty())
@@ -298,27 +312,39 @@ impl Trainer {
             stepper,
             ..
         } = self;
-        stepper.epoch(model, optimizer, train, &batches, |b, rows, outcome| {
-            let (loss, right) = (outcome.loss, outcome.correct);
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged {
+        let augment = self
+            .config
+            .augment
+            .as_ref()
+            .map(|a| (a, mix(self.config.seed ^ AUGMENT_STREAM, epoch as u64)));
+        stepper.epoch(
+            model,
+            optimizer,
+            train,
+            &batches,
+            augment,
+            |b, rows, outcome| {
+                let (loss, right) = (outcome.loss, outcome.correct);
+                if !loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch,
+                        batch: b + 1,
+                        loss,
+                    });
+                }
+                loss_sum += loss * rows as f64;
+                correct += right;
+                seen += rows;
+                observer.batch_done(
                     epoch,
-                    batch: b + 1,
-                    loss,
-                });
-            }
-            loss_sum += loss * rows as f64;
-            correct += right;
-            seen += rows;
-            observer.batch_done(
-                epoch,
-                b + 1,
-                seen,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64,
-            );
-            Ok(())
-        })?;
+                    b + 1,
+                    seen,
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64,
+                );
+                Ok(())
+            },
+        )?;
         Ok((
             loss_sum / seen.max(1) as f64,
             correct as f64 / seen.max(1) as f64,
@@ -331,11 +357,9 @@ impl Trainer {
             return false;
         };
         if self.best.as_ref().is_none_or(|b| acc > b.accuracy) {
-            let params = self
-                .model
-                .named_params()
+            let params = state_dict(&self.model)
                 .into_iter()
-                .map(|(_, p)| p.value().clone())
+                .map(|(_, v)| v)
                 .collect();
             self.best = Some(Best {
                 accuracy: acc,
@@ -349,9 +373,17 @@ impl Trainer {
 
     fn restore_best(&mut self) {
         if let Some(best) = &self.best {
-            for (p, v) in self.model.params_mut().into_iter().zip(&best.params) {
-                *p.value_mut() = v.clone();
-            }
+            let mut saved = best.params.iter();
+            self.model.visit_params_mut("", &mut |_, p| {
+                if let Some(v) = saved.next() {
+                    *p.value_mut() = v.clone();
+                }
+            });
+            self.model.visit_buffers_mut("", &mut |_, b| {
+                if let Some(v) = saved.next() {
+                    *b = v.clone();
+                }
+            });
         }
     }
 }

@@ -84,7 +84,7 @@ fn a_steady_state_training_step_allocates_nothing() {
     let batches = Batches::new(data.len(), 100, false, Some(&mut Rng::seed(2))).unwrap();
     let (mut before, mut gemm_before, mut counted) = (0, 0, 0);
     stepper
-        .epoch(&mut net, &mut opt, &data, &batches, |b, _, _| {
+        .epoch(&mut net, &mut opt, &data, &batches, None, |b, _, _| {
             if b == 3 {
                 TRACE.store(
                     std::env::var_os("NABLA_TRACE_ALLOCATIONS").is_some(),

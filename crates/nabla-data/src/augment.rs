@@ -1,0 +1,180 @@
+//! Data augmentation: small random rotations and shifts of training images.
+//!
+//! A digit turned by a few degrees or moved by a pixel or two is still the
+//! same digit; showing the network such variants every epoch is the cheapest
+//! regulariser there is for convolutional networks (Simard et al., 2003,
+//! reached 99.6% on MNIST with distortions of this kind).
+
+use crate::{DataError, Result};
+use nabla_tensor::{Rng, Tensor};
+
+/// How far images may be moved and turned. Each training image gets its own
+/// random rotation (uniform in `±max_rotation` degrees, about the centre)
+/// and shift (uniform in `±max_shift` pixels on each axis), resampled
+/// bilinearly; what moves in from outside the image is background (0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augment {
+    /// Largest shift, in pixels, along each axis.
+    pub max_shift: f64,
+    /// Largest rotation, in degrees, either way.
+    pub max_rotation: f64,
+}
+
+impl Default for Augment {
+    /// Shifts of up to 2 pixels and rotations of up to 10°.
+    fn default() -> Self {
+        Augment {
+            max_shift: 2.0,
+            max_rotation: 10.0,
+        }
+    }
+}
+
+impl Augment {
+    /// Checks that the ranges are finite and non-negative.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] naming the bad value.
+    pub fn new(max_shift: f64, max_rotation: f64) -> Result<Self> {
+        for (what, v) in [("shift", max_shift), ("rotation", max_rotation)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(DataError::invalid(
+                    format!("augmentation {what} {v}"),
+                    "must be a non-negative number",
+                ));
+            }
+        }
+        Ok(Augment {
+            max_shift,
+            max_rotation,
+        })
+    }
+
+    /// Transforms one `height × width` image, drawing its rotation and
+    /// shift from `rng`, and appends the result to `out`.
+    pub fn apply(
+        &self,
+        image: &[f32],
+        height: usize,
+        width: usize,
+        rng: &mut Rng,
+        out: &mut Vec<f32>,
+    ) {
+        let angle = (rng.next_f64() * 2.0 - 1.0) * self.max_rotation.to_radians();
+        let dy = (rng.next_f64() * 2.0 - 1.0) * self.max_shift;
+        let dx = (rng.next_f64() * 2.0 - 1.0) * self.max_shift;
+        let (sin, cos) = angle.sin_cos();
+        let (cy, cx) = ((height as f64 - 1.0) / 2.0, (width as f64 - 1.0) / 2.0);
+        let pixel = |y: isize, x: isize| -> f64 {
+            if y < 0 || x < 0 || y >= height as isize || x >= width as isize {
+                0.0
+            } else {
+                image[y as usize * width + x as usize] as f64
+            }
+        };
+        for y in 0..height {
+            for x in 0..width {
+                // The inverse map: where in the source this output pixel comes from.
+                let (oy, ox) = (y as f64 - cy - dy, x as f64 - cx - dx);
+                let sy = cos * oy + sin * ox + cy;
+                let sx = -sin * oy + cos * ox + cx;
+                let (y0, x0) = (sy.floor(), sx.floor());
+                let (fy, fx) = (sy - y0, sx - x0);
+                let (y0, x0) = (y0 as isize, x0 as isize);
+                let v = (1.0 - fy) * ((1.0 - fx) * pixel(y0, x0) + fx * pixel(y0, x0 + 1))
+                    + fy * ((1.0 - fx) * pixel(y0 + 1, x0) + fx * pixel(y0 + 1, x0 + 1));
+                out.push(v as f32);
+            }
+        }
+    }
+
+    /// Transforms every row of a `[N, height·width]` batch; row `i` draws
+    /// from a generator seeded by `seeds(i)`, so a run is reproducible
+    /// however its batches are split.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] if the rows are not `height·width` long.
+    pub fn apply_batch(
+        &self,
+        batch: &Tensor<f32>,
+        height: usize,
+        width: usize,
+        seeds: impl Fn(usize) -> u64,
+    ) -> Result<Tensor<f32>> {
+        let len = height * width;
+        if batch.rank() != 2 || batch.dims()[1] != len {
+            return Err(DataError::invalid(
+                "augmentation",
+                format!(
+                    "{height}×{width} images, got a batch of shape {}",
+                    batch.shape()
+                ),
+            ));
+        }
+        Tensor::from_fill(batch.dims(), |out| {
+            for (i, image) in batch.data().chunks_exact(len.max(1)).enumerate() {
+                self.apply(image, height, width, &mut Rng::seed(seeds(i)), out);
+            }
+        })
+        .map_err(|e| DataError::invalid("augmentation", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square() -> Vec<f32> {
+        // A 3×3 bright square in the middle of a 9×9 image.
+        (0..81)
+            .map(|i| {
+                if (3..6).contains(&(i / 9)) && (3..6).contains(&(i % 9)) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_rotation_and_no_shift_is_the_identity() {
+        let mut out = Vec::new();
+        Augment::new(0.0, 0.0)
+            .unwrap()
+            .apply(&square(), 9, 9, &mut Rng::seed(1), &mut out);
+        assert_eq!(out, square());
+    }
+
+    #[test]
+    fn shifts_move_the_ink_and_keep_it() {
+        let aug = Augment::new(2.0, 0.0).unwrap();
+        for seed in 0..20 {
+            let mut out = Vec::new();
+            aug.apply(&square(), 9, 9, &mut Rng::seed(seed), &mut out);
+            let ink: f32 = out.iter().sum();
+            assert!(
+                (ink - 9.0).abs() < 1e-4,
+                "a shift inside the frame keeps the ink: {ink}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotations_are_seeded_and_vary() {
+        let aug = Augment::default();
+        let batch = Tensor::from_vec([square(), square()].concat(), &[2, 81]).unwrap();
+        let a = aug.apply_batch(&batch, 9, 9, |i| i as u64).unwrap();
+        let b = aug.apply_batch(&batch, 9, 9, |i| i as u64).unwrap();
+        assert_eq!(a, b, "same seeds, same images");
+        assert_ne!(
+            a.data()[..81],
+            a.data()[81..],
+            "different seeds, different images"
+        );
+        assert!(a.data().iter().all(|v| (0.0..=1.0 + 1e-6).contains(v)));
+        assert!(aug.apply_batch(&batch, 8, 8, |i| i as u64).is_err());
+        assert!(Augment::new(-1.0, 0.0).is_err());
+        assert!(Augment::new(1.0, f64::NAN).is_err());
+    }
+}

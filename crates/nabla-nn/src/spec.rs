@@ -1,0 +1,767 @@
+//! A small text language for networks: `"conv16k3p1,relu,maxpool2,flatten,linear10"`.
+//!
+//! A spec is a comma-separated list of layers, applied in order to one input
+//! sample of a declared shape (`[1, 28, 28]` for MNIST images). Each layer
+//! becomes one child of an `nn.Sequential`, so layer `i`'s parameters are
+//! named `i.weight`, `i.bias`, … and the network loads into the PyTorch
+//! module [`NetSpec::pytorch`] writes.
+//!
+//! | token | layer | PyTorch |
+//! |---|---|---|
+//! | `conv<O>k<K>[s<S>][p<P>][nobias]` | convolution, `O` filters `K×K`, stride `S` (1), padding `P` (0) | `nn.Conv2d(C, O, K, stride=S, padding=P)` |
+//! | `maxpool<K>[s<S>][p<P>]` | max pooling, stride `S` (= `K`) | `nn.MaxPool2d(K, S, P)` |
+//! | `avgpool<K>[s<S>][p<P>]` | average pooling | `nn.AvgPool2d(K, S, P)` |
+//! | `linear<O>[nobias]` | dense layer with `O` outputs | `nn.Linear(F, O)` |
+//! | `relu`, `sigmoid`, `tanh` | activation | `nn.ReLU()`, … |
+//! | `flatten` | `[C, H, W] → [C·H·W]` | `nn.Flatten()` |
+//! | `dropout<P>` | dropout with probability `P` (e.g. `dropout0.5`) | `nn.Dropout(P)` |
+//! | `batchnorm` (or `bn`) | batch norm, 1-D or 2-D by its input | `nn.BatchNorm1d(F)` / `nn.BatchNorm2d(C)` |
+//!
+//! Input sizes (channels, features) are inferred, so a spec names only what
+//! it chooses. A dense layer needs a flat input: put `flatten` after the
+//! last convolutional or pooling layer.
+
+use crate::{
+    Activation, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Init, Linear, MaxPool2d,
+    Sequential, MAX_PARAMS,
+};
+use nabla_autograd::{Error, Result};
+use nabla_tensor::{Float, Rng, Window};
+use std::fmt;
+
+/// The named architectures `nabla train --preset` offers (besides `mlp`, the
+/// default multi-layer perceptron, which has its own description).
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "cnn",
+        "conv16k3p1,relu,maxpool2,conv32k3p1,relu,maxpool2,flatten,linear128,relu,linear10",
+    ),
+    (
+        // Deep Learning from Scratch's DeepConvNet: 3×3 convolutions 16,16 /
+        // 32,32 / 64,64, each pair followed by 2×2 max pooling, a 50-unit
+        // dense layer, dropout 0.5, 10 outputs.
+        "deep-cnn",
+        "conv16k3p1,relu,conv16k3p1,relu,maxpool2,conv32k3p1,relu,conv32k3p1,relu,maxpool2,\
+         conv64k3p1,relu,conv64k3p1,relu,maxpool2,flatten,linear50,relu,dropout0.5,linear10",
+    ),
+    (
+        // A LeNet-like net (LeCun et al., 1998), the convolution benchmark.
+        "lenet",
+        "conv8k5,relu,maxpool2,conv16k5,relu,maxpool2,flatten,linear10",
+    ),
+];
+
+/// The spec of a preset, by name.
+pub fn preset(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// One layer of a [`NetSpec`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerSpec {
+    /// `conv<O>k<K>[s<S>][p<P>][nobias]`.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+        /// Whether the layer has biases.
+        bias: bool,
+    },
+    /// `maxpool<K>[s<S>][p<P>]`.
+    MaxPool {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+    },
+    /// `avgpool<K>[s<S>][p<P>]`.
+    AvgPool {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+    },
+    /// `linear<O>[nobias]`.
+    Linear {
+        /// Outputs.
+        out: usize,
+        /// Whether the layer has a bias.
+        bias: bool,
+    },
+    /// `relu`, `sigmoid` or `tanh`.
+    Activation(Activation),
+    /// `flatten`.
+    Flatten,
+    /// `dropout<P>`.
+    Dropout(f64),
+    /// `batchnorm` / `bn`.
+    BatchNorm,
+}
+
+/// Splits `"16k3s2p1nobias"` into the leading number and `(letter, number)` options.
+fn options(token: &str, rest: &str) -> Result<(Option<f64>, Vec<(String, Option<usize>)>)> {
+    let bad = |why: String| Error::invalid("layer spec", format!("'{token}': {why}"));
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let lead = if num_end == 0 {
+        None
+    } else {
+        Some(
+            rest[..num_end]
+                .parse::<f64>()
+                .map_err(|_| bad(format!("'{}' is not a number", &rest[..num_end])))?,
+        )
+    };
+    let mut opts = Vec::new();
+    let mut s = &rest[num_end..];
+    while !s.is_empty() {
+        let name_end = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
+        let digits_end = s[name_end..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(s.len(), |i| name_end + i);
+        let value = if digits_end > name_end {
+            Some(
+                s[name_end..digits_end]
+                    .parse::<usize>()
+                    .map_err(|_| bad(format!("'{}' is too large", &s[name_end..digits_end])))?,
+            )
+        } else {
+            None
+        };
+        opts.push((s[..name_end].to_string(), value));
+        s = &s[digits_end..];
+    }
+    Ok((lead, opts))
+}
+
+impl LayerSpec {
+    /// Parses one token, e.g. `conv16k3p1`.
+    ///
+    /// # Errors
+    /// An unknown layer or option, or a bad number, naming the token.
+    pub fn parse(token: &str) -> Result<Self> {
+        let token = token.trim();
+        let bad = |why: &str| Error::invalid("layer spec", format!("'{token}': {why}"));
+        let known =
+            "conv, maxpool, avgpool, linear, relu, sigmoid, tanh, flatten, dropout, batchnorm";
+        let prefix_end = token
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(token.len());
+        let (name, rest) = token.split_at(prefix_end);
+        let (lead, mut opts) = options(token, rest)?;
+        let count = |what: &str| -> Result<usize> {
+            match lead {
+                Some(v) if v.fract() == 0.0 && v >= 1.0 && v <= u32::MAX as f64 => Ok(v as usize),
+                _ => Err(bad(&format!(
+                    "needs a positive whole {what} right after '{name}'"
+                ))),
+            }
+        };
+        let mut take = |key: &str| -> Option<Option<usize>> {
+            let i = opts.iter().position(|(k, _)| k == key)?;
+            Some(opts.remove(i).1)
+        };
+        let layer = match name {
+            "conv" => {
+                let out = count("number of filters")?;
+                let kernel = take("k")
+                    .flatten()
+                    .ok_or_else(|| bad("needs a kernel size, e.g. conv16k3"))?;
+                let stride = take("s").flatten().unwrap_or(1);
+                let padding = take("p").flatten().unwrap_or(0);
+                let bias = take("nobias").is_none();
+                if kernel == 0 || stride == 0 {
+                    return Err(bad("kernel and stride must be positive"));
+                }
+                LayerSpec::Conv {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    bias,
+                }
+            }
+            "maxpool" | "avgpool" => {
+                let kernel = count("window size")?;
+                let stride = take("s").flatten().unwrap_or(kernel);
+                let padding = take("p").flatten().unwrap_or(0);
+                if stride == 0 {
+                    return Err(bad("the stride must be positive"));
+                }
+                if 2 * padding > kernel {
+                    return Err(bad("padding may be at most half the window"));
+                }
+                if name == "maxpool" {
+                    LayerSpec::MaxPool {
+                        kernel,
+                        stride,
+                        padding,
+                    }
+                } else {
+                    LayerSpec::AvgPool {
+                        kernel,
+                        stride,
+                        padding,
+                    }
+                }
+            }
+            "linear" => LayerSpec::Linear {
+                out: count("number of outputs")?,
+                bias: take("nobias").is_none(),
+            },
+            "dropout" => match lead {
+                Some(p) if (0.0..1.0).contains(&p) => LayerSpec::Dropout(p),
+                _ => return Err(bad("needs a probability in [0, 1), e.g. dropout0.5")),
+            },
+            "relu" | "sigmoid" | "tanh" | "flatten" | "batchnorm" | "bn" => {
+                if lead.is_some() {
+                    return Err(bad(&format!("'{name}' takes no number")));
+                }
+                match name {
+                    "flatten" => LayerSpec::Flatten,
+                    "batchnorm" | "bn" => LayerSpec::BatchNorm,
+                    act => LayerSpec::Activation(act.parse()?),
+                }
+            }
+            "" => return Err(bad("empty layer (two commas in a row?)")),
+            other => return Err(bad(&format!("unknown layer '{other}' (known: {known})"))),
+        };
+        if let Some((k, _)) = opts.first() {
+            return Err(bad(&format!("unknown option '{k}' for {name}")));
+        }
+        Ok(layer)
+    }
+
+    /// The output shape of one sample, given the input shape.
+    fn output_shape(&self, input: &[usize]) -> std::result::Result<Vec<usize>, String> {
+        let spatial = |kernel, stride, padding, channels_out: Option<usize>| match *input {
+            [c, h, w] => {
+                let win = Window {
+                    channels: c,
+                    height: h,
+                    width: w,
+                    kernel_h: kernel,
+                    kernel_w: kernel,
+                    stride,
+                    padding,
+                };
+                match (win.out_h(), win.out_w()) {
+                    (Some(oh), Some(ow)) if oh > 0 && ow > 0 => {
+                        Ok(vec![channels_out.unwrap_or(c), oh, ow])
+                    }
+                    _ => Err(format!(
+                        "a {kernel}×{kernel} window does not fit its {h}×{w} input"
+                    )),
+                }
+            }
+            _ => Err(format!(
+                "needs [channels, height, width] input, got {input:?}"
+            )),
+        };
+        match *self {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => spatial(kernel, stride, padding, Some(out)),
+            LayerSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
+            | LayerSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => spatial(kernel, stride, padding, None),
+            LayerSpec::Linear { out, .. } => match input {
+                [_] => Ok(vec![out]),
+                _ => Err(format!(
+                    "needs a flat input, got {input:?}: put 'flatten' before it"
+                )),
+            },
+            LayerSpec::Flatten => Ok(vec![input.iter().product()]),
+            LayerSpec::BatchNorm => match input.len() {
+                1 | 3 => Ok(input.to_vec()),
+                _ => Err(format!(
+                    "needs [features] or [C, H, W] input, got {input:?}"
+                )),
+            },
+            LayerSpec::Activation(_) | LayerSpec::Dropout(_) => Ok(input.to_vec()),
+        }
+    }
+}
+
+impl fmt::Display for LayerSpec {
+    /// The canonical token (defaults left out), which parses back to `self`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |f: &mut fmt::Formatter<'_>, key: &str, v: usize, default: usize| {
+            if v != default {
+                write!(f, "{key}{v}")
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => {
+                write!(f, "conv{out}k{kernel}")?;
+                opt(f, "s", stride, 1)?;
+                opt(f, "p", padding, 0)?;
+                if !bias {
+                    f.write_str("nobias")?;
+                }
+                Ok(())
+            }
+            LayerSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
+            | LayerSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let name = if matches!(self, LayerSpec::MaxPool { .. }) {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                };
+                write!(f, "{name}{kernel}")?;
+                opt(f, "s", stride, kernel)?;
+                opt(f, "p", padding, 0)
+            }
+            LayerSpec::Linear { out, bias } => {
+                write!(f, "linear{out}{}", if bias { "" } else { "nobias" })
+            }
+            LayerSpec::Activation(a) => write!(f, "{a}"),
+            LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::Dropout(p) => write!(f, "dropout{p}"),
+            LayerSpec::BatchNorm => f.write_str("batchnorm"),
+        }
+    }
+}
+
+/// A network as a layer list over an input of a given shape (per sample).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetSpec {
+    /// Shape of one input sample, e.g. `[1, 28, 28]`.
+    pub input: Vec<usize>,
+    /// The layers, in order.
+    pub layers: Vec<LayerSpec>,
+}
+
+/// One layer with the per-sample shapes it takes and gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedLayer {
+    /// The layer.
+    pub layer: LayerSpec,
+    /// Input shape of one sample.
+    pub input: Vec<usize>,
+    /// Output shape of one sample.
+    pub output: Vec<usize>,
+}
+
+impl NetSpec {
+    /// Parses a comma-separated spec for inputs of shape `input`, and checks
+    /// that every layer fits the shape it receives.
+    ///
+    /// # Errors
+    /// A token that does not parse, or a layer that does not fit (naming its
+    /// position, its token and the shape it got).
+    pub fn parse(input: &[usize], spec: &str) -> Result<Self> {
+        if spec.trim().is_empty() {
+            return Err(Error::invalid("layer spec", "the spec names no layer"));
+        }
+        let layers = spec
+            .split(',')
+            .map(LayerSpec::parse)
+            .collect::<Result<Vec<_>>>()?;
+        let net = NetSpec {
+            input: input.to_vec(),
+            layers,
+        };
+        net.plan()?;
+        Ok(net)
+    }
+
+    /// The canonical spec string (parses back to the same network).
+    pub fn spec_string(&self) -> String {
+        let tokens: Vec<String> = self.layers.iter().map(|l| l.to_string()).collect();
+        tokens.join(",")
+    }
+
+    /// Every layer with its input and output shapes.
+    ///
+    /// # Errors
+    /// A layer that does not fit its input, or a network of more than
+    /// [`MAX_PARAMS`] parameters.
+    pub fn plan(&self) -> Result<Vec<PlannedLayer>> {
+        if self.input.is_empty() || self.input.contains(&0) {
+            return Err(Error::invalid(
+                "layer spec",
+                format!(
+                    "input shape {:?} must be non-empty and positive",
+                    self.input
+                ),
+            ));
+        }
+        let mut shape = self.input.clone();
+        let mut planned = Vec::with_capacity(self.layers.len());
+        let mut params = 0usize;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let output = layer.output_shape(&shape).map_err(|why| {
+                Error::invalid("layer spec", format!("layer {i} '{layer}': {why}"))
+            })?;
+            let p = PlannedLayer {
+                layer: *layer,
+                input: shape,
+                output: output.clone(),
+            };
+            params = p
+                .param_shapes()
+                .iter()
+                .try_fold(params, |acc, (_, s)| acc.checked_add(s.iter().product()))
+                .filter(|&n| n <= MAX_PARAMS)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "layer spec",
+                        format!("more than {MAX_PARAMS} parameters; refusing to allocate them"),
+                    )
+                })?;
+            planned.push(p);
+            shape = output;
+        }
+        Ok(planned)
+    }
+
+    /// Per-sample output shape.
+    ///
+    /// # Errors
+    /// As [`NetSpec::plan`].
+    pub fn output_shape(&self) -> Result<Vec<usize>> {
+        Ok(self
+            .plan()?
+            .last()
+            .map_or(self.input.clone(), |l| l.output.clone()))
+    }
+
+    /// Builds the network, weights drawn by `init`, with the input shape declared.
+    ///
+    /// # Errors
+    /// As [`NetSpec::plan`].
+    pub fn build<T: Float>(&self, init: Init, rng: &mut Rng) -> Result<Sequential<T>> {
+        let mut net = Sequential::new().with_input_shape(&self.input);
+        for p in self.plan()? {
+            net.push_boxed(p.build(init, rng)?);
+        }
+        Ok(net)
+    }
+
+    /// The name and shape of every parameter and buffer, in order, without
+    /// allocating the network (so a file's claims can be checked first).
+    ///
+    /// # Errors
+    /// As [`NetSpec::plan`].
+    pub fn state_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        Ok(self
+            .plan()?
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let mut all = p.param_shapes();
+                all.extend(p.buffer_shapes());
+                all.into_iter()
+                    .map(move |(name, shape)| (format!("{i}.{name}"), shape))
+            })
+            .collect())
+    }
+
+    /// The equivalent PyTorch module, as Python source
+    /// (`nn.Sequential(nn.Conv2d(1, 16, 3, stride=1, padding=1), …)`),
+    /// whose `state_dict` has the same names and shapes as the model file.
+    ///
+    /// # Errors
+    /// As [`NetSpec::plan`].
+    pub fn pytorch(&self) -> Result<String> {
+        let modules: Vec<String> = self.plan()?.iter().map(PlannedLayer::pytorch).collect();
+        Ok(format!(
+            "nn.Sequential(\n    {},\n)",
+            modules.join(",\n    ")
+        ))
+    }
+}
+
+impl PlannedLayer {
+    fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let w = |s: Vec<usize>| ("weight".to_string(), s);
+        let b = |n: usize| ("bias".to_string(), vec![n]);
+        match self.layer {
+            LayerSpec::Conv {
+                out, kernel, bias, ..
+            } => {
+                let mut v = vec![w(vec![out, self.input[0], kernel, kernel])];
+                if bias {
+                    v.push(b(out));
+                }
+                v
+            }
+            LayerSpec::Linear { out, bias } => {
+                let mut v = vec![w(vec![out, self.input[0]])];
+                if bias {
+                    v.push(b(out));
+                }
+                v
+            }
+            LayerSpec::BatchNorm => vec![w(vec![self.input[0]]), b(self.input[0])],
+            _ => Vec::new(),
+        }
+    }
+
+    fn buffer_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        match self.layer {
+            LayerSpec::BatchNorm => vec![
+                ("running_mean".into(), vec![self.input[0]]),
+                ("running_var".into(), vec![self.input[0]]),
+                ("num_batches_tracked".into(), vec![]),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn build<T: Float>(&self, init: Init, rng: &mut Rng) -> Result<Box<dyn crate::Module<T>>> {
+        Ok(match self.layer {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => Box::new(Conv2d::new(
+                self.input[0],
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+                init,
+                rng,
+            )?),
+            LayerSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => Box::new(MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            }),
+            LayerSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => Box::new(AvgPool2d {
+                kernel,
+                stride,
+                padding,
+            }),
+            LayerSpec::Linear { out, bias } => {
+                let mut l = Linear::new(self.input[0], out, init, rng);
+                if !bias {
+                    l.bias = None;
+                }
+                Box::new(l)
+            }
+            LayerSpec::Activation(a) => a.layer(),
+            LayerSpec::Flatten => Box::new(Flatten),
+            LayerSpec::Dropout(p) => Box::new(Dropout::new(p)?),
+            LayerSpec::BatchNorm => Box::new(BatchNorm::<T>::new(self.input[0])),
+        })
+    }
+
+    fn pytorch(&self) -> String {
+        let input = &self.input;
+        match self.layer {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => format!(
+                "nn.Conv2d({}, {out}, {kernel}, stride={stride}, padding={padding}, bias={})",
+                input[0],
+                py_bool(bias)
+            ),
+            LayerSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => format!("nn.MaxPool2d({kernel}, stride={stride}, padding={padding})"),
+            LayerSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => format!("nn.AvgPool2d({kernel}, stride={stride}, padding={padding})"),
+            LayerSpec::Linear { out, bias } => {
+                format!("nn.Linear({}, {out}, bias={})", input[0], py_bool(bias))
+            }
+            LayerSpec::Activation(Activation::Relu) => "nn.ReLU()".into(),
+            LayerSpec::Activation(Activation::Sigmoid) => "nn.Sigmoid()".into(),
+            LayerSpec::Activation(Activation::Tanh) => "nn.Tanh()".into(),
+            LayerSpec::Flatten => "nn.Flatten()".into(),
+            LayerSpec::Dropout(p) => format!("nn.Dropout({p})"),
+            LayerSpec::BatchNorm if input.len() == 1 => format!("nn.BatchNorm1d({})", input[0]),
+            LayerSpec::BatchNorm => format!("nn.BatchNorm2d({})", input[0]),
+        }
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Module;
+
+    #[test]
+    fn tokens_parse_and_print_back() {
+        for (token, canonical) in [
+            ("conv16k3p1", "conv16k3p1"),
+            ("conv8k5s1p0", "conv8k5"),
+            ("conv4k3s2nobias", "conv4k3s2nobias"),
+            ("maxpool2", "maxpool2"),
+            ("maxpool3s2p1", "maxpool3s2p1"),
+            ("avgpool2s2", "avgpool2"),
+            ("linear10", "linear10"),
+            ("linear10nobias", "linear10nobias"),
+            ("dropout0.5", "dropout0.5"),
+            ("bn", "batchnorm"),
+            (" relu ", "relu"),
+            ("flatten", "flatten"),
+        ] {
+            let layer = LayerSpec::parse(token).unwrap();
+            assert_eq!(layer.to_string(), canonical);
+            assert_eq!(LayerSpec::parse(canonical).unwrap(), layer);
+        }
+    }
+
+    #[test]
+    fn bad_tokens_are_named_in_the_error() {
+        for (token, needle) in [
+            ("conv16", "kernel size"),
+            ("conv0k3", "positive whole"),
+            ("convk3", "unknown layer 'convk'"),
+            ("conv16k3q1", "unknown option 'q'"),
+            ("pool2", "unknown layer 'pool'"),
+            ("dropout1.5", "probability"),
+            ("relu3", "takes no number"),
+            ("linear1.5", "positive whole"),
+            ("maxpool2p2", "half the window"),
+            ("", "empty layer"),
+        ] {
+            let err = LayerSpec::parse(token).unwrap_err().to_string();
+            assert!(err.contains(needle), "{token}: {err}");
+            assert!(err.contains(&format!("'{token}'")), "{token}: {err}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_inferred_and_misfits_are_reported_with_their_position() {
+        let net = NetSpec::parse(&[1, 28, 28], preset("deep-cnn").unwrap()).unwrap();
+        assert_eq!(net.output_shape().unwrap(), [10]);
+        let plan = net.plan().unwrap();
+        assert_eq!(plan[15].input, [64, 3, 3], "28 → 14 → 7 → 3 by 2×2 pooling");
+        let lenet = NetSpec::parse(&[1, 28, 28], preset("lenet").unwrap()).unwrap();
+        assert_eq!(lenet.plan().unwrap()[7].input, [256]);
+
+        let err = NetSpec::parse(&[1, 28, 28], "conv8k3,relu,linear10").unwrap_err();
+        assert!(err.to_string().contains("layer 2 'linear10'"), "{err}");
+        assert!(err.to_string().contains("flatten"), "{err}");
+        let err = NetSpec::parse(&[1, 4, 4], "conv8k5").unwrap_err();
+        assert!(err.to_string().contains("does not fit its 4×4"), "{err}");
+        let err = NetSpec::parse(&[784], "conv8k5").unwrap_err();
+        assert!(
+            err.to_string().contains("[channels, height, width]"),
+            "{err}"
+        );
+        let err = NetSpec::parse(&[784], "linear100000,relu,linear100000").unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
+        assert!(NetSpec::parse(&[784], " ").is_err());
+    }
+
+    #[test]
+    fn built_networks_match_the_planned_names_and_shapes() {
+        for spec in PRESETS
+            .iter()
+            .map(|(_, s)| *s)
+            .chain(["conv4k3p1nobias,bn,relu,avgpool2,flatten,bn,linear10nobias"])
+        {
+            let net = NetSpec::parse(&[1, 28, 28], spec).unwrap();
+            let model = net.build::<f32>(Init::He, &mut Rng::seed(1)).unwrap();
+            let mut built: Vec<(String, Vec<usize>)> = model
+                .named_params()
+                .into_iter()
+                .map(|(n, p)| (n, p.value().dims().to_vec()))
+                .collect();
+            built.extend(
+                model
+                    .named_buffers()
+                    .into_iter()
+                    .map(|(n, t)| (n, t.dims().to_vec())),
+            );
+            built.sort();
+            let mut planned = net.state_shapes().unwrap();
+            planned.sort();
+            assert_eq!(built, planned, "{spec}");
+            assert_eq!(
+                NetSpec::parse(&[1, 28, 28], &net.spec_string()).unwrap(),
+                net
+            );
+        }
+    }
+
+    #[test]
+    fn pytorch_source_names_every_layer() {
+        let net = NetSpec::parse(
+            &[1, 28, 28],
+            "conv8k5,bn,relu,maxpool2,flatten,dropout0.5,linear10",
+        )
+        .unwrap();
+        let py = net.pytorch().unwrap();
+        for needle in [
+            "nn.Conv2d(1, 8, 5, stride=1, padding=0, bias=True)",
+            "nn.BatchNorm2d(8)",
+            "nn.MaxPool2d(2, stride=2, padding=0)",
+            "nn.Flatten()",
+            "nn.Dropout(0.5)",
+            "nn.Linear(1152, 10, bias=True)",
+        ] {
+            assert!(py.contains(needle), "{needle} in {py}");
+        }
+    }
+}
