@@ -103,6 +103,45 @@ def main():
 
         out[f"inference batch {batch}"] = median_time(infer, repeats) / calls
 
+    # Convolutional networks: the same layer lists as nabla's presets.
+    nn = torch.nn
+    x_img = x.reshape(-1, 1, 28, 28)
+
+    def lenet():
+        return nn.Sequential(nn.Conv2d(1, 8, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 5), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 10))
+
+    def cnn():
+        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10))
+
+    def deep_cnn():
+        layers, c = [], 1
+        for o in (16, 32, 64):
+            layers += [nn.Conv2d(c, o, 3, padding=1), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c = o
+        layers += [nn.Flatten(), nn.Linear(576, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10)]
+        return nn.Sequential(*layers)
+
+    def image_epoch(model, opt, images):
+        perm = torch.randperm(images)
+        for i in range(0, images, 100):
+            idx = perm[i : i + 100]
+            opt.zero_grad()
+            loss_fn(model(x_img[idx]), y[idx]).backward()
+            opt.step()
+
+    for name, make, images, optim in (
+        ("epoch lenet (SGD momentum)", lenet, x.shape[0], lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)),
+        ("10k images cnn (Adam)", cnn, 10000, lambda p: torch.optim.Adam(p, lr=0.001)),
+        ("10k images deep-cnn (Adam)", deep_cnn, 10000, lambda p: torch.optim.Adam(p, lr=0.001)),
+    ):
+        model = make()
+        opt = optim(model.parameters())
+        out[name] = median_time(lambda: image_epoch(model, opt, images), repeats)
+
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     t = median_time(lambda: [a @ b for _ in range(10)], repeats) / 10
     out["sgemm 1024 GFLOP/s"] = 2 * 1024**3 / t / 1e9

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use nabla::autograd::Tape;
-use nabla::nn::{Activation, Init, MlpConfig, Module, Sequential};
+use nabla::nn::{preset, Activation, Init, LayerSpec, MlpConfig, Module, NetSpec, Sequential};
 use nabla::optim::{Method, Optimizer, OptimizerConfig};
 use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
 use nabla_data::{Batches, Dataset};
@@ -24,6 +24,15 @@ pub enum Workload {
     Inference {
         name: &'static str,
         batch: usize,
+    },
+    /// An epoch of batch 100 of a network given as a layer spec, over the
+    /// first `images` training images.
+    ConvEpoch {
+        name: &'static str,
+        spec: &'static str,
+        images: usize,
+        method: Method,
+        lr: f64,
     },
 }
 
@@ -70,6 +79,27 @@ impl Workload {
                 name: "inference batch 1000",
                 batch: 1000,
             },
+            Workload::ConvEpoch {
+                name: "epoch lenet (SGD momentum)",
+                spec: preset("lenet").expect("a preset"),
+                images: 60_000,
+                method: Method::Momentum { momentum: 0.9 },
+                lr: 0.01,
+            },
+            Workload::ConvEpoch {
+                name: "10k images cnn (Adam)",
+                spec: preset("cnn").expect("a preset"),
+                images: 10_000,
+                method: Method::adam(),
+                lr: 0.001,
+            },
+            Workload::ConvEpoch {
+                name: "10k images deep-cnn (Adam)",
+                spec: preset("deep-cnn").expect("a preset"),
+                images: 10_000,
+                method: Method::adam(),
+                lr: 0.001,
+            },
         ]
     }
 
@@ -77,7 +107,8 @@ impl Workload {
         match self {
             Workload::Epoch { name, .. }
             | Workload::Step { name, .. }
-            | Workload::Inference { name, .. } => name,
+            | Workload::Inference { name, .. }
+            | Workload::ConvEpoch { name, .. } => name,
         }
     }
 
@@ -131,8 +162,47 @@ impl Workload {
                     flops: batch as f64 * 2.0 * weights(&[100]),
                 })
             }
+            Workload::ConvEpoch {
+                spec,
+                images,
+                method,
+                lr,
+                ..
+            } => {
+                let net = NetSpec::parse(&[1, 28, 28], spec)?;
+                let mut model = net.build::<f32>(Init::He, &mut Rng::seed(1))?;
+                let mut opt = OptimizerConfig::new(method, lr).init();
+                let subset = data.subset(&(0..images.min(data.len())).collect::<Vec<_>>())?;
+                let mut rng = Rng::seed(0);
+                let mut stepper = Stepper::new();
+                let seconds = median(repeats, || {
+                    epoch(&mut stepper, &mut model, &mut opt, &subset, &mut rng)
+                })?;
+                Ok(Measured {
+                    seconds,
+                    flops: subset.len() as f64 * conv_train_flops_per_sample(&net)?,
+                })
+            }
         }
     }
+}
+
+/// Training FLOPs per sample of a layer-spec network: for each convolution
+/// and dense layer, 2 per multiply-add of forward, of the weight gradient
+/// and (but for the first layer) of the input gradient.
+fn conv_train_flops_per_sample(net: &NetSpec) -> Result<f64> {
+    let mut total = 0.0;
+    for (i, p) in net.plan()?.iter().enumerate() {
+        let macs = match p.layer {
+            LayerSpec::Conv { out, kernel, .. } => {
+                (out * p.input[0] * kernel * kernel * p.output[1] * p.output[2]) as f64
+            }
+            LayerSpec::Linear { out, .. } => (out * p.input[0]) as f64,
+            _ => 0.0,
+        };
+        total += macs * if i == 0 { 4.0 } else { 6.0 };
+    }
+    Ok(total)
 }
 
 fn network(hidden: &[usize], activation: Activation) -> Result<Sequential<f32>> {

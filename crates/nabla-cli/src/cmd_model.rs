@@ -15,6 +15,9 @@ pub struct InspectArgs {
     /// The model file.
     #[arg(long)]
     model: PathBuf,
+    /// Print only the equivalent PyTorch module (Python source) whose state dict the file is.
+    #[arg(long)]
+    pytorch: bool,
 }
 
 /// The flags of `nabla gradcheck`.
@@ -54,6 +57,21 @@ pub struct DownloadArgs {
 /// Runs `nabla inspect`.
 pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
     let (model, spec) = load_model::<f32>(&a.model)?;
+    if a.pytorch {
+        let input = model.input_shape();
+        println!("# {}: {}", a.model.display(), spec.architecture.summary());
+        println!(
+            "# input: [N, {}] floats (pixels scaled to [0, 1]); output: logits",
+            if input.is_empty() {
+                (spec.preprocessing.height * spec.preprocessing.width).to_string()
+            } else {
+                input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            }
+        );
+        println!("import torch.nn as nn");
+        println!("model = {}", spec.architecture.pytorch()?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}: {}", a.model.display(), spec.architecture.summary());
     println!("dataset: {} ({} classes)", spec.dataset, spec.classes.len());
     println!(
@@ -74,10 +92,17 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
     println!("parameters:");
     for (name, p) in model.named_params() {
         println!(
-            "  {name:<12} {:<12} {:>9}",
+            "  {name:<12} {:<16} {:>9}",
             p.value().shape().to_string(),
             p.value().len()
         );
+    }
+    let buffers = model.named_buffers();
+    if !buffers.is_empty() {
+        println!("buffers (saved, not trained):");
+        for (name, t) in buffers {
+            println!("  {name:<24} {}", t.shape());
+        }
     }
     println!("total: {} parameters", model.num_params());
     Ok(ExitCode::SUCCESS)
