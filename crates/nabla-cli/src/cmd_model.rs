@@ -40,6 +40,23 @@ pub struct GradcheckArgs {
     seed: u64,
 }
 
+/// The flags of `nabla filters`.
+#[derive(Args)]
+pub struct FiltersArgs {
+    /// A model file with a convolutional layer.
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write the PNG.
+    #[arg(long, default_value = "filters.png")]
+    out: PathBuf,
+    /// Which convolutional layer, counted from 1 among the convolutions.
+    #[arg(long, default_value_t = 1)]
+    conv: usize,
+    /// Pixels per weight.
+    #[arg(long, default_value_t = 16)]
+    zoom: u32,
+}
+
 /// The flags of `nabla download`.
 #[derive(Args)]
 pub struct DownloadArgs {
@@ -65,7 +82,11 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
             if input.is_empty() {
                 (spec.preprocessing.height * spec.preprocessing.width).to_string()
             } else {
-                input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                input
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
         println!("import torch.nn as nn");
@@ -153,6 +174,38 @@ pub fn run_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `nabla filters`: the filters of a convolutional layer as a PNG grid.
+pub fn run_filters(a: FiltersArgs) -> Result<ExitCode> {
+    crate::check_writable_parent(&a.out, "--out")?;
+    if a.zoom == 0 {
+        anyhow::bail!("--zoom 0: must be at least 1");
+    }
+    let (model, spec) = load_model::<f32>(&a.model)?;
+    let convs: Vec<(String, nabla::tensor::Tensor<f32>)> = model
+        .named_params()
+        .into_iter()
+        .filter(|(n, p)| n.ends_with(".weight") && p.value().rank() == 4)
+        .map(|(n, p)| (n, p.value().clone()))
+        .collect();
+    let Some((name, weight)) = a.conv.checked_sub(1).and_then(|i| convs.get(i)) else {
+        anyhow::bail!(
+            "{}: --conv {}: the model ({}) has {} convolutional layer(s)",
+            a.model.display(),
+            a.conv,
+            spec.architecture.summary(),
+            convs.len()
+        );
+    };
+    let (w, h) = crate::plot::filter_grid(weight, a.zoom, &a.out)?;
+    println!(
+        "wrote {} ({w}×{h}): the {} filters of {name} {}",
+        a.out.display(),
+        weight.dims()[0],
+        weight.shape()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `nabla download`.

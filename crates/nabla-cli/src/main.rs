@@ -40,6 +40,8 @@ enum Command {
     Demo(cmd_demo::DemoArgs),
     /// Draw loss and accuracy curves from a --metrics-out file.
     Plot(plot::PlotArgs),
+    /// Draw the filters of a convolutional layer as an image grid (PNG).
+    Filters(cmd_model::FiltersArgs),
     /// Fetch the four dataset files from a public mirror and verify them.
     Download(cmd_model::DownloadArgs),
 }
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(args) => cmd_model::run_gradcheck(args),
         Command::Demo(args) => cmd_demo::run(args),
         Command::Plot(args) => plot::run(args),
+        Command::Filters(args) => cmd_model::run_filters(args),
         Command::Download(args) => cmd_model::run_download(args),
     };
     match result {

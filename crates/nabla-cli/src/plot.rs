@@ -412,3 +412,72 @@ pub fn misclassified_grid(
 fn name(classes: &[String], i: usize) -> String {
     classes.get(i).cloned().unwrap_or_else(|| i.to_string())
 }
+
+/// The filters of a convolution weight `[O, C, kh, kw]` as a grid: one row
+/// per filter, one tile per input channel, each tile scaled to its own range
+/// with large weights dark and small ones light (the book's `gray_r`), drawn
+/// `zoom` pixels per weight with a 2-pixel gap between tiles. Returns the
+/// image size.
+pub fn filter_grid(
+    weight: &nabla::tensor::Tensor<f32>,
+    zoom: u32,
+    path: &Path,
+) -> Result<(u32, u32)> {
+    let &[o, c, kh, kw] = weight.dims() else {
+        anyhow::bail!(
+            "filters need a [out, in, kh, kw] weight, got {}",
+            weight.shape()
+        );
+    };
+    // Filters of one input channel (the first layer on grey images) wrap
+    // into rows of up to 8; several channels give one row per filter.
+    let (cols, rows) = if c == 1 {
+        let cols = o.clamp(1, 8);
+        (cols, o.div_ceil(cols))
+    } else {
+        (c, o)
+    };
+    let gap = 2u32;
+    let (tw, th) = (kw as u32 * zoom, kh as u32 * zoom);
+    let (w, h) = (
+        cols as u32 * (tw + gap) + gap,
+        rows as u32 * (th + gap) + gap,
+    );
+    if u64::from(w) * u64::from(h) > 64 << 20 {
+        anyhow::bail!("a {w}×{h} filter grid is too large to draw; use a smaller --zoom");
+    }
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 60, 60]));
+    let area = kh * kw;
+    for (t, tile) in weight.data().chunks_exact(area.max(1)).enumerate() {
+        let (lo, hi) = tile
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        let (col, row) = if c == 1 {
+            (t % cols, t / cols)
+        } else {
+            (t % c, t / c)
+        };
+        let (x0, y0) = (gap + col as u32 * (tw + gap), gap + row as u32 * (th + gap));
+        for (k, &v) in tile.iter().enumerate() {
+            let shade = (255.0 * (1.0 - (v - lo) / span)).round().clamp(0.0, 255.0) as u8;
+            let (kx, ky) = ((k % kw) as u32, (k / kw) as u32);
+            for dy in 0..zoom {
+                for dx in 0..zoom {
+                    img.put_pixel(
+                        x0 + kx * zoom + dx,
+                        y0 + ky * zoom + dy,
+                        image::Rgb([shade; 3]),
+                    );
+                }
+            }
+        }
+    }
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    atomic_write(path, &png)?;
+    Ok((w, h))
+}

@@ -47,8 +47,22 @@ fn pooling_and_flatten_layers() {
     let mut rng = Rng::seed(2);
     for (dims, k, s, p) in [(vec![2, 3, 4, 4], 2, 2, 0), (vec![1, 2, 7, 5], 3, 2, 1)] {
         let x = distinct(&mut rng, &dims);
-        check_layer(&mut MaxPool2d { kernel: k, stride: s, padding: p }, &x);
-        check_layer(&mut AvgPool2d { kernel: k, stride: s, padding: p }, &x);
+        check_layer(
+            &mut MaxPool2d {
+                kernel: k,
+                stride: s,
+                padding: p,
+            },
+            &x,
+        );
+        check_layer(
+            &mut AvgPool2d {
+                kernel: k,
+                stride: s,
+                padding: p,
+            },
+            &x,
+        );
         check_layer(&mut Flatten, &x);
     }
 }
@@ -80,17 +94,28 @@ fn batch_norm_tracks_running_statistics_as_pytorch_does() {
     let x = Tensor::from_f64s(&[1.0, 2.0, 3.0, 6.0], &[2, 2]).unwrap();
     let y = bn.forward(tape.constant(x.clone())).unwrap().value();
     // Normalised with the batch's biased variance [1, 4]: ±1 per column.
-    assert!(y.allclose(&Tensor::from_f64s(&[-1.0, -1.0, 1.0, 1.0], &[2, 2]).unwrap(), 1e-4, 1e-4));
+    assert!(y.allclose(
+        &Tensor::from_f64s(&[-1.0, -1.0, 1.0, 1.0], &[2, 2]).unwrap(),
+        1e-4,
+        1e-4
+    ));
     let (mean, var) = bn.running_stats();
     assert!(mean.allclose(&Tensor::from_f64s(&[0.2, 0.4], &[2]).unwrap(), 1e-12, 1e-12));
     assert!(var.allclose(&Tensor::from_f64s(&[1.1, 1.7], &[2]).unwrap(), 1e-12, 1e-12));
     let buffers = bn.named_buffers();
     let names: Vec<&str> = buffers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["running_mean", "running_var", "num_batches_tracked"]);
+    assert_eq!(
+        names,
+        ["running_mean", "running_var", "num_batches_tracked"]
+    );
     assert_eq!(buffers[2].1.item().unwrap(), 1.0);
     // One value per channel cannot be normalised in training.
     let one = tape.constant(Tensor::zeros(&[1, 2]));
-    assert!(bn.forward(one).unwrap_err().to_string().contains("more than one value"));
+    assert!(bn
+        .forward(one)
+        .unwrap_err()
+        .to_string()
+        .contains("more than one value"));
 }
 
 #[test]
@@ -100,7 +125,9 @@ fn dropout_is_the_identity_in_evaluation_and_seeded_in_training() {
     let run = |d: &Dropout, seed: u64| {
         let tape = Tape::new();
         tape.seed_rng(seed);
-        <Dropout as Module<f64>>::forward(d, tape.constant(x.clone())).unwrap().value()
+        <Dropout as Module<f64>>::forward(d, tape.constant(x.clone()))
+            .unwrap()
+            .value()
     };
     let a = run(&d, 1);
     assert_eq!(a, run(&d, 1));
@@ -127,7 +154,13 @@ fn whole_convnets_pass_the_model_gradient_check() {
         let classes = *net.output_shape().unwrap().last().unwrap();
         let report = check_model_gradients(
             &mut model,
-            move |y| loss::softmax_cross_entropy(y, Target::Indices(vec![0, 1, classes - 1]), Reduction::Mean),
+            move |y| {
+                loss::softmax_cross_entropy(
+                    y,
+                    Target::Indices(vec![0, 1, classes - 1]),
+                    Reduction::Mean,
+                )
+            },
             &x,
             &ModelCheckOptions::default(),
         )

@@ -195,8 +195,14 @@ fn corrupt_truncated_and_mismatched_files_are_clear_errors() {
 fn convnets_with_batch_norm_round_trip_with_their_running_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cnn.safetensors");
-    let net = nabla_nn::NetSpec::parse(&[1, 28, 28], "conv4k3p1,bn,relu,maxpool2,flatten,dropout0.5,linear10").unwrap();
-    let model = net.build::<f32>(nabla_nn::Init::He, &mut Rng::seed(5)).unwrap();
+    let net = nabla_nn::NetSpec::parse(
+        &[1, 28, 28],
+        "conv4k3p1,bn,relu,maxpool2,flatten,dropout0.5,linear10",
+    )
+    .unwrap();
+    let model = net
+        .build::<f32>(nabla_nn::Init::He, &mut Rng::seed(5))
+        .unwrap();
     // Two training passes move the running statistics off their initial values.
     let tape = Tape::new();
     let x = Rng::seed(6).uniform::<f32>(&[8, 784], 0.0, 1.0);
@@ -213,12 +219,22 @@ fn convnets_with_batch_norm_round_trip_with_their_running_statistics() {
     let (mut loaded, loaded_spec) = load_model::<f32>(&path).unwrap();
     assert_eq!(loaded_spec, spec);
     assert_eq!(model.named_buffers(), loaded.named_buffers());
-    assert_eq!(loaded.named_buffers()[2].1.item().unwrap(), 2.0, "num_batches_tracked");
+    assert_eq!(
+        loaded.named_buffers()[2].1.item().unwrap(),
+        2.0,
+        "num_batches_tracked"
+    );
     // PyTorch stores the counter as int64; so does nabla.
     let bytes = std::fs::read(&path).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(file.tensor("1.num_batches_tracked").unwrap().dtype(), safetensors::Dtype::I64);
-    assert_eq!(file.tensor("1.running_mean").unwrap().dtype(), safetensors::Dtype::F32);
+    assert_eq!(
+        file.tensor("1.num_batches_tracked").unwrap().dtype(),
+        safetensors::Dtype::I64
+    );
+    assert_eq!(
+        file.tensor("1.running_mean").unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
     // A loaded model evaluates (running statistics, no dropout): the same
     // outputs as the original switched to evaluation.
     let mut original = model;
