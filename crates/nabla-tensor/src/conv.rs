@@ -141,12 +141,32 @@ pub fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], w: &Window, image: &mut 
                         continue;
                     };
                     let dst = &mut plane[iy * w.width..(iy + 1) * w.width];
-                    for (x, &v) in vals.iter().enumerate() {
-                        if let Some(ix) = w.source(x, kj, w.width) {
-                            dst[ix] += v;
-                        }
-                    }
+                    add_row(vals, dst, w, kj);
                 }
+            }
+        }
+    }
+}
+
+/// One output row of [`col2im`]: `dst[x·s + kj − p] += vals[x]` inside the image.
+#[inline]
+fn add_row<T: Copy + std::ops::AddAssign>(vals: &[T], dst: &mut [T], w: &Window, kj: usize) {
+    if w.stride == 1 {
+        // The same contiguous run as `copy_row`, added instead of copied.
+        let ow = vals.len();
+        let first = w.padding.saturating_sub(kj).min(ow);
+        let start = (first + kj).saturating_sub(w.padding);
+        let len = (dst.len().saturating_sub(start)).min(ow - first);
+        for (d, &v) in dst[start..start + len]
+            .iter_mut()
+            .zip(&vals[first..first + len])
+        {
+            *d += v;
+        }
+    } else {
+        for (x, &v) in vals.iter().enumerate() {
+            if let Some(ix) = w.source(x, kj, dst.len()) {
+                dst[ix] += v;
             }
         }
     }
@@ -158,11 +178,49 @@ pub fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], w: &Window, image: &mut 
 /// # Panics
 /// If the slices' lengths do not match the window.
 pub fn max_pool_plane<T: Copy + PartialOrd>(plane: &[T], w: &Window, out: &mut [T]) {
-    let ow = w.out_w().unwrap_or(0);
-    for (o, v) in out.iter_mut().enumerate() {
-        let (best, _) = window_argmax(plane, w, o / ow.max(1), o % ow.max(1));
-        *v = best;
+    let ow = w.out_w().unwrap_or(0).max(1);
+    for (y, row) in out.chunks_exact_mut(ow).enumerate() {
+        if is_2x2(w) {
+            let top = &plane[2 * y * w.width..];
+            let (r0, r1) = top.split_at(w.width);
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = argmax_2x2(r0, r1, x, w.width).0;
+            }
+        } else {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = window_argmax(plane, w, y, x).0;
+            }
+        }
     }
+}
+
+/// The common case of 2×2 windows moved by 2 without padding.
+#[inline]
+fn is_2x2(w: &Window) -> bool {
+    w.kernel_h == 2 && w.kernel_w == 2 && w.stride == 2 && w.padding == 0
+}
+
+/// The maximum of the 2×2 window at column `2x` of rows `r0`, `r1` and its
+/// offset from the start of `r0`, in the same order and with the same
+/// rule as [`window_argmax`].
+#[inline]
+fn argmax_2x2<T: Copy + PartialOrd>(r0: &[T], r1: &[T], x: usize, width: usize) -> (T, usize) {
+    let c = 2 * x;
+    let mut best = (r0[c], c);
+    for (v, at) in [(r0[c + 1], c + 1), (r1[c], width + c), (r1[c + 1], width + c + 1)] {
+        if beats(v, best.0) {
+            best = (v, at);
+        }
+    }
+    best
+}
+
+/// Whether `v` replaces `best` as a window's maximum: larger, or a NaN
+/// (so that a NaN shows in the output, as in PyTorch).
+#[inline]
+#[allow(clippy::eq_op)] // v != v: v is NaN
+fn beats<T: PartialOrd>(v: T, best: T) -> bool {
+    v > best || (v != v && best == best)
 }
 
 /// The gradient of [`max_pool_plane`]: each output's gradient goes to the
@@ -177,16 +235,40 @@ pub fn max_pool_plane_backward<T: Copy + PartialOrd + std::ops::AddAssign>(
     grad_out: &[T],
     grad_plane: &mut [T],
 ) {
-    let ow = w.out_w().unwrap_or(0);
-    for (o, &g) in grad_out.iter().enumerate() {
-        let (_, at) = window_argmax(plane, w, o / ow.max(1), o % ow.max(1));
-        grad_plane[at] += g;
+    let ow = w.out_w().unwrap_or(0).max(1);
+    for (y, row) in grad_out.chunks_exact(ow).enumerate() {
+        if is_2x2(w) {
+            let first = 2 * y * w.width;
+            let (r0, r1) = plane[first..].split_at(w.width);
+            for (x, &g) in row.iter().enumerate() {
+                grad_plane[first + argmax_2x2(r0, r1, x, w.width).1] += g;
+            }
+        } else {
+            for (x, &g) in row.iter().enumerate() {
+                grad_plane[window_argmax(plane, w, y, x).1] += g;
+            }
+        }
     }
 }
 
-/// The maximum of window `(y, x)` and the index of its first occurrence.
+/// The maximum of window `(y, x)` and the index of its first occurrence (a
+/// NaN counts as the maximum, so that it shows in the output as in PyTorch).
 #[inline]
 fn window_argmax<T: Copy + PartialOrd>(plane: &[T], w: &Window, y: usize, x: usize) -> (T, usize) {
+    if w.padding == 0 {
+        // Every window lies inside the image: index it directly.
+        let base = y * w.stride * w.width + x * w.stride;
+        let (mut best, mut at) = (plane[base], base);
+        for ki in 0..w.kernel_h {
+            let row = base + ki * w.width;
+            for (kj, &v) in plane[row..row + w.kernel_w].iter().enumerate() {
+                if beats(v, best) {
+                    (best, at) = (v, row + kj);
+                }
+            }
+        }
+        return (best, at);
+    }
     let mut best: Option<(T, usize)> = None;
     for ki in 0..w.kernel_h {
         let Some(iy) = w.source(y, ki, w.height) else {
@@ -197,8 +279,7 @@ fn window_argmax<T: Copy + PartialOrd>(plane: &[T], w: &Window, y: usize, x: usi
                 continue;
             };
             let at = iy * w.width + ix;
-            // `!(v <= b)` also takes a NaN, so a NaN input shows in the output.
-            if best.is_none_or(|(b, _)| !(plane[at] <= b)) {
+            if best.is_none_or(|(b, _)| beats(plane[at], b)) {
                 best = Some((plane[at], at));
             }
         }

@@ -99,30 +99,33 @@ impl<T: Float> Op<T> for Conv2d {
         let mut out = Tensor::zeros(&[n, o, oh, ow]);
         let (images, weight) = (x[0].data(), x[1].data());
         let bias = x.get(2).map(|b| b.data());
-        // Images are independent: each gets its own column buffer (from the
-        // pool) and the results do not depend on how rayon splits the batch.
+        // Images are independent, so the results do not depend on how rayon
+        // splits the batch; each of its jobs fills one column buffer (from
+        // the pool) image after image.
         out.data_mut()
             .par_chunks_mut((o * p).max(1))
             .zip(images.par_chunks(win.image_len().max(1)))
-            .try_for_each(|(out_n, image)| -> Result<()> {
-                let mut col = Tensor::<T>::zeros(&[k, p]);
-                im2col(image, &win, col.data_mut());
-                gemm_slices(
-                    out_n,
-                    weight,
-                    Transpose::No,
-                    col.data(),
-                    Transpose::No,
-                    (o, k, p),
-                    false,
-                )?;
-                if let Some(bias) = bias {
-                    for (row, &b) in out_n.chunks_exact_mut(p.max(1)).zip(bias) {
-                        row.iter_mut().for_each(|v| *v += b);
+            .try_for_each_init(
+                || Tensor::<T>::zeros(&[k, p]),
+                |col, (out_n, image)| -> Result<()> {
+                    im2col(image, &win, col.data_mut());
+                    gemm_slices(
+                        out_n,
+                        weight,
+                        Transpose::No,
+                        col.data(),
+                        Transpose::No,
+                        (o, k, p),
+                        false,
+                    )?;
+                    if let Some(bias) = bias {
+                        for (row, &b) in out_n.chunks_exact_mut(p.max(1)).zip(bias) {
+                            row.iter_mut().for_each(|v| *v += b);
+                        }
                     }
-                }
-                Ok(())
-            })?;
+                    Ok(())
+                },
+            )?;
         Ok(out)
     }
 
@@ -145,20 +148,22 @@ impl<T: Float> Op<T> for Conv2d {
             dx.data_mut()
                 .par_chunks_mut(win.image_len().max(1))
                 .zip(g.data().par_chunks((o * p).max(1)))
-                .try_for_each(|(dx_n, g_n)| -> Result<()> {
-                    let mut dcol = Tensor::<T>::zeros(&[k, p]);
-                    gemm_slices(
-                        dcol.data_mut(),
-                        weight,
-                        Transpose::Yes,
-                        g_n,
-                        Transpose::No,
-                        (k, o, p),
-                        false,
-                    )?;
-                    col2im(dcol.data(), &win, dx_n);
-                    Ok(())
-                })?;
+                .try_for_each_init(
+                    || Tensor::<T>::zeros(&[k, p]),
+                    |dcol, (dx_n, g_n)| -> Result<()> {
+                        gemm_slices(
+                            dcol.data_mut(),
+                            weight,
+                            Transpose::Yes,
+                            g_n,
+                            Transpose::No,
+                            (k, o, p),
+                            false,
+                        )?;
+                        col2im(dcol.data(), &win, dx_n);
+                        Ok(())
+                    },
+                )?;
             Ok(dx)
         })?;
 
