@@ -112,9 +112,8 @@ def main():
                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 10))
 
     def cnn():
-        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10))
+        return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
 
     def deep_cnn():
         layers, c = [], 1

@@ -357,3 +357,132 @@ fn user_errors_are_one_line_and_nothing_is_half_written() {
     fails_with(&nabla(&["evaluate"], d), "unrecognized subcommand");
     assert!(nabla(&["--help"], d).status.success());
 }
+
+/// A convnet with every kind of layer, trained briefly from a layer spec:
+/// then eval, predict, inspect (with its PyTorch module), gradcheck,
+/// filters, and a resumed run all work on it.
+#[test]
+fn convnets_from_a_layer_spec_work_with_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec =
+        "conv4k5s2p2,batchnorm,relu,maxpool2,conv6k3p1,relu,avgpool2,flatten,dropout0.25,linear10";
+    let o = nabla(
+        &[
+            "train",
+            "--layers",
+            spec,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--lr",
+            "0.01",
+            "--augment",
+            "--quiet",
+            "--out",
+            "cnn.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nabla(&["eval", "--model", "cnn.safetensors", "--json"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(eval["accuracy"].as_f64().unwrap() > 0.8, "{eval}");
+
+    let o = nabla(&["inspect", "--model", "cnn.safetensors"], d);
+    let text = stdout(&o);
+    for needle in [
+        "Conv2d(1 → 4, 5×5, stride 2, padding 2)",
+        "BatchNorm(4)",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "Dropout(0.25)",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    let o = nabla(&["inspect", "--model", "cnn.safetensors", "--pytorch"], d);
+    let py = stdout(&o);
+    assert!(
+        py.contains("nn.BatchNorm2d(4)") && py.contains("nn.Linear(54, 10, bias=True)"),
+        "{py}"
+    );
+
+    let o = nabla(
+        &["gradcheck", "--model", "cnn.safetensors", "--samples", "8"],
+        d,
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+
+    let o = nabla(
+        &["filters", "--model", "cnn.safetensors", "--out", "f.png"],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = image::open(d.join("f.png")).unwrap();
+    assert_eq!(
+        (png.width(), png.height()),
+        (4 * 82 + 2, 82 + 2),
+        "4 filters of 5×5 at 16 px, 2 px gaps"
+    );
+    fails_with(
+        &nabla(&["filters", "--model", "cnn.safetensors", "--conv", "3"], d),
+        "has 2 convolutional layer(s)",
+    );
+
+    // A second epoch from the checkpoint (running statistics included).
+    let o = nabla(
+        &[
+            "train",
+            "--layers",
+            spec,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "50",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "--resume",
+            "cnn.safetensors.ckpt",
+            "--out",
+            "cnn2.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_layer_specs_are_one_line_errors_naming_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = |layers: &str| {
+        nabla(
+            &[
+                "train",
+                "--layers",
+                layers,
+                "--epochs",
+                "1",
+                "--out",
+                "x.safetensors",
+            ],
+            d,
+        )
+    };
+    fails_with(&train("conv8k3,relu,linear10"), "layer 2 'linear10'");
+    fails_with(&train("conv8k3,relu,pool2"), "unknown layer 'pool'");
+    fails_with(&train("conv8k40"), "does not fit");
+    fails_with(&train("flatten,linear7"), "end with linear10");
+    fails_with(&train("flatten,dropout1.5,linear10"), "probability");
+    fails_with(
+        &nabla(
+            &["train", "--layers", "flatten,linear10", "--hidden", "32"],
+            d,
+        ),
+        "cannot be used with",
+    );
+    assert!(!d.join("x.safetensors").exists(), "nothing written");
+}

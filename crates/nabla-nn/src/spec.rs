@@ -33,8 +33,10 @@ use std::fmt;
 /// default multi-layer perceptron, which has its own description).
 pub const PRESETS: &[(&str, &str)] = &[
     (
+        // The LeNet variant of Caffe's MNIST tutorial: 20 and 50 5×5 filters,
+        // 500 hidden units. Small and fast, ≥ 99% in 3 epochs.
         "cnn",
-        "conv16k3p1,relu,maxpool2,conv32k3p1,relu,maxpool2,flatten,linear128,relu,linear10",
+        "conv20k5,relu,maxpool2,conv50k5,relu,maxpool2,flatten,linear500,relu,linear10",
     ),
     (
         // Deep Learning from Scratch's DeepConvNet: 3×3 convolutions 16,16 /
@@ -107,8 +109,11 @@ pub enum LayerSpec {
     BatchNorm,
 }
 
+/// Named options of a token, each with its number if it has one (`k3`, `nobias`).
+type Options = Vec<(String, Option<usize>)>;
+
 /// Splits `"16k3s2p1nobias"` into the leading number and `(letter, number)` options.
-fn options(token: &str, rest: &str) -> Result<(Option<f64>, Vec<(String, Option<usize>)>)> {
+fn options(token: &str, rest: &str) -> Result<(Option<f64>, Options)> {
     let bad = |why: String| Error::invalid("layer spec", format!("'{token}': {why}"));
     let num_end = rest
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -207,7 +207,11 @@ fn is_2x2(w: &Window) -> bool {
 fn argmax_2x2<T: Copy + PartialOrd>(r0: &[T], r1: &[T], x: usize, width: usize) -> (T, usize) {
     let c = 2 * x;
     let mut best = (r0[c], c);
-    for (v, at) in [(r0[c + 1], c + 1), (r1[c], width + c), (r1[c + 1], width + c + 1)] {
+    for (v, at) in [
+        (r0[c + 1], c + 1),
+        (r1[c], width + c),
+        (r1[c + 1], width + c + 1),
+    ] {
         if beats(v, best.0) {
             best = (v, at);
         }

@@ -1,14 +1,17 @@
-//! The long check: trains on the full MNIST set and asserts an accuracy floor.
+//! The long checks: train on the full MNIST set and assert accuracy floors —
+//! an MLP, the `cnn` preset (≥ 99.0% within 3 epochs) and the `deep-cnn`
+//! preset (≥ 99.4%), each with the settings of the documented `nabla train`
+//! command, so they reproduce its numbers exactly.
 //!
-//! Marked `#[ignore]` so the default test command stays fast. Run it with the
-//! directory holding the four standard files:
+//! Marked `#[ignore]` so the default test command stays fast. Run them with
+//! the directory holding the four standard files:
 //!
 //! ```sh
-//! NABLA_MNIST_DIR=path/to/mnist cargo test --release -p nabla-train --test full_mnist -- --ignored
+//! NABLA_MNIST_DIR=path/to/mnist cargo test --release -p nabla-train --test full_mnist -- --ignored --test-threads 1
 //! ```
 
-use nabla_data::{Dataset, DatasetKind};
-use nabla_nn::{Architecture, MlpConfig, ModelSpec, Preprocessing};
+use nabla_data::{Augment, Dataset, DatasetKind, Splits};
+use nabla_nn::{preset, Architecture, Init, MlpConfig, ModelSpec, NetSpec, Preprocessing};
 use nabla_optim::{LrSchedule, Method, OptimizerConfig};
 use nabla_tensor::Rng;
 use nabla_train::{Silent, TrainConfig, Trainer};
@@ -58,3 +61,86 @@ fn three_epochs_of_full_mnist_reach_96_percent() {
     );
     assert!(acc >= 0.96, "test accuracy {acc} is below the 96% floor");
 }
+
+fn full_mnist() -> Splits {
+    let dir = PathBuf::from(
+        std::env::var_os("NABLA_MNIST_DIR")
+            .expect("set NABLA_MNIST_DIR to the directory with the MNIST files"),
+    );
+    let splits = Dataset::load_dir(&dir, DatasetKind::Mnist).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
+    splits
+}
+
+/// `nabla train --data-dir DIR --preset NAME --epochs E [--augment]` with
+/// every other flag at its default (He init, Adam 1e-3, cosine decay, batch
+/// 100, seed 42); returns the test accuracy after each epoch.
+fn train_preset(name: &str, epochs: usize, augment: bool) -> Vec<f64> {
+    let splits = full_mnist();
+    let net = NetSpec::parse(&[1, 28, 28], preset(name).unwrap()).unwrap();
+    let model = net.build::<f32>(Init::He, &mut Rng::seed(42)).unwrap();
+    let spec = ModelSpec {
+        architecture: Architecture::layers(&net),
+        dataset: "mnist".into(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        preprocessing: Preprocessing::default(),
+    };
+    let config = TrainConfig {
+        epochs,
+        batch_size: 100,
+        seed: 42,
+        schedule: LrSchedule::Cosine {
+            t_max: epochs,
+            eta_min: 0.0,
+        },
+        augment: augment.then(Augment::default),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(
+        model,
+        spec,
+        OptimizerConfig::new(Method::adam(), 1e-3).init(),
+        config,
+    );
+    trainer
+        .fit(&splits.train, None, Some(&splits.test), &mut Silent)
+        .unwrap();
+    for m in &trainer.history {
+        println!(
+            "{name}: epoch {} test accuracy {:.2}% ({:.1} s)",
+            m.epoch,
+            100.0 * m.test_accuracy.unwrap(),
+            m.seconds
+        );
+    }
+    trainer
+        .history
+        .iter()
+        .map(|m| m.test_accuracy.unwrap())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the full MNIST files: set NABLA_MNIST_DIR and pass --ignored"]
+fn the_cnn_preset_reaches_99_percent_within_3_epochs() {
+    let acc = train_preset("cnn", 3, false);
+    assert!(
+        acc[2] >= 0.99,
+        "cnn: test accuracy {} is below 99.0%",
+        acc[2]
+    );
+}
+
+#[test]
+#[ignore = "needs the full MNIST files: set NABLA_MNIST_DIR and pass --ignored"]
+fn the_deep_cnn_preset_reaches_99_4_percent() {
+    let acc = train_preset("deep-cnn", DEEP_CNN_EPOCHS, true);
+    let last = *acc.last().unwrap();
+    assert!(
+        last >= 0.994,
+        "deep-cnn: test accuracy {last} is below 99.4%"
+    );
+}
+
+/// Epochs of the documented deep-cnn run.
+const DEEP_CNN_EPOCHS: usize = 12;
