@@ -215,13 +215,8 @@ impl<'t, T: Float> Var<'t, T> {
         stride: usize,
         padding: usize,
     ) -> Result<Var<'t, T>> {
-        let op = Pool2d {
-            kind,
-            kernel,
-            stride,
-            padding,
-        };
-        self.tape().apply(op, &[self])
+        self.tape()
+            .apply(Pool2d::new(kind, kernel, stride, padding), &[self])
     }
     /// Batch normalisation per channel (axis 1) with the given statistics:
     /// `γ · (x − mean) · inv_std + β`. With `batch_statistics`, `mean` and

@@ -110,7 +110,7 @@ fn copy_row<T: Copy + Default>(src: &[T], out: &mut [T], w: &Window, kj: usize) 
         let start = (first + kj).saturating_sub(w.padding); // its source pixel
         let len = (src.len().saturating_sub(start)).min(ow - first);
         out[..first].fill(T::default());
-        out[first..first + len].copy_from_slice(&src[start..start + len]);
+        copy_short(&mut out[first..first + len], &src[start..start + len]);
         out[first + len..].fill(T::default());
     } else {
         for (x, o) in out.iter_mut().enumerate() {
@@ -118,6 +118,23 @@ fn copy_row<T: Copy + Default>(src: &[T], out: &mut [T], w: &Window, kj: usize) 
                 .source(x, kj, src.len())
                 .map_or(T::default(), |ix| src[ix]);
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of im2col (often under 32
+/// elements), in fixed blocks of 8 that compile to a few vector moves
+/// instead of a call to `memmove` per row.
+#[inline]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let b: &[T; 8] = b.try_into().expect("a chunk of 8");
+        let a: &mut [T; 8] = a.try_into().expect("a chunk of 8");
+        *a = *b;
+    }
+    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = b;
     }
 }
 
@@ -173,24 +190,53 @@ fn add_row<T: Copy + std::ops::AddAssign>(vals: &[T], dst: &mut [T], w: &Window,
 }
 
 /// Max pooling of one plane (`[H, W]`) into `out` (`[OH, OW]`); windows
-/// overlapping the padding only see the pixels inside the image.
+/// overlapping the padding only see the pixels inside the image. `argmax`
+/// (`[OH, OW]`) receives, for each output, the index in the plane of the
+/// first pixel holding its maximum: where the gradient goes.
 ///
 /// # Panics
-/// If the slices' lengths do not match the window.
-pub fn max_pool_plane<T: Copy + PartialOrd>(plane: &[T], w: &Window, out: &mut [T]) {
+/// If the slices' lengths do not match the window, or the plane has 2³² pixels or more.
+pub fn max_pool_plane<T: Copy + PartialOrd>(
+    plane: &[T],
+    w: &Window,
+    out: &mut [T],
+    argmax: &mut [u32],
+) {
     let ow = w.out_w().unwrap_or(0).max(1);
-    for (y, row) in out.chunks_exact_mut(ow).enumerate() {
+    assert!(
+        plane.len() <= u32::MAX as usize,
+        "max_pool_plane: plane too large"
+    );
+    let rows = out.chunks_exact_mut(ow).zip(argmax.chunks_exact_mut(ow));
+    for (y, (row, at_row)) in rows.enumerate() {
         if is_2x2(w) {
-            let top = &plane[2 * y * w.width..];
-            let (r0, r1) = top.split_at(w.width);
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = argmax_2x2(r0, r1, x, w.width).0;
+            let first = 2 * y * w.width;
+            let (r0, r1) = plane[first..].split_at(w.width);
+            for (x, (v, at)) in row.iter_mut().zip(at_row.iter_mut()).enumerate() {
+                let (best, i) = argmax_2x2(r0, r1, x, w.width);
+                (*v, *at) = (best, (first + i) as u32);
             }
         } else {
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = window_argmax(plane, w, y, x).0;
+            for (x, (v, at)) in row.iter_mut().zip(at_row.iter_mut()).enumerate() {
+                let (best, i) = window_argmax(plane, w, y, x);
+                (*v, *at) = (best, i as u32);
             }
         }
+    }
+}
+
+/// The gradient of [`max_pool_plane`]: each output's gradient is added to
+/// the pixel `argmax` names (added, since windows may overlap).
+///
+/// # Panics
+/// If an index is outside `grad_plane`.
+pub fn max_pool_scatter<T: Copy + std::ops::AddAssign>(
+    grad_out: &[T],
+    argmax: &[u32],
+    grad_plane: &mut [T],
+) {
+    for (&g, &at) in grad_out.iter().zip(argmax) {
+        grad_plane[at as usize] += g;
     }
 }
 
@@ -225,34 +271,6 @@ fn argmax_2x2<T: Copy + PartialOrd>(r0: &[T], r1: &[T], x: usize, width: usize) 
 #[allow(clippy::eq_op)] // v != v: v is NaN
 fn beats<T: PartialOrd>(v: T, best: T) -> bool {
     v > best || (v != v && best == best)
-}
-
-/// The gradient of [`max_pool_plane`]: each output's gradient goes to the
-/// first pixel of its window holding the maximum (added, since windows may
-/// overlap). `grad_plane` is accumulated into.
-///
-/// # Panics
-/// If the slices' lengths do not match the window.
-pub fn max_pool_plane_backward<T: Copy + PartialOrd + std::ops::AddAssign>(
-    plane: &[T],
-    w: &Window,
-    grad_out: &[T],
-    grad_plane: &mut [T],
-) {
-    let ow = w.out_w().unwrap_or(0).max(1);
-    for (y, row) in grad_out.chunks_exact(ow).enumerate() {
-        if is_2x2(w) {
-            let first = 2 * y * w.width;
-            let (r0, r1) = plane[first..].split_at(w.width);
-            for (x, &g) in row.iter().enumerate() {
-                grad_plane[first + argmax_2x2(r0, r1, x, w.width).1] += g;
-            }
-        } else {
-            for (x, &g) in row.iter().enumerate() {
-                grad_plane[window_argmax(plane, w, y, x).1] += g;
-            }
-        }
-    }
 }
 
 /// The maximum of window `(y, x)` and the index of its first occurrence (a
@@ -426,13 +444,22 @@ mod tests {
     fn pooling_takes_the_max_and_the_mean_of_each_window() {
         let w = window(1, 4, 4, 2, 2, 0);
         let plane: Vec<f64> = (0..16).map(f64::from).collect();
-        let mut out = vec![0.0; 4];
-        max_pool_plane(&plane, &w, &mut out);
+        let (mut out, mut at) = (vec![0.0; 4], vec![0; 4]);
+        max_pool_plane(&plane, &w, &mut out, &mut at);
         assert_eq!(out, [5.0, 7.0, 13.0, 15.0]);
+        assert_eq!(at, [5, 7, 13, 15]);
+        // The general path (a 3×3 window, stride 1) agrees on where maxima are.
+        let w3 = window(1, 4, 4, 3, 1, 0);
+        let (mut out3, mut at3) = (vec![0.0; 4], vec![0; 4]);
+        max_pool_plane(&plane, &w3, &mut out3, &mut at3);
+        assert_eq!(
+            (out3, at3),
+            (vec![10.0, 11.0, 14.0, 15.0], vec![10, 11, 14, 15])
+        );
         avg_pool_plane(&plane, &w, &mut out, 0.25);
         assert_eq!(out, [2.5, 4.5, 10.5, 12.5]);
         let mut grad = vec![0.0; 16];
-        max_pool_plane_backward(&plane, &w, &[1.0, 2.0, 3.0, 4.0], &mut grad);
+        max_pool_scatter(&[1.0, 2.0, 3.0, 4.0], &at, &mut grad);
         assert_eq!((grad[5], grad[7], grad[13], grad[15]), (1.0, 2.0, 3.0, 4.0));
         assert_eq!(grad.iter().sum::<f64>(), 10.0);
     }

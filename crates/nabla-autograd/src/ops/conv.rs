@@ -192,7 +192,7 @@ impl<T: Float> Op<T> for Conv2d {
                 let mut db = vec![T::ZERO; o];
                 for g_n in grad_samples.clone() {
                     for (d, row) in db.iter_mut().zip(g_n.chunks_exact(p.max(1))) {
-                        *d += row.iter().copied().sum::<T>();
+                        *d += sum_by_lanes(row);
                     }
                 }
                 Ok(Tensor::from_iter_exact(&[o], db)?)
@@ -206,4 +206,19 @@ impl<T: Float> Op<T> for Conv2d {
         }
         Ok(grads)
     }
+}
+
+/// The sum of `values` in eight interleaved partial sums (added together at
+/// the end): the compiler turns it into vector adds, where one running sum
+/// would wait on every addition. A fixed order, so results do not vary.
+fn sum_by_lanes<T: Float>(values: &[T]) -> T {
+    let mut lanes = [T::ZERO; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().copied().sum::<T>() + rest.iter().copied().sum::<T>()
 }

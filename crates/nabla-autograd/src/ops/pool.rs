@@ -3,7 +3,7 @@
 use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
-    avg_pool_plane, avg_pool_plane_backward, max_pool_plane, max_pool_plane_backward,
+    avg_pool_plane, avg_pool_plane_backward, max_pool_plane, max_pool_scatter,
 };
 use nabla_tensor::{Float, Tensor, Window};
 use rayon::prelude::*;
@@ -22,9 +22,8 @@ pub enum PoolKind {
 /// `stride`, over an input padded by `padding` (zeros for average pooling;
 /// ignored by max pooling). Output `[N, C, OH, OW]`, sizes as for convolution.
 ///
-/// Max pooling's backward finds each window's maximum again from the input
-/// rather than storing its position: one more pass over the input, no
-/// index buffer to keep.
+/// Max pooling's forward records where each maximum was (an index into its
+/// plane), and backward sends each gradient there.
 pub struct Pool2d {
     /// Max or average.
     pub kind: PoolKind,
@@ -34,9 +33,22 @@ pub struct Pool2d {
     pub stride: usize,
     /// Padding on every side.
     pub padding: usize,
+    /// Max pooling: for each output, the index in its plane of its maximum.
+    argmax: Vec<u32>,
 }
 
 impl Pool2d {
+    /// A pooling op.
+    pub fn new(kind: PoolKind, kernel: usize, stride: usize, padding: usize) -> Self {
+        Pool2d {
+            kind,
+            kernel,
+            stride,
+            padding,
+            argmax: Vec::new(),
+        }
+    }
+
     /// The planes (`N·C`) and the window of one plane.
     fn geometry<T: Float>(&self, x: &Tensor<T>) -> Result<(usize, Window)> {
         let &[n, c, h, w] = x.dims() else {
@@ -91,13 +103,21 @@ impl<T: Float> Op<T> for Pool2d {
         let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
         let mut out = Tensor::zeros(&[dims[0], dims[1], oh, ow]);
         let scale = self.scale::<T>();
-        out.data_mut()
-            .par_chunks_mut((oh * ow).max(1))
-            .zip(x[0].data().par_chunks((win.height * win.width).max(1)))
-            .for_each(|(o, plane)| match self.kind {
-                PoolKind::Max => max_pool_plane(plane, &win, o),
-                PoolKind::Avg => avg_pool_plane(plane, &win, o, scale),
-            });
+        let planes = x[0].data().par_chunks((win.height * win.width).max(1));
+        let out_len = out.len();
+        let outs = out.data_mut().par_chunks_mut((oh * ow).max(1));
+        match self.kind {
+            PoolKind::Max => {
+                self.argmax.clear();
+                self.argmax.resize(out_len, 0);
+                outs.zip(planes)
+                    .zip(self.argmax.par_chunks_mut((oh * ow).max(1)))
+                    .for_each(|((o, plane), at)| max_pool_plane(plane, &win, o, at));
+            }
+            PoolKind::Avg => outs
+                .zip(planes)
+                .for_each(|(o, plane)| avg_pool_plane(plane, &win, o, scale)),
+        }
         Ok(out)
     }
 
@@ -113,14 +133,18 @@ impl<T: Float> Op<T> for Pool2d {
         let scale = self.scale::<T>();
         Ok(smallvec![grad_if(needs, 0, || {
             let mut dx = x[0].zeros_like();
-            dx.data_mut()
+            let grads = dx
+                .data_mut()
                 .par_chunks_mut(plane_len.max(1))
-                .zip(x[0].data().par_chunks(plane_len.max(1)))
-                .zip(g.data().par_chunks(out_len.max(1)))
-                .for_each(|((d, plane), g)| match self.kind {
-                    PoolKind::Max => max_pool_plane_backward(plane, &win, g, d),
-                    PoolKind::Avg => avg_pool_plane_backward(&win, g, d, scale),
-                });
+                .zip(g.data().par_chunks(out_len.max(1)));
+            match self.kind {
+                PoolKind::Max => grads
+                    .zip(self.argmax.par_chunks(out_len.max(1)))
+                    .for_each(|((d, g), at)| max_pool_scatter(g, at, d)),
+                PoolKind::Avg => {
+                    grads.for_each(|(d, g)| avg_pool_plane_backward(&win, g, d, scale))
+                }
+            }
             Ok(dx)
         })?])
     }
