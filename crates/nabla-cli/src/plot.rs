@@ -446,7 +446,8 @@ pub fn filter_grid(
     if u64::from(w) * u64::from(h) > 64 << 20 {
         anyhow::bail!("a {w}×{h} filter grid is too large to draw; use a smaller --zoom");
     }
-    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 60, 60]));
+    // Gaps (and unused cells) in a blue-grey that no weight maps to.
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([90, 120, 160]));
     let area = kh * kw;
     for (t, tile) in weight.data().chunks_exact(area.max(1)).enumerate() {
         let (lo, hi) = tile
