@@ -391,6 +391,30 @@ fn convnets_from_a_layer_spec_work_with_every_command() {
     let eval: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(eval["accuracy"].as_f64().unwrap() > 0.8, "{eval}");
 
+    // predict: a test digit, drawn dark on light at 3× size.
+    let test = nabla_data::embedded_mnist().unwrap().test;
+    let mut img = image::GrayImage::from_pixel(84, 84, image::Luma([255]));
+    for (j, &v) in test.pixels(0).iter().enumerate() {
+        for k in 0..9 {
+            let (x, y) = (3 * (j % 28) as u32 + k % 3, 3 * (j / 28) as u32 + k / 3);
+            img.put_pixel(x, y, image::Luma([255 - v]));
+        }
+    }
+    img.save(d.join("digit.png")).unwrap();
+    let o = nabla(
+        &[
+            "predict",
+            "--json",
+            "--model",
+            "cnn.safetensors",
+            "digit.png",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["probabilities"].as_array().unwrap().len(), 10, "{v}");
+
     let o = nabla(&["inspect", "--model", "cnn.safetensors"], d);
     let text = stdout(&o);
     for needle in [
