@@ -28,15 +28,15 @@ pub struct TrainArgs {
     /// A named network: mlp (the multi-layer perceptron of --hidden and --activation), cnn (a small convnet), deep-cnn (the book's DeepConvNet) or lenet.
     #[arg(long, value_enum, default_value_t = PresetArg::Mlp)]
     preset: PresetArg,
-    /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/layer-spec.md); replaces --preset.
+    /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/convnets.md); replaces --preset.
     #[arg(long, conflicts_with_all = ["preset", "hidden", "activation"])]
     layers: Option<String>,
-    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64); "none" for a linear classifier.
-    #[arg(long, default_value = "512,256")]
-    hidden: String,
-    /// Activation after every hidden layer.
-    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
-    activation: ActivationArg,
+    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64; default 512,256); "none" for a linear classifier.
+    #[arg(long)]
+    hidden: Option<String>,
+    /// Activation after every hidden layer of the mlp (default relu).
+    #[arg(long, value_enum)]
+    activation: Option<ActivationArg>,
     /// Weight initialisation.
     #[arg(long, value_enum, default_value_t = InitArg::He)]
     init: InitArg,
@@ -116,6 +116,9 @@ pub struct TrainArgs {
     #[arg(long)]
     json: bool,
 }
+
+/// The hidden layers of the default network.
+const DEFAULT_HIDDEN: &str = "512,256";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PresetArg {
@@ -363,7 +366,10 @@ fn build_model(
         InitArg::Xavier => Init::Xavier,
         InitArg::He => Init::He,
     };
-    let activation = match a.activation {
+    if a.preset != PresetArg::Mlp && (a.hidden.is_some() || a.activation.is_some()) {
+        bail!("--hidden and --activation describe the mlp preset; the other presets are fixed layer lists (use --layers for your own)");
+    }
+    let activation = match a.activation.unwrap_or(ActivationArg::Relu) {
         ActivationArg::Relu => Activation::Relu,
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Tanh => Activation::Tanh,
@@ -395,7 +401,8 @@ fn build_model(
             )
         }
         None => {
-            let mlp = MlpConfig::new(28 * 28, &parse_hidden(&a.hidden)?, 10)
+            let hidden = parse_hidden(a.hidden.as_deref().unwrap_or(DEFAULT_HIDDEN))?;
+            let mlp = MlpConfig::new(28 * 28, &hidden, 10)
                 .activation(activation)
                 .with_init(init);
             (mlp.init::<f32>(&mut rng)?, Architecture::mlp(&mlp))

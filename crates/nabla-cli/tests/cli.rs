@@ -508,5 +508,9 @@ fn bad_layer_specs_are_one_line_errors_naming_the_layer() {
         ),
         "cannot be used with",
     );
+    fails_with(
+        &nabla(&["train", "--preset", "cnn", "--hidden", "32"], d),
+        "--hidden and --activation describe the mlp preset",
+    );
     assert!(!d.join("x.safetensors").exists(), "nothing written");
 }
