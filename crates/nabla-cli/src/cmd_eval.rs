@@ -7,7 +7,7 @@ use nabla::autograd::Tape;
 use nabla::nn::{load_model, Module};
 use nabla::tensor::Tensor;
 use nabla_data::{preprocess_digit_file, DatasetKind};
-use nabla_train::evaluate;
+use nabla_train::{eval_batch_size, evaluate};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +47,8 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     let (model, spec) = load_model::<f32>(&a.model)?;
     let kind = DatasetKind::parse(&spec.dataset)?;
     let (splits, desc) = data_source::load(a.data_dir.as_deref(), kind)?;
-    let e = evaluate(&model, &splits.test, 1000)?;
+    let batch = eval_batch_size(&model);
+    let e = evaluate(&model, &splits.test, batch)?;
     if let Some(dir) = &a.plot_dir {
         std::fs::create_dir_all(dir)
             .map_err(|err| anyhow::anyhow!("--plot-dir {}: {err}", dir.display()))?;
@@ -56,6 +57,7 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
             &model,
             &splits.test,
             &spec.classes,
+            batch,
             &dir.join("misclassified.png"),
         )?;
     }

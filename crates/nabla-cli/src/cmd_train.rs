@@ -11,7 +11,7 @@ use nabla::nn::{
 use nabla::optim::{LrSchedule, Method, OptimizerConfig};
 use nabla::tensor::Rng;
 use nabla_data::{Augment, DatasetKind};
-use nabla_train::{evaluate, load_checkpoint, TrainConfig, Trainer};
+use nabla_train::{eval_batch_size, evaluate, load_checkpoint, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -280,7 +280,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         schedule: schedule(&a),
         early_stop: a.early_stop,
         checkpoint: Some(checkpoint.clone()),
-        eval_batch_size: 1000,
+        eval_batch_size: 1000, // set from the model below
         augment: a
             .augment
             .then(|| Augment::new(a.augment_shift, a.augment_rotate))
@@ -294,6 +294,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         let (model, spec) = build_model(&a, kind)?;
         Trainer::new(model, spec, opt.init(), config)
     };
+    trainer.config.eval_batch_size = eval_batch_size(&trainer.model);
     if trainer.spec.dataset != kind.name() {
         bail!(
             "the model was made for {}, this run uses {} (pass --dataset {})",
@@ -326,7 +327,11 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     progress.finish()?;
 
     save_model(&a.out, &trainer.model, &trainer.spec)?;
-    let test = evaluate(&trainer.model, &splits.test, 1000)?;
+    let test = evaluate(
+        &trainer.model,
+        &splits.test,
+        eval_batch_size(&trainer.model),
+    )?;
     let total_seconds: f64 = trainer.history.iter().map(|m| m.seconds).sum();
     if a.json {
         let summary = serde_json::json!({

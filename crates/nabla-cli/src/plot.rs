@@ -357,12 +357,13 @@ pub fn misclassified_grid(
     model: &dyn Module<f32>,
     test: &Dataset,
     classes: &[String],
+    batch_size: usize,
     path: &Path,
 ) -> Result<()> {
     register_font();
     let mut wrong = Vec::new();
     let indices: Vec<usize> = (0..test.len()).collect();
-    for chunk in indices.chunks(1000) {
+    for chunk in indices.chunks(batch_size.max(1)) {
         let batch = test.batch(chunk)?;
         let probs = crate::cmd_eval::probabilities(model, batch.x)?;
         for (k, p) in probs.argmax_axis(1)?.into_iter().enumerate() {

@@ -14,6 +14,6 @@ mod trainer;
 
 pub use checkpoint::{load_checkpoint, Checkpoint};
 pub use error::{Result, TrainError};
-pub use metrics::{evaluate, EpochMetrics, Evaluation};
+pub use metrics::{eval_batch_size, evaluate, EpochMetrics, Evaluation};
 pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -3,7 +3,7 @@
 use crate::Result;
 use nabla_autograd::{Reduction, Tape, Target};
 use nabla_data::Dataset;
-use nabla_nn::Module;
+use nabla_nn::{Module, Sequential};
 use serde::{Deserialize, Serialize};
 
 /// One epoch's record (also the JSON line written per epoch).
@@ -40,6 +40,19 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
     /// Accuracy per true class.
     pub per_class_accuracy: Vec<f64>,
+}
+
+/// A batch size for evaluating `model` that keeps memory bounded. A no-grad
+/// pass still holds every layer's output until its batch is done, and a
+/// convolutional network's outputs are tens of times its input (`deep-cnn`:
+/// about 300 KB per image), so networks that view their input as images
+/// evaluate 100 images at a time, and others 1000.
+pub fn eval_batch_size(model: &Sequential<f32>) -> usize {
+    if model.input_shape().len() > 1 {
+        100
+    } else {
+        1000
+    }
 }
 
 /// Evaluates a classifier in no-grad mode, in batches of `batch_size`.
