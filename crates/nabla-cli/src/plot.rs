@@ -439,14 +439,17 @@ pub fn filter_grid(
         (c, o)
     };
     let gap = 2u32;
-    let (tw, th) = (kw as u32 * zoom, kh as u32 * zoom);
-    let (w, h) = (
-        cols as u32 * (tw + gap) + gap,
-        rows as u32 * (th + gap) + gap,
-    );
-    if u64::from(w) * u64::from(h) > 64 << 20 {
+    // Sizes in u128, so that no weight shape or --zoom can overflow them.
+    let side = |count: usize, kernel: usize| {
+        count as u128 * (kernel as u128 * u128::from(zoom) + u128::from(gap)) + u128::from(gap)
+    };
+    let (w, h) = (side(cols, kw), side(rows, kh));
+    if w * h > 64 << 20 {
         anyhow::bail!("a {w}×{h} filter grid is too large to draw; use a smaller --zoom");
     }
+    // Both fit in u32 now: their product is at most 64 Mi.
+    let (w, h) = (w as u32, h as u32);
+    let (tw, th) = (kw as u32 * zoom, kh as u32 * zoom);
     // Gaps (and unused cells) in a blue-grey that no weight maps to.
     let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([90, 120, 160]));
     let area = kh * kw;

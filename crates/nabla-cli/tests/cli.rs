@@ -454,6 +454,19 @@ fn convnets_from_a_layer_spec_work_with_every_command() {
         &nabla(&["filters", "--model", "cnn.safetensors", "--conv", "3"], d),
         "has 2 convolutional layer(s)",
     );
+    fails_with(
+        &nabla(
+            &[
+                "filters",
+                "--model",
+                "cnn.safetensors",
+                "--zoom",
+                "4000000000",
+            ],
+            d,
+        ),
+        "too large to draw",
+    );
 
     // A second epoch from the checkpoint (running statistics included).
     let o = nabla(
@@ -499,6 +512,15 @@ fn bad_layer_specs_are_one_line_errors_naming_the_layer() {
     fails_with(&train("conv8k3,relu,linear10"), "layer 2 'linear10'");
     fails_with(&train("conv8k3,relu,pool2"), "unknown layer 'pool'");
     fails_with(&train("conv8k40"), "does not fit");
+    // Sizes that would overflow are refused, not wrapped around.
+    fails_with(
+        &train("conv8k3p9223372036854775807,flatten,linear10"),
+        "too large",
+    );
+    fails_with(
+        &train("conv8k3p4294967295,flatten,linear10"),
+        "flattened size is too large",
+    );
     fails_with(&train("flatten,linear7"), "end with linear10");
     fails_with(&train("flatten,dropout1.5,linear10"), "probability");
     fails_with(

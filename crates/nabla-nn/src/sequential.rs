@@ -71,11 +71,12 @@ impl<T: Float> Sequential<T> {
 
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
-        let flat: usize = self.input.iter().product();
+        // Checked: the declared shape may come from a model file.
+        let flat = self.input.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if self.input.len() > 1 {
             let shape = x.shape();
             if let &[n, features] = shape.dims() {
-                if features == flat {
+                if Some(features) == flat {
                     let mut dims = vec![n];
                     dims.extend_from_slice(&self.input);
                     x = x.reshape(&dims)?;

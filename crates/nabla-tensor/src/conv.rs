@@ -67,7 +67,8 @@ impl Window {
 }
 
 fn out_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
-    let padded = len + 2 * padding;
+    // Checked: sizes may come from a model file or a command line.
+    let padded = padding.checked_mul(2)?.checked_add(len)?;
     (stride > 0 && kernel > 0 && padded >= kernel).then(|| (padded - kernel) / stride + 1)
 }
 
@@ -411,6 +412,11 @@ mod tests {
         assert_eq!(window(1, 5, 5, 3, 2, 1).out_w(), Some(3));
         assert_eq!(window(1, 2, 2, 5, 1, 0).out_h(), None);
         assert_eq!(window(1, 4, 4, 2, 0, 0).out_h(), None);
+        assert_eq!(
+            window(1, 4, 4, 3, 1, usize::MAX / 2 + 1).out_h(),
+            None,
+            "overflow"
+        );
     }
 
     #[test]

@@ -82,10 +82,11 @@ fn options(token: &str, rest: &str) -> Result<(Option<f64>, Options)> {
             .find(|c: char| !c.is_ascii_digit())
             .map_or(s.len(), |i| name_end + i);
         let value = if digits_end > name_end {
+            let digits = &s[name_end..digits_end];
             Some(
-                s[name_end..digits_end]
-                    .parse::<usize>()
-                    .map_err(|_| bad(format!("'{}' is too large", &s[name_end..digits_end])))?,
+                digits
+                    .parse::<u32>()
+                    .map_err(|_| bad(format!("'{digits}' is too large")))? as usize,
             )
         } else {
             None
@@ -244,7 +245,11 @@ impl LayerSpec {
                     "needs a flat input, got {input:?}: put 'flatten' before it"
                 )),
             },
-            LayerSpec::Flatten => Ok(vec![input.iter().product()]),
+            LayerSpec::Flatten => {
+                Ok(vec![super::numel(input).ok_or_else(|| {
+                    "the flattened size is too large".to_string()
+                })?])
+            }
             LayerSpec::BatchNorm => match input.len() {
                 1 | 3 => Ok(input.to_vec()),
                 _ => Err(format!(

@@ -56,6 +56,12 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The element count of a shape, or `None` if it overflows (shapes come
+/// from command lines and model files).
+fn numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 /// The spec of a preset, by name.
 pub fn preset(name: &str) -> Option<&'static str> {
     PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
@@ -140,7 +146,7 @@ impl NetSpec {
             params = p
                 .param_shapes()
                 .iter()
-                .try_fold(params, |acc, (_, s)| acc.checked_add(s.iter().product()))
+                .try_fold(params, |acc, (_, s)| acc.checked_add(numel(s)?))
                 .filter(|&n| n <= MAX_PARAMS)
                 .ok_or_else(|| {
                     Error::invalid(
