@@ -163,11 +163,12 @@ impl Architecture {
         }
     }
 
-    /// The equivalent PyTorch `nn.Sequential`, as Python source.
+    /// The architecture as a layer spec over one sample's shape: an MLP is
+    /// `linear<h>,<activation>,…,linear<out>` over `[input]`.
     ///
     /// # Errors
-    /// A layer spec that does not parse or fit.
-    pub fn pytorch(&self) -> nabla_autograd::Result<String> {
+    /// A spec that does not parse or fit (an unknown activation, a zero size).
+    pub fn net_spec(&self) -> nabla_autograd::Result<NetSpec> {
         match self {
             Architecture::Mlp {
                 input,
@@ -182,45 +183,52 @@ impl Architecture {
                     tokens.push(act.name().to_string());
                 }
                 tokens.push(format!("linear{output}"));
-                NetSpec::parse(&[*input], &tokens.join(","))?.pytorch()
+                NetSpec::parse(&[*input], &tokens.join(","))
             }
-            Architecture::Layers { input, layers } => NetSpec::parse(input, layers)?.pytorch(),
+            Architecture::Layers { input, layers } => NetSpec::parse(input, layers),
         }
+    }
+
+    /// The equivalent PyTorch `nn.Sequential`, as Python source.
+    ///
+    /// # Errors
+    /// As [`Architecture::net_spec`].
+    pub fn pytorch(&self) -> nabla_autograd::Result<String> {
+        self.net_spec()?.pytorch()
     }
 
     /// The name and shape of every parameter and buffer, in order, computed
     /// without allocating the network (so a file's claims can be checked first).
+    /// An MLP's shapes are listed whatever its size, so that a file claiming
+    /// a huge one is refused by naming the tensor that does not match.
     ///
     /// # Errors
     /// A layer spec that does not parse or fit.
     pub fn state_shapes(&self) -> nabla_autograd::Result<Vec<(String, Vec<usize>)>> {
-        Ok(match self {
-            Architecture::Layers { input, layers } => {
-                NetSpec::parse(input, layers)?.state_shapes()?
-            }
-            Architecture::Mlp {
-                input,
-                hidden,
-                output,
-                ..
-            } => {
-                let sizes: Vec<usize> = std::iter::once(*input)
-                    .chain(hidden.iter().copied())
-                    .chain([*output])
-                    .collect();
-                sizes
-                    .windows(2)
-                    .enumerate()
-                    .flat_map(|(i, p)| {
-                        let layer = 2 * i;
-                        [
-                            (format!("{layer}.weight"), vec![p[1], p[0]]),
-                            (format!("{layer}.bias"), vec![p[1]]),
-                        ]
-                    })
-                    .collect()
-            }
-        })
+        let Architecture::Mlp {
+            input,
+            hidden,
+            output,
+            ..
+        } = self
+        else {
+            return self.net_spec()?.state_shapes();
+        };
+        let sizes: Vec<usize> = std::iter::once(*input)
+            .chain(hidden.iter().copied())
+            .chain([*output])
+            .collect();
+        Ok(sizes
+            .windows(2)
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let layer = 2 * i;
+                [
+                    (format!("{layer}.weight"), vec![p[1], p[0]]),
+                    (format!("{layer}.bias"), vec![p[1]]),
+                ]
+            })
+            .collect())
     }
 
     /// A short human description, e.g. `mlp 784-128-64-10 relu`.
@@ -240,9 +248,8 @@ impl Architecture {
                 format!("mlp {} {activation}", sizes.join("-"))
             }
             Architecture::Layers { layers, .. } => {
-                let named = crate::PRESETS
-                    .iter()
-                    .find(|(_, s)| s.replace(char::is_whitespace, "") == *layers);
+                // Presets are stored in canonical form, as files store specs.
+                let named = crate::PRESETS.iter().find(|(_, s)| s == layers);
                 match named {
                     Some((name, _)) => format!("{name} ({layers})"),
                     None => layers.clone(),

@@ -106,10 +106,7 @@ pub fn im2col<T: Copy + Default>(image: &[T], w: &Window, col: &mut [T]) {
 fn copy_row<T: Copy + Default>(src: &[T], out: &mut [T], w: &Window, kj: usize) {
     if w.stride == 1 {
         // Contiguous: zeros, a slice copy, zeros.
-        let ow = out.len();
-        let first = w.padding.saturating_sub(kj).min(ow); // outputs left of the image
-        let start = (first + kj).saturating_sub(w.padding); // its source pixel
-        let len = (src.len().saturating_sub(start)).min(ow - first);
+        let (first, start, len) = stride1_run(w, kj, out.len(), src.len());
         out[..first].fill(T::default());
         copy_short(&mut out[first..first + len], &src[start..start + len]);
         out[first + len..].fill(T::default());
@@ -120,6 +117,18 @@ fn copy_row<T: Copy + Default>(src: &[T], out: &mut [T], w: &Window, kj: usize) 
                 .map_or(T::default(), |ix| src[ix]);
         }
     }
+}
+
+/// With stride 1, output `x` of a row reads input `x + kj − p`: the outputs
+/// `first..first + len` read the contiguous inputs `start..start + len`, and
+/// the others fall in the padding. Returns `(first, start, len)` for a row of
+/// `outputs` outputs over `inputs` pixels.
+#[inline]
+fn stride1_run(w: &Window, kj: usize, outputs: usize, inputs: usize) -> (usize, usize, usize) {
+    let first = w.padding.saturating_sub(kj).min(outputs); // outputs left of the image
+    let start = (first + kj).saturating_sub(w.padding); // the pixel the first one reads
+    let len = inputs.saturating_sub(start).min(outputs - first);
+    (first, start, len)
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of im2col (often under 32
@@ -171,10 +180,7 @@ pub fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], w: &Window, image: &mut 
 fn add_row<T: Copy + std::ops::AddAssign>(vals: &[T], dst: &mut [T], w: &Window, kj: usize) {
     if w.stride == 1 {
         // The same contiguous run as `copy_row`, added instead of copied.
-        let ow = vals.len();
-        let first = w.padding.saturating_sub(kj).min(ow);
-        let start = (first + kj).saturating_sub(w.padding);
-        let len = (dst.len().saturating_sub(start)).min(ow - first);
+        let (first, start, len) = stride1_run(w, kj, vals.len(), dst.len());
         for (d, &v) in dst[start..start + len]
             .iter_mut()
             .zip(&vals[first..first + len])
@@ -293,20 +299,11 @@ fn window_argmax<T: Copy + PartialOrd>(plane: &[T], w: &Window, y: usize, x: usi
         return (best, at);
     }
     let mut best: Option<(T, usize)> = None;
-    for ki in 0..w.kernel_h {
-        let Some(iy) = w.source(y, ki, w.height) else {
-            continue;
-        };
-        for kj in 0..w.kernel_w {
-            let Some(ix) = w.source(x, kj, w.width) else {
-                continue;
-            };
-            let at = iy * w.width + ix;
-            if best.is_none_or(|(b, _)| beats(plane[at], b)) {
-                best = Some((plane[at], at));
-            }
+    for_window(w, y, x, |at| {
+        if best.is_none_or(|(b, _)| beats(plane[at], b)) {
+            best = Some((plane[at], at));
         }
-    }
+    });
     best.expect("a pooling window always overlaps the image")
 }
 
