@@ -189,13 +189,13 @@ impl<T: Float> Op<T> for Conv2d {
 
         let db = if x.len() > 2 {
             grad_if(needs, 2, || {
-                let mut db = vec![T::ZERO; o];
+                let mut db = Tensor::<T>::zeros(&[o]);
                 for g_n in grad_samples.clone() {
-                    for (d, row) in db.iter_mut().zip(g_n.chunks_exact(p.max(1))) {
+                    for (d, row) in db.data_mut().iter_mut().zip(g_n.chunks_exact(p.max(1))) {
                         *d += sum_by_lanes(row);
                     }
                 }
-                Ok(Tensor::from_iter_exact(&[o], db)?)
+                Ok(db)
             })?
         } else {
             None

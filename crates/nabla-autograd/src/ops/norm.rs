@@ -40,22 +40,21 @@ pub fn channel_moments<T: Float>(x: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T>,
             format!("input {} has no values per channel", x.shape()),
         ));
     }
-    // Sums in f64: a channel of a convolutional batch holds ~10⁵ values.
-    let mut sum = vec![0.0f64; c];
+    // Sums in f64 (a channel of a convolutional batch holds ~10⁵ values),
+    // in pooled buffers, as this runs every training step.
+    let mut mean = Tensor::<f64>::zeros(&[c]);
     for_channels(x.data(), c, s, |ch, run| {
-        sum[ch] += run.iter().map(|v| v.to_f64()).sum::<f64>();
+        mean.data_mut()[ch] += run.iter().map(|v| v.to_f64()).sum::<f64>();
     });
-    let mean: Vec<f64> = sum.iter().map(|v| v / count as f64).collect();
-    let mut sq = vec![0.0f64; c];
+    mean.data_mut().iter_mut().for_each(|m| *m /= count as f64);
+    let mut sq = Tensor::<f64>::zeros(&[c]);
     for_channels(x.data(), c, s, |ch, run| {
-        sq[ch] += run
-            .iter()
-            .map(|v| (v.to_f64() - mean[ch]).powi(2))
-            .sum::<f64>();
+        let m = mean.data()[ch];
+        sq.data_mut()[ch] += run.iter().map(|v| (v.to_f64() - m).powi(2)).sum::<f64>();
     });
-    let var = sq.iter().map(|v| T::from_f64(v / count as f64));
+    let var = sq.data().iter().map(|v| T::from_f64(v / count as f64));
     Ok((
-        Tensor::from_iter_exact(&[c], mean.iter().map(|&m| T::from_f64(m)))?,
+        Tensor::from_iter_exact(&[c], mean.data().iter().map(|&m| T::from_f64(m)))?,
         Tensor::from_iter_exact(&[c], var)?,
         count,
     ))
@@ -130,18 +129,23 @@ impl<T: Float> Op<T> for BatchNorm<T> {
         let (n, c, s) = self.check(x)?;
         let (mean, inv) = (self.mean.data(), self.inv_std.data());
         // Σ dy and Σ dy·x̂ per channel, needed by all three gradients.
-        let (mut sum_g, mut sum_gx) = (vec![T::ZERO; c], vec![T::ZERO; c]);
+        // They are also dβ and dγ, so they go straight into (pooled) tensors.
+        let (mut sum_g, mut sum_gx) = (Tensor::<T>::zeros(&[c]), Tensor::<T>::zeros(&[c]));
         let runs = x[0]
             .data()
             .chunks_exact(s.max(1))
             .zip(g.data().chunks_exact(s.max(1)));
-        for (i, (xr, gr)) in runs.clone().enumerate() {
-            let ch = i % c;
-            for (&v, &d) in xr.iter().zip(gr) {
-                sum_g[ch] += d;
-                sum_gx[ch] += d * (v - mean[ch]) * inv[ch];
+        {
+            let (sg, sgx) = (sum_g.data_mut(), sum_gx.data_mut());
+            for (i, (xr, gr)) in runs.clone().enumerate() {
+                let ch = i % c;
+                for (&v, &d) in xr.iter().zip(gr) {
+                    sg[ch] += d;
+                    sgx[ch] += d * (v - mean[ch]) * inv[ch];
+                }
             }
         }
+        let (g_sums, gx_sums) = (sum_g.data(), sum_gx.data());
         let gamma = x[1].data();
         let m = T::from_usize(n * s);
         let dx = grad_if(needs, 0, || {
@@ -150,7 +154,7 @@ impl<T: Float> Op<T> for BatchNorm<T> {
                     let ch = i % c;
                     let k = gamma[ch] * inv[ch];
                     if self.batch_statistics {
-                        let (sg, sgx) = (sum_g[ch] / m, sum_gx[ch] / m);
+                        let (sg, sgx) = (g_sums[ch] / m, gx_sums[ch] / m);
                         out.extend(
                             xr.iter()
                                 .zip(gr)
@@ -162,12 +166,8 @@ impl<T: Float> Op<T> for BatchNorm<T> {
                 }
             })?)
         })?;
-        let dgamma = grad_if(needs, 1, || {
-            Ok(Tensor::from_iter_exact(&[c], sum_gx.clone())?)
-        })?;
-        let dbeta = grad_if(needs, 2, || {
-            Ok(Tensor::from_iter_exact(&[c], sum_g.clone())?)
-        })?;
+        let dgamma = grad_if(needs, 1, || Ok(sum_gx.clone()))?;
+        let dbeta = grad_if(needs, 2, || Ok(sum_g.clone()))?;
         Ok(smallvec![dx, dgamma, dbeta])
     }
 }
