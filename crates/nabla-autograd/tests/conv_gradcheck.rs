@@ -128,7 +128,10 @@ fn pooling_values_follow_pytorch() {
     // Padding 1 with a 2×2 window: average counts the padding as zeros.
     let avg = v.avg_pool2d(2, 2, 1).unwrap().value();
     assert_eq!(avg.dims(), [1, 1, 3, 3]);
-    assert_eq!(avg.get(&[0, 0, 0, 0]).unwrap(), 0.0 / 4.0);
+    // Window (0, 1) sees pixels 1 and 2 (and two zeros of padding); window
+    // (2, 2) sees pixel 15 alone: sums divided by the full 2×2 = 4.
+    assert_eq!(avg.get(&[0, 0, 0, 1]).unwrap(), (1.0 + 2.0) / 4.0);
+    assert_eq!(avg.get(&[0, 0, 2, 2]).unwrap(), 15.0 / 4.0);
     assert_eq!(
         v.max_pool2d(2, 2, 1)
             .unwrap()

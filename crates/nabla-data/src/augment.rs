@@ -149,6 +149,7 @@ mod tests {
     #[test]
     fn shifts_move_the_ink_and_keep_it() {
         let aug = Augment::new(2.0, 0.0).unwrap();
+        let mut moved = 0;
         for seed in 0..20 {
             let mut out = Vec::new();
             aug.apply(&square(), 9, 9, &mut Rng::seed(seed), &mut out);
@@ -157,7 +158,20 @@ mod tests {
                 (ink - 9.0).abs() < 1e-4,
                 "a shift inside the frame keeps the ink: {ink}"
             );
+            // The ink's centre of mass moves by the shift, at most 2 pixels per axis.
+            let (cy, cx) = out.iter().enumerate().fold((0.0, 0.0), |(y, x), (i, &v)| {
+                (y + v * (i / 9) as f32, x + v * (i % 9) as f32)
+            });
+            let (dy, dx) = (cy / ink - 4.0, cx / ink - 4.0);
+            assert!(
+                dy.abs() <= 2.0 + 1e-4 && dx.abs() <= 2.0 + 1e-4,
+                "moved by ({dy}, {dx})"
+            );
+            if dy.abs() > 0.1 || dx.abs() > 0.1 {
+                moved += 1;
+            }
         }
+        assert!(moved >= 15, "only {moved} of 20 images moved");
     }
 
     #[test]
