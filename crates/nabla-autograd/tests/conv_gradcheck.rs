@@ -64,9 +64,12 @@ fn naive_conv(
 #[test]
 fn conv2d_matches_its_definition_and_numerical_gradients() {
     let mut rng = Rng::seed(11);
-    // (N, C, H, W, O, k, stride, padding, bias)
+    // (N, C, H, W, O, k, stride, padding, bias). Stride 1 with at least 8
+    // taps runs the direct kernels (the input gradient by flipped weights,
+    // or by scattered adds for the 4×4 case); the others im2col.
     for (n, c, h, w, o, k, s, p, bias) in [
         (2, 1, 5, 5, 3, 3, 1, 0, true),
+        (2, 2, 9, 11, 3, 4, 1, 0, true),
         (1, 2, 6, 5, 2, 3, 1, 1, true),
         (2, 3, 7, 7, 2, 3, 2, 1, false),
         (1, 2, 4, 6, 3, 2, 2, 0, true),

@@ -1,12 +1,17 @@
 //! Criterion benches of the hot kernels: the GEMM wrapper, a fused layer step
-//! (linear forward + backward through the graph), and softmax-cross-entropy.
+//! (linear forward + backward through the graph), softmax-cross-entropy, and
+//! convolution by im2col and GEMM against the direct kernels.
 //!
 //! `cargo bench -p nabla-bench`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear, Module};
-use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
+use nabla::tensor::conv::{
+    col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col,
+    input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded,
+};
+use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
 
 fn gemm(c: &mut Criterion) {
@@ -72,5 +77,110 @@ fn softmax_ce(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, gemm, layer_step, softmax_ce);
+/// One image through each of LeNet's two convolutions (1→8 5×5 on 28×28,
+/// 8→16 5×5 on 12×12) and one deep-cnn layer (16→16 3×3 padding 1 on
+/// 28×28): im2col plus the GEMM library against the direct kernels, for the
+/// forward product, the weight gradient and the input gradient.
+fn conv(c: &mut Criterion) {
+    let mut rng = Rng::seed(3);
+    for (ch, side, o, k, p) in [(1, 28, 8, 5, 0), (8, 12, 16, 5, 0), (16, 28, 16, 3, 1)] {
+        let win = Window {
+            channels: ch,
+            height: side,
+            width: side,
+            kernel_h: k,
+            kernel_w: k,
+            stride: 1,
+            padding: p,
+        };
+        let (taps, pos) = (win.col_rows(), win.positions());
+        let image: Tensor<f32> = rng.uniform(&[ch, side, side], 0.0, 1.0);
+        let weight: Tensor<f32> = rng.normal(&[o, taps], 0.0, 0.1);
+        let grad: Tensor<f32> = rng.normal(&[o, pos], 0.0, 0.1);
+        let mut col = vec![0.0f32; taps * pos];
+        let mut out = vec![0.0f32; o * pos];
+        let mut dw = vec![0.0f32; o * taps];
+        let mut dx = vec![0.0f32; ch * side * side];
+        let padded = Padded::of(ch, side, side, p, p);
+        let mut buf = vec![0.0f32; padded.len()];
+        let name = format!("conv {ch}→{o} {k}x{k} p{p} on {side}x{side}");
+        c.bench_function(&format!("{name} forward, im2col + gemm"), |bench| {
+            bench.iter(|| {
+                im2col(black_box(image.data()), &win, &mut col);
+                gemm_slices(
+                    &mut out,
+                    weight.data(),
+                    Transpose::No,
+                    &col,
+                    Transpose::No,
+                    (o, taps, pos),
+                    false,
+                )
+                .unwrap();
+            })
+        });
+        c.bench_function(&format!("{name} forward, direct"), |bench| {
+            bench.iter(|| {
+                pad_into(black_box(image.data()), (side, side), padded, &mut buf);
+                conv_direct(&buf, padded, (k, k), weight.data(), None, &mut out);
+            })
+        });
+        c.bench_function(&format!("{name} weight gradient, im2col + gemm"), |bench| {
+            bench.iter(|| {
+                im2col(black_box(image.data()), &win, &mut col);
+                gemm_slices(
+                    &mut dw,
+                    grad.data(),
+                    Transpose::No,
+                    &col,
+                    Transpose::Yes,
+                    (o, pos, taps),
+                    true,
+                )
+                .unwrap();
+            })
+        });
+        c.bench_function(&format!("{name} weight gradient, direct"), |bench| {
+            bench.iter(|| {
+                pad_into(black_box(image.data()), (side, side), padded, &mut buf);
+                conv_direct_weight_grad(&buf, padded, (k, k), grad.data(), &mut dw);
+            })
+        });
+        if ch == 1 {
+            continue; // a first layer's input needs no gradient
+        }
+        c.bench_function(&format!("{name} input gradient, gemm + col2im"), |bench| {
+            bench.iter(|| {
+                gemm_slices(
+                    &mut col,
+                    weight.data(),
+                    Transpose::Yes,
+                    black_box(grad.data()),
+                    Transpose::No,
+                    (taps, o, pos),
+                    false,
+                )
+                .unwrap();
+                dx.fill(0.0);
+                col2im(&col, &win, &mut dx);
+            })
+        });
+        let mut scratch = vec![0.0f32; input_grad_scratch_len(&win, o)];
+        let mut prepared = vec![0.0f32; weight.len()];
+        prepare_input_grad_weights(&win, weight.data(), &mut prepared);
+        c.bench_function(&format!("{name} input gradient, direct"), |bench| {
+            bench.iter(|| {
+                conv_direct_input_grad(
+                    &win,
+                    black_box(grad.data()),
+                    &prepared,
+                    &mut scratch,
+                    &mut dx,
+                );
+            })
+        });
+    }
+}
+
+criterion_group!(benches, gemm, layer_step, softmax_ce, conv);
 criterion_main!(benches);

@@ -59,6 +59,9 @@ pub trait Float:
     fn min(self, other: Self) -> Self;
     /// True when neither infinite nor NaN.
     fn is_finite(self) -> bool;
+    /// `self · a + b`, rounded once. Fast only where the CPU has fused
+    /// multiply-add (and the code is compiled for it); elsewhere a library call.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 
     /// The cache that tensors of this type take their buffers from and
     /// return them to (see [`BufferPool`]).
@@ -123,6 +126,10 @@ macro_rules! impl_float {
             #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
         }
     };

@@ -25,6 +25,7 @@ mod pool;
 mod random;
 mod reduce;
 mod shape;
+mod simd;
 mod tensor;
 
 pub use conv::Window;

@@ -8,6 +8,13 @@
 //! adjoint: it adds each column entry back to the pixel it came from, which
 //! is how the gradient of the input is assembled.
 
+mod direct;
+
+pub use direct::{
+    conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
+    input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded,
+};
+
 /// The shape of one sliding-window operation on `channels × height × width`
 /// images: a `kernel_h × kernel_w` window moved by `stride`, over an image
 /// padded by `padding` zeros on every side (PyTorch's conventions).
@@ -219,10 +226,7 @@ pub fn max_pool_plane<T: Copy + PartialOrd>(
         if is_2x2(w) {
             let first = 2 * y * w.width;
             let (r0, r1) = plane[first..].split_at(w.width);
-            for (x, (v, at)) in row.iter_mut().zip(at_row.iter_mut()).enumerate() {
-                let (best, i) = argmax_2x2(r0, r1, x, w.width);
-                (*v, *at) = (best, (first + i) as u32);
-            }
+            max_pool_2x2_row(r0, &r1[..w.width], first as u32, row, at_row);
         } else {
             for (x, (v, at)) in row.iter_mut().zip(at_row.iter_mut()).enumerate() {
                 let (best, i) = window_argmax(plane, w, y, x);
@@ -253,23 +257,36 @@ fn is_2x2(w: &Window) -> bool {
     w.kernel_h == 2 && w.kernel_w == 2 && w.stride == 2 && w.padding == 0
 }
 
-/// The maximum of the 2×2 window at column `2x` of rows `r0`, `r1` and its
-/// offset from the start of `r0`, in the same order and with the same
-/// rule as [`window_argmax`].
+/// One output row of 2×2, stride-2 max pooling over input rows `r0`, `r1`
+/// (which start at index `first` of their plane): the same maxima and
+/// argmaxes as [`window_argmax`], found without branches. Branches on which
+/// of four pixels is largest are unpredictable, and mispredicting them cost
+/// more than the comparisons.
 #[inline]
-fn argmax_2x2<T: Copy + PartialOrd>(r0: &[T], r1: &[T], x: usize, width: usize) -> (T, usize) {
-    let c = 2 * x;
-    let mut best = (r0[c], c);
-    for (v, at) in [
-        (r0[c + 1], c + 1),
-        (r1[c], width + c),
-        (r1[c + 1], width + c + 1),
-    ] {
-        if beats(v, best.0) {
-            best = (v, at);
+fn max_pool_2x2_row<T: Copy + PartialOrd>(
+    r0: &[T],
+    r1: &[T],
+    first: u32,
+    out: &mut [T],
+    at: &mut [u32],
+) {
+    let width = r0.len() as u32;
+    let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (x, ((v, a), (p0, p1))) in out.iter_mut().zip(at.iter_mut()).zip(pairs).enumerate() {
+        let c = first + 2 * x as u32;
+        let mut best = (p0[0], c);
+        for cand in [(p0[1], c + 1), (p1[0], width + c), (p1[1], width + c + 1)] {
+            let take = beats(cand.0, best.0);
+            best = (select(take, cand.0, best.0), select(take, cand.1, best.1));
         }
+        (*v, *a) = best;
     }
-    best
+}
+
+/// `if take { a } else { b }`, meant to compile to a conditional move.
+#[inline(always)]
+fn select<T: Copy>(take: bool, a: T, b: T) -> T {
+    [b, a][take as usize]
 }
 
 /// Whether `v` replaces `best` as a window's maximum: larger, or a NaN
@@ -277,7 +294,8 @@ fn argmax_2x2<T: Copy + PartialOrd>(r0: &[T], r1: &[T], x: usize, width: usize) 
 #[inline]
 #[allow(clippy::eq_op)] // v != v: v is NaN
 fn beats<T: PartialOrd>(v: T, best: T) -> bool {
-    v > best || (v != v && best == best)
+    // `|` and `&`, not `||` and `&&`: no branches.
+    (v > best) | ((v != v) & (best == best))
 }
 
 /// The maximum of window `(y, x)` and the index of its first occurrence (a

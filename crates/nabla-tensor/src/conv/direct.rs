@@ -1,0 +1,1017 @@
+//! Stride-1 convolution read straight from the image, without a column matrix.
+//!
+//! With stride 1, row `(c, i, j)` of [`im2col`](super::im2col)'s column
+//! matrix, restricted to output row `y`, is the contiguous run
+//! `image[c, y + i, j ..]` of the zero-padded image. So the product
+//! `W · col` can read its right-hand side from the image itself (an
+//! "implicit GEMM"):
+//!
+//! - [`conv_direct`] keeps a block of 4 output channels × 3 output tiles
+//!   of 8 pixels in registers and sweeps the `C·kh·kw` taps, each tap one
+//!   broadcast weight per channel and one unaligned load per tile;
+//! - [`conv_direct_weight_grad`] turns the roles round: a block of 4 output
+//!   channels × 2 taps accumulates products of output-gradient rows with
+//!   shifted image rows, and sums the lanes at the end;
+//! - [`conv_direct_input_grad`] computes `Wᵀ · grad` for a block of 4 taps
+//!   × 3 tiles and adds each tap's tiles where im2col would have read them.
+//!
+//! Next to im2col and a library GEMM this saves the column matrix (`kh·kw`
+//! copies of the image written and read again) and the library's packing,
+//! which on these small products cost as much as the arithmetic.
+//!
+//! Both kernels are written once over [`Lanes`](crate::simd::Lanes): `f32`
+//! on CPUs with AVX2 and FMA runs them in AVX registers, everything else in
+//! plain arrays. The order of every sum is fixed by the loops, so results do
+//! not depend on threads; they may differ in the last bits between a machine
+//! with fused multiply-add and one without.
+
+use super::Window;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{as_f32, as_f32_mut, level, Level};
+use crate::simd::{Lanes, LANES};
+use crate::Float;
+use smallvec::SmallVec;
+use BLOCKS_16 as B16;
+
+/// Block sizes of the three kernels, as `(rows, columns)` of registers:
+/// forward (output channels × tiles), weight gradient (output channels ×
+/// taps, a multiple of [`LANES`] vectors), input gradient (taps × tiles).
+/// With 16 vector registers (AVX2) a block of 12 accumulators leaves room
+/// for the operands; with 32 (AVX-512) the blocks grow and each load feeds
+/// more multiply-adds.
+const BLOCKS_16: [(usize, usize); 3] = [(4, 3), (4, 2), (4, 3)];
+/// Elements that fit the first-level data cache (32 KiB of `f32`).
+const L1_ELEMENTS: usize = 8192;
+/// The most accumulators a weight-gradient block may have.
+const MAX_GRAD_BLOCK: usize = 32;
+#[cfg(target_arch = "x86_64")]
+const BLOCKS_32: [(usize, usize); 3] = [(8, 3), (4, 4), (8, 3)];
+
+/// The layout of a zero-padded image: `[channels, height, width]`, row-major,
+/// followed by [`Padded::SLACK`] zeros so that a tile running past the last
+/// row's end still reads inside the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Padded {
+    /// Channels.
+    pub channels: usize,
+    /// Height, padding included.
+    pub height: usize,
+    /// Width, padding included.
+    pub width: usize,
+}
+
+impl Padded {
+    /// Elements after the image that a tile may read (and multiply by a weight
+    /// whose product is never stored).
+    pub const SLACK: usize = LANES;
+
+    /// The padded layout of a `channels × height × width` image with `pad_h`
+    /// zero rows above and below and `pad_w` zero columns left and right.
+    pub fn of(channels: usize, height: usize, width: usize, pad_h: usize, pad_w: usize) -> Self {
+        Padded {
+            channels,
+            height: height + 2 * pad_h,
+            width: width + 2 * pad_w,
+        }
+    }
+
+    /// Elements of one channel plane.
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Length of the buffer, slack included.
+    pub fn len(&self) -> usize {
+        self.channels * self.plane() + Self::SLACK
+    }
+
+    /// True when the image itself has no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.channels * self.plane() == 0
+    }
+
+    /// Output size of a stride-1 `kh × kw` window over this image, or `None`
+    /// when the window does not fit.
+    pub fn out_size(&self, kh: usize, kw: usize) -> Option<(usize, usize)> {
+        (kh > 0 && kw > 0 && kh <= self.height && kw <= self.width)
+            .then(|| (self.height - kh + 1, self.width - kw + 1))
+    }
+}
+
+/// Writes `image` (`[C, H, W]`) into `dst` laid out as `padded`, with zeros
+/// around (as many on each side as `padded` adds) and in the slack.
+///
+/// # Panics
+/// If the lengths do not match (a bug in the caller).
+pub fn pad_into<T: Float>(
+    image: &[T],
+    (height, width): (usize, usize),
+    padded: Padded,
+    dst: &mut [T],
+) {
+    assert_eq!(dst.len(), padded.len(), "pad_into: destination length");
+    assert_eq!(
+        image.len(),
+        padded.channels * height * width,
+        "pad_into: image length"
+    );
+    let (ph, pw) = ((padded.height - height) / 2, (padded.width - width) / 2);
+    if ph == 0 && pw == 0 {
+        let (body, slack) = dst.split_at_mut(image.len());
+        body.copy_from_slice(image);
+        slack.fill(T::ZERO);
+        return;
+    }
+    dst.fill(T::ZERO);
+    for (src, plane) in image
+        .chunks_exact((height * width).max(1))
+        .zip(dst.chunks_exact_mut(padded.plane().max(1)))
+    {
+        for (row, out) in src
+            .chunks_exact(width.max(1))
+            .zip(plane[ph * padded.width..].chunks_exact_mut(padded.width))
+        {
+            out[pw..pw + width].copy_from_slice(row);
+        }
+    }
+}
+
+/// `out[o, y, x] = bias[o] + Σ_{c,i,j} weight[o, c, i, j] · image[c, y + i, x + j]`
+/// over a padded `image` (see [`pad_into`]): a stride-1 convolution whose
+/// padding is already in the image. `out` is `[O, OH, OW]` with
+/// `(OH, OW) = padded.out_size(kh, kw)` and is overwritten.
+///
+/// # Panics
+/// If the lengths do not match each other (a bug in the caller).
+pub fn conv_direct<T: Float>(
+    image: &[T],
+    padded: Padded,
+    (kh, kw): (usize, usize),
+    weight: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let g = Geometry::new(image, padded, kh, kw, weight.len());
+    assert_eq!(
+        out.len(),
+        g.outputs * g.oh * g.ow,
+        "conv_direct: output length"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.outputs, "conv_direct: bias length");
+    }
+    if g.is_empty() {
+        out.fill(T::ZERO);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(image), Some(weight), Some(out)) = (as_f32(image), as_f32(weight), as_f32_mut(out))
+    {
+        let bias = bias.map(|b| as_f32(b).expect("the bias has the weight's type"));
+        // SAFETY: the CPU has the features each function is compiled for.
+        match level() {
+            Level::Avx512 => {
+                return unsafe { compiled::forward_avx512(&g, image, weight, bias, out) }
+            }
+            Level::Avx2 => return unsafe { compiled::forward_avx2(&g, image, weight, bias, out) },
+            Level::Plain => {}
+        }
+    }
+    forward::<T, [T; LANES], { B16[0].0 }, { B16[0].1 }>(&g, image, weight, bias, out);
+}
+
+/// `dw[o, c, i, j] += Σ_{n,y,x} grad[n, o, y, x] · images[n, c, y + i, x + j]`:
+/// the weight gradient of [`conv_direct`] summed over a batch, added to
+/// `dw`. `images` holds the batch's padded images one after another (each
+/// `padded.len()` long), `grad` their output gradients.
+///
+/// The whole batch goes through one call: each block of sums then runs
+/// over every image before its lanes are added up, where one image alone
+/// (an 8×8 output, say) gives too few products to pay for that.
+///
+/// # Panics
+/// If the lengths do not match each other (a bug in the caller).
+pub fn conv_direct_weight_grad<T: Float>(
+    images: &[T],
+    padded: Padded,
+    (kh, kw): (usize, usize),
+    grad: &[T],
+    dw: &mut [T],
+) {
+    let g = Geometry::of(padded, kh, kw, dw.len());
+    let batch = images.len() / padded.len();
+    assert_eq!(
+        images.len(),
+        batch * padded.len(),
+        "conv_direct_weight_grad: padded images length"
+    );
+    assert_eq!(
+        grad.len(),
+        batch * g.outputs * g.oh * g.ow,
+        "conv_direct_weight_grad: gradient length"
+    );
+    if g.is_empty() || batch == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(images), Some(grad), Some(dw)) = (as_f32(images), as_f32(grad), as_f32_mut(dw)) {
+        // SAFETY: the CPU has the features each function is compiled for.
+        match level() {
+            Level::Avx512 => return unsafe { compiled::weight_grad_avx512(&g, images, grad, dw) },
+            Level::Avx2 => return unsafe { compiled::weight_grad_avx2(&g, images, grad, dw) },
+            Level::Plain => {}
+        }
+    }
+    weight_grad::<T, [T; LANES], { B16[1].0 }, { B16[1].1 }>(&g, images, grad, dw);
+}
+
+/// Whether the direct kernels handle a convolution over `win`: stride 1,
+/// and at least [`LANES`] taps (`C·kh·kw`), the most the input-gradient
+/// kernel takes in one block. Others go through im2col.
+pub fn conv_direct_applies(win: &Window) -> bool {
+    win.stride == 1 && win.col_rows() >= LANES
+}
+
+/// The weights as [`conv_direct_input_grad`] reads them for a convolution
+/// over `win` (stride 1): `[O, C, kh, kw]` rearranged, into `dst`. Prepare
+/// them once per batch, not per image.
+///
+/// # Panics
+/// If the lengths do not match (a bug in the caller).
+pub fn prepare_input_grad_weights<T: Copy>(win: &Window, weight: &[T], dst: &mut [T]) {
+    let (c, kh, kw) = (win.channels, win.kernel_h, win.kernel_w);
+    let o = weight.len() / win.col_rows().max(1);
+    assert_eq!(
+        weight.len(),
+        o * c * kh * kw,
+        "prepare_input_grad_weights: weight length"
+    );
+    assert_eq!(
+        dst.len(),
+        weight.len(),
+        "prepare_input_grad_weights: destination length"
+    );
+    let taps = kh * kw;
+    for (oi, filters) in weight.chunks_exact(c * taps.max(1)).enumerate() {
+        for (ci, window) in filters.chunks_exact(taps.max(1)).enumerate() {
+            for (t, &v) in window.iter().enumerate() {
+                let (i, j) = (t / kw, t % kw);
+                let at = match InputGradPlan::of(win, o) {
+                    // [C, O, kh, kw], each window turned by 180°.
+                    InputGradPlan::Flipped(_) => {
+                        ((ci * o + oi) * kh + kh - 1 - i) * kw + kw - 1 - j
+                    }
+                    // [O, kw, C, kh]: taps of one column side by side.
+                    InputGradPlan::Scatter => ((oi * kw + j) * c + ci) * kh + i,
+                };
+                dst[at] = v;
+            }
+        }
+    }
+}
+
+/// The two ways [`conv_direct_input_grad`] can go.
+enum InputGradPlan {
+    /// A convolution of the output gradient, zero-padded by `kh − 1 − p`
+    /// (laid out as given), with the flipped weights: no scattered adds, but
+    /// it also multiplies the padding's zeros.
+    Flipped(Padded),
+    /// `Wᵀ · grad`, each tap's tiles added where im2col would have read them:
+    /// only the products needed, but adds that partly overlap in memory stall
+    /// loads behind stores. Taps are taken column by column (`j`, then `c`,
+    /// `i`), so that a block's adds land either on the same place or on
+    /// separate ones (about twice as fast as `(c, i, j)` order, measured).
+    Scatter,
+}
+
+impl InputGradPlan {
+    fn of(win: &Window, outputs: usize) -> Self {
+        let (kh, kw, p) = (win.kernel_h, win.kernel_w, win.padding);
+        let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
+        if p >= kh || p >= kw {
+            return InputGradPlan::Scatter;
+        }
+        let flipped_work = win.height * win.width.div_ceil(LANES);
+        let scatter_work = oh * ow.div_ceil(LANES);
+        if flipped_work <= 2 * scatter_work {
+            InputGradPlan::Flipped(Padded::of(outputs, oh, ow, kh - 1 - p, kw - 1 - p))
+        } else {
+            InputGradPlan::Scatter
+        }
+    }
+}
+
+/// Scratch elements [`conv_direct_input_grad`] needs for a convolution of
+/// `outputs` channels over `win` (stride 1).
+pub fn input_grad_scratch_len(win: &Window, outputs: usize) -> usize {
+    match InputGradPlan::of(win, outputs) {
+        InputGradPlan::Flipped(padded) => padded.len(),
+        InputGradPlan::Scatter => {
+            let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
+            let padded = Padded::of(
+                win.channels,
+                win.height,
+                win.width,
+                win.padding,
+                win.padding,
+            );
+            outputs * oh * ow.div_ceil(LANES) * LANES + padded.len()
+        }
+    }
+}
+
+/// `dx[c, u, v] = Σ_{o,i,j} weight[o, c, i, j] · grad[o, u + p − i, v + p − j]`
+/// (terms outside `grad` left out): the input gradient of a stride-1
+/// convolution over `win` for one image, written to `dx` (`[C, H, W]`).
+/// `prepared` is `weight` rearranged by [`prepare_input_grad_weights`].
+///
+/// Where the padding is small next to the kernel (e.g. 3×3 with padding 1),
+/// this is [`conv_direct`] of the zero-padded gradient with the flipped
+/// weights. Otherwise (e.g. 5×5 without padding, where that would multiply
+/// more zeros than values) it is `Wᵀ · grad`, one block of taps × output
+/// tiles at a time, each tap's tile added straight to its place in a padded
+/// gradient image (what col2im does for a column matrix), cropped into `dx`
+/// at the end. `scratch` holds [`input_grad_scratch_len`] elements; its
+/// contents do not matter.
+///
+/// # Panics
+/// If [`conv_direct_applies`] is false or the lengths do not match (a bug
+/// in the caller).
+pub fn conv_direct_input_grad<T: Float>(
+    win: &Window,
+    grad: &[T],
+    prepared: &[T],
+    scratch: &mut [T],
+    dx: &mut [T],
+) {
+    assert!(conv_direct_applies(win), "conv_direct_input_grad: {win:?}");
+    assert_eq!(
+        dx.len(),
+        win.image_len(),
+        "conv_direct_input_grad: image length"
+    );
+    let outputs = prepared.len() / win.col_rows();
+    assert_eq!(
+        scratch.len(),
+        input_grad_scratch_len(win, outputs),
+        "conv_direct_input_grad: scratch length"
+    );
+    let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
+    if let InputGradPlan::Flipped(grad_padded) = InputGradPlan::of(win, outputs) {
+        pad_into(grad, (oh, ow), grad_padded, scratch);
+        conv_direct(
+            scratch,
+            grad_padded,
+            (win.kernel_h, win.kernel_w),
+            prepared,
+            None,
+            dx,
+        );
+        return;
+    }
+    let padded = Padded::of(
+        win.channels,
+        win.height,
+        win.width,
+        win.padding,
+        win.padding,
+    );
+    let g = Geometry::of(padded, win.kernel_h, win.kernel_w, prepared.len());
+    assert_eq!(
+        grad.len(),
+        g.outputs * g.oh * g.ow,
+        "conv_direct_input_grad: gradient length"
+    );
+    if g.is_empty() {
+        dx.fill(T::ZERO);
+        return;
+    }
+    // The gradient with its rows widened to whole tiles (zeros after each
+    // row), so that every tile is full and the lanes past a row add 0.
+    let wide = g.row_tiles * LANES;
+    let (rows, dx_padded) = scratch.split_at_mut(g.outputs * g.oh * wide);
+    for (dst, src) in rows.chunks_exact_mut(wide).zip(grad.chunks_exact(g.ow)) {
+        dst[..g.ow].copy_from_slice(src);
+        dst[g.ow..].fill(T::ZERO);
+    }
+    dx_padded.fill(T::ZERO);
+    dispatch_input_grad(&g, rows, prepared, dx_padded);
+    let p = win.padding;
+    for (plane, padded_plane) in dx
+        .chunks_exact_mut(win.height * win.width)
+        .zip(dx_padded.chunks_exact(padded.plane()))
+    {
+        for (row, padded_row) in plane
+            .chunks_exact_mut(win.width)
+            .zip(padded_plane[p * padded.width..].chunks_exact(padded.width))
+        {
+            row.copy_from_slice(&padded_row[p..p + win.width]);
+        }
+    }
+}
+
+fn dispatch_input_grad<T: Float>(g: &Geometry, rows: &[T], weight: &[T], dx_padded: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(rows), Some(weight), Some(dx)) =
+        (as_f32(rows), as_f32(weight), as_f32_mut(dx_padded))
+    {
+        // SAFETY: the CPU has the features each function is compiled for.
+        match level() {
+            Level::Avx512 => return unsafe { compiled::input_grad_avx512(g, rows, weight, dx) },
+            Level::Avx2 => return unsafe { compiled::input_grad_avx2(g, rows, weight, dx) },
+            Level::Plain => {}
+        }
+    }
+    input_grad::<T, [T; LANES], { B16[2].0 }, { B16[2].1 }>(g, rows, weight, dx_padded);
+}
+
+/// Sizes shared by both kernels, checked once so the inner loops can index
+/// without bounds checks.
+struct Geometry {
+    padded: Padded,
+    kh: usize,
+    kw: usize,
+    /// Taps per output channel: `C·kh·kw`.
+    taps: usize,
+    outputs: usize,
+    oh: usize,
+    ow: usize,
+    /// Tiles of [`LANES`] pixels per output row.
+    row_tiles: usize,
+}
+
+impl Geometry {
+    /// The geometry of `image`, which must be laid out as `padded`.
+    fn new<T>(image: &[T], padded: Padded, kh: usize, kw: usize, weights: usize) -> Self {
+        assert_eq!(
+            image.len(),
+            padded.len(),
+            "direct convolution: padded image length"
+        );
+        Self::of(padded, kh, kw, weights)
+    }
+
+    fn of(padded: Padded, kh: usize, kw: usize, weights: usize) -> Self {
+        let (oh, ow) = padded
+            .out_size(kh, kw)
+            .expect("direct convolution: the window fits the padded image");
+        let taps = padded.channels * kh * kw;
+        let outputs = weights.checked_div(taps).unwrap_or(0);
+        assert_eq!(outputs * taps, weights, "direct convolution: weight length");
+        Geometry {
+            padded,
+            kh,
+            kw,
+            taps,
+            outputs,
+            oh,
+            ow,
+            row_tiles: ow.div_ceil(LANES),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.taps == 0 || self.outputs == 0 || self.oh * self.ow == 0
+    }
+
+    /// Offset in the padded image of tap `p = (c, i, j)` from a window's corner.
+    #[inline(always)]
+    fn tap_offset(&self, p: usize) -> usize {
+        let (c, ij) = (p / (self.kh * self.kw), p % (self.kh * self.kw));
+        c * self.padded.plane() + (ij / self.kw) * self.padded.width + ij % self.kw
+    }
+
+    /// Output row and first column of tile `t` (tiles run along rows).
+    #[inline(always)]
+    fn tile(&self, t: usize) -> (usize, usize) {
+        (t / self.row_tiles, (t % self.row_tiles) * LANES)
+    }
+
+    /// Whether reading [`LANES`] pixels at every tap from every tile start
+    /// stays inside the padded image: the last tile starts at most
+    /// `LANES − 1` pixels before the end of its row, and the window's last
+    /// row ends `kw − 1` pixels before the end of the image, so the reads
+    /// end at most `LANES − kw` pixels into the slack.
+    fn reads_fit(&self) -> bool {
+        let last_start = (self.oh - 1) * self.padded.width + (self.row_tiles - 1) * LANES;
+        last_start + self.tap_offset(self.taps - 1) + LANES <= self.padded.len()
+    }
+}
+
+/// The offsets of the taps `(c, i, j)`, in order, from a window's corner,
+/// kept up to date step by step (no divisions in the kernels' loops).
+#[derive(Clone, Copy)]
+struct TapCursor {
+    off: usize,
+    i: usize,
+    j: usize,
+    kh: usize,
+    kw: usize,
+    /// From the end of a window row to the start of the next.
+    row_step: usize,
+    /// From the end of a window's last row to the next channel's first.
+    plane_step: usize,
+}
+
+impl TapCursor {
+    fn new(g: &Geometry) -> Self {
+        TapCursor {
+            off: 0,
+            i: 0,
+            j: 0,
+            kh: g.kh,
+            kw: g.kw,
+            row_step: g.padded.width - g.kw,
+            plane_step: g.padded.plane() - g.kh * g.padded.width,
+        }
+    }
+
+    /// The current tap's offset; moves to the next tap.
+    #[inline(always)]
+    fn advance(&mut self) -> usize {
+        let at = self.off;
+        (self.off, self.j) = (self.off + 1, self.j + 1);
+        if self.j == self.kw {
+            (self.off, self.i, self.j) = (self.off + self.row_step, self.i + 1, 0);
+            if self.i == self.kh {
+                (self.off, self.i) = (self.off + self.plane_step, 0);
+            }
+        }
+        at
+    }
+
+    /// The offsets of the next `N` taps of `remaining`; past the last tap,
+    /// the last one again (a block's spare rows, whose results are not kept).
+    #[inline(always)]
+    fn block<const N: usize>(&mut self, remaining: usize) -> [usize; N] {
+        let mut offs = [0; N];
+        for q in 0..N {
+            offs[q] = if q < remaining {
+                self.advance()
+            } else {
+                offs[q - 1]
+            };
+        }
+        offs
+    }
+}
+
+/// The kernels compiled for AVX2 with FMA, and again for AVX-512 with
+/// larger blocks. Callers check [`level`] first.
+#[cfg(target_arch = "x86_64")]
+mod compiled {
+    use super::{forward, input_grad, weight_grad, Geometry, BLOCKS_16 as B16, BLOCKS_32 as B32};
+    use crate::simd::Avx;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward_avx2(
+        g: &Geometry,
+        image: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        forward::<f32, Avx, { B16[0].0 }, { B16[0].1 }>(g, image, weight, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) fn forward_avx512(
+        g: &Geometry,
+        image: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        forward::<f32, Avx, { B32[0].0 }, { B32[0].1 }>(g, image, weight, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn weight_grad_avx2(g: &Geometry, image: &[f32], grad: &[f32], dw: &mut [f32]) {
+        weight_grad::<f32, Avx, { B16[1].0 }, { B16[1].1 }>(g, image, grad, dw);
+    }
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) fn weight_grad_avx512(g: &Geometry, image: &[f32], grad: &[f32], dw: &mut [f32]) {
+        weight_grad::<f32, Avx, { B32[1].0 }, { B32[1].1 }>(g, image, grad, dw);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn input_grad_avx2(g: &Geometry, rows: &[f32], weight: &[f32], dx: &mut [f32]) {
+        input_grad::<f32, Avx, { B16[2].0 }, { B16[2].1 }>(g, rows, weight, dx);
+    }
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) fn input_grad_avx512(g: &Geometry, rows: &[f32], weight: &[f32], dx: &mut [f32]) {
+        input_grad::<f32, Avx, { B32[2].0 }, { B32[2].1 }>(g, rows, weight, dx);
+    }
+}
+
+/// The forward kernel: for each block of output channels and of tiles, the
+/// sweep over every tap `(c, i, j)`.
+#[inline(always)]
+fn forward<T: Float, V: Lanes<T>, const MR: usize, const NT: usize>(
+    g: &Geometry,
+    image: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    assert!(g.reads_fit(), "direct convolution: padded image too short");
+    let tiles = g.oh * g.row_tiles;
+    let plane_out = g.oh * g.ow;
+    let width = g.padded.width;
+    // The taps' offsets, and each block's weights tap-major, so the inner
+    // loop walks two arrays instead of tracking a cursor and MR filters
+    // (which left the compiler short of registers).
+    let mut cursor = TapCursor::new(g);
+    let offsets: SmallVec<[usize; 1024]> = (0..g.taps).map(|_| cursor.advance()).collect();
+    for o0 in (0..g.outputs).step_by(MR) {
+        // A block past the last channel repeats it; its results are not stored.
+        let filters: [&[T]; MR] =
+            std::array::from_fn(|r| &weight[(o0 + r).min(g.outputs - 1) * g.taps..][..g.taps]);
+        for t0 in (0..tiles).step_by(NT) {
+            // Likewise a tile past the last.
+            let starts: [(usize, usize); NT] =
+                std::array::from_fn(|t| g.tile((t0 + t).min(tiles - 1)));
+            let corners = starts.map(|(y, x)| image[y * width + x..].as_ptr());
+            let mut acc = [[V::zero(); NT]; MR];
+            // One flat loop over the taps: nested loops made the compiler
+            // move the accumulators to memory between rows.
+            for (p, &off) in offsets.iter().enumerate() {
+                // SAFETY: `reads_fit` bounds every tile corner plus every tap offset.
+                let px = corners.map(|corner| unsafe { V::load(corner.add(off)) });
+                for (acc_r, filter) in acc.iter_mut().zip(&filters) {
+                    let w = V::splat(filter[p]);
+                    for (a, &v) in acc_r.iter_mut().zip(&px) {
+                        *a = a.madd(w, v);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate().take(g.outputs - o0) {
+                let b = V::splat(bias.map_or(T::ZERO, |b| b[o0 + r]));
+                let plane = &mut out[(o0 + r) * plane_out..][..plane_out];
+                for (&acc_t, &(y, x)) in acc_r.iter().zip(&starts).take(tiles - t0) {
+                    let dst = &mut plane[y * g.ow + x..][..(g.ow - x).min(LANES)];
+                    let v = acc_t.add(b);
+                    if dst.len() == LANES {
+                        // SAFETY: `dst` holds LANES values.
+                        unsafe { v.store(dst.as_mut_ptr()) };
+                    } else {
+                        dst.copy_from_slice(&v.to_array()[..dst.len()]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight-gradient kernel: for each block of output channels and of
+/// taps, the sweep over every output tile of every image.
+#[inline(always)]
+fn weight_grad<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
+    g: &Geometry,
+    images: &[T],
+    grad: &[T],
+    dw: &mut [T],
+) {
+    const {
+        assert!(
+            MR * NQ % LANES == 0 && MR * NQ <= MAX_GRAD_BLOCK,
+            "whole sums of LANES"
+        )
+    };
+    assert!(g.reads_fit(), "direct convolution: padded image too short");
+    let plane_out = g.oh * g.ow;
+    let grad_len = g.outputs * plane_out;
+    let full = g.ow / LANES * LANES;
+    // Images in groups that stay in the first-level cache (32 KiB) while
+    // every block sweeps them; the lanes are added up once per group.
+    let group = (L1_ELEMENTS / (g.padded.len() + grad_len)).max(1);
+    let groups = images
+        .chunks(group * g.padded.len())
+        .zip(grad.chunks(group * grad_len));
+    for (images, grad) in groups {
+        weight_grad_group::<T, V, MR, NQ>(g, images, grad, dw, full);
+    }
+}
+
+/// [`weight_grad`] over one group of images.
+#[inline(always)]
+fn weight_grad_group<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
+    g: &Geometry,
+    images: &[T],
+    grad: &[T],
+    dw: &mut [T],
+    full: usize,
+) {
+    let plane_out = g.oh * g.ow;
+    let grad_len = g.outputs * plane_out;
+    for o0 in (0..g.outputs).step_by(MR) {
+        // A block past the last channel repeats it; its sums are not stored.
+        let first_rows: [usize; MR] =
+            std::array::from_fn(|r| (o0 + r).min(g.outputs - 1) * plane_out);
+        let mut taps = TapCursor::new(g);
+        for p0 in (0..g.taps).step_by(NQ) {
+            let offs: [usize; NQ] = taps.block(g.taps - p0);
+            let mut acc = [[V::zero(); NQ]; MR];
+            for (image, grad) in images
+                .chunks_exact(g.padded.len())
+                .zip(grad.chunks_exact(grad_len))
+            {
+                let rows = first_rows.map(|at| &grad[at..at + plane_out]);
+                for y in 0..g.oh {
+                    let row_start = y * g.ow;
+                    let corner_row = y * g.padded.width;
+                    for x in (0..full).step_by(LANES) {
+                        // SAFETY: `x + LANES <= ow`, so each row holds the lanes.
+                        let d = rows.map(|row| unsafe { V::load(row[row_start + x..].as_ptr()) });
+                        grad_tile(&mut acc, &d, image[corner_row + x..].as_ptr(), &offs);
+                    }
+                    if full < g.ow {
+                        // Lanes past the row's end are zero, so the pixels
+                        // they meet add nothing.
+                        let d = rows
+                            .map(|row| V::load_partial(&row[row_start + full..row_start + g.ow]));
+                        grad_tile(&mut acc, &d, image[corner_row + full..].as_ptr(), &offs);
+                    }
+                }
+            }
+            // Copied out in a fixed pattern first: indexing `acc` by a
+            // loop variable below would keep it in memory all along.
+            let mut flat = [V::zero(); MAX_GRAD_BLOCK];
+            for (f, &a) in flat.iter_mut().zip(acc.iter().flatten()) {
+                *f = a;
+            }
+            for k0 in (0..MR * NQ).step_by(LANES) {
+                let sums = V::sums(std::array::from_fn(|k| flat[k0 + k]));
+                for (k, v) in (k0..).zip(sums) {
+                    let (r, q) = (k / NQ, k % NQ);
+                    if o0 + r < g.outputs && p0 + q < g.taps {
+                        dw[(o0 + r) * g.taps + p0 + q] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The input-gradient kernel: for each block of taps and of tiles, the
+/// sweep over the output channels, then each tap's tiles added to the
+/// padded gradient image where im2col would have read them. Taps and
+/// weights go column by column (see [`prepare_input_grad_weights`]).
+#[inline(always)]
+fn input_grad<T: Float, V: Lanes<T>, const NP: usize, const NT: usize>(
+    g: &Geometry,
+    rows: &[T],
+    weight: &[T],
+    dx_padded: &mut [T],
+) {
+    assert!(g.reads_fit(), "direct convolution: padded image too short");
+    let wide = g.row_tiles * LANES;
+    let plane_rows = g.oh * wide;
+    assert_eq!(
+        rows.len(),
+        g.outputs * plane_rows,
+        "direct convolution: gradient rows"
+    );
+    assert!(g.taps >= NP, "direct convolution: fewer taps than a block");
+    let tiles = g.oh * g.row_tiles;
+    // Taps column by column, as the weights were prepared.
+    let (plane, width) = (g.padded.plane(), g.padded.width);
+    let offsets: SmallVec<[usize; 1024]> = (0..g.kw)
+        .flat_map(|j| {
+            (0..g.padded.channels)
+                .flat_map(move |c| (0..g.kh).map(move |i| c * plane + i * width + j))
+        })
+        .collect();
+    for p0 in (0..g.taps).step_by(NP) {
+        // The last block ends at the last tap, overlapping the one before;
+        // only its new taps are added. So every block's weights are NP
+        // neighbours in each filter, at fixed distances from one pointer.
+        let base = p0.min(g.taps - NP);
+        let offs = &offsets[base..base + NP];
+        for t0 in (0..tiles).step_by(NT) {
+            // A tile past the last repeats it; its sums are not added.
+            let starts: [(usize, usize); NT] =
+                std::array::from_fn(|t| g.tile((t0 + t).min(tiles - 1)));
+            let from = starts.map(|(y, x)| rows[y * wide + x..].as_ptr());
+            let mut acc = [[V::zero(); NT]; NP];
+            for (o, filter) in weight.chunks_exact(g.taps).enumerate() {
+                let ws: &[T; NP] = filter[base..base + NP].try_into().expect("NP weights");
+                // SAFETY: tile starts lie in the first plane, whole tiles
+                // inside it, and `o` is below the plane count checked above.
+                let px = from.map(|f| unsafe { V::load(f.add(o * plane_rows)) });
+                for (acc_r, &w) in acc.iter_mut().zip(ws) {
+                    let w = V::splat(w);
+                    for (a, &v) in acc_r.iter_mut().zip(&px) {
+                        *a = a.madd(w, v);
+                    }
+                }
+            }
+            for (acc_r, &off) in acc.iter().zip(offs).skip(p0 - base) {
+                for (&a, &(y, x)) in acc_r.iter().zip(&starts).take(tiles - t0) {
+                    let dst = &mut dx_padded[off + y * g.padded.width + x..][..LANES];
+                    // SAFETY: `dst` holds LANES values.
+                    unsafe {
+                        let sum = V::load(dst.as_ptr()).add(a);
+                        sum.store(dst.as_mut_ptr());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One tile's share of the weight gradient: `acc[r][q] += d[r] · pixels at corner + offs[q]`.
+#[inline(always)]
+fn grad_tile<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
+    acc: &mut [[V; NQ]; MR],
+    d: &[V; MR],
+    corner: *const T,
+    offs: &[usize; NQ],
+) {
+    for (q, &off) in offs.iter().enumerate() {
+        // SAFETY: the caller's `reads_fit` bounds every tile corner plus every tap offset.
+        let px = unsafe { V::load(corner.add(off)) };
+        for (acc_r, &d_r) in acc.iter_mut().zip(d) {
+            acc_r[q] = acc_r[q].madd(d_r, px);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, on an unpadded image with zero padding `p` inside.
+    fn naive(
+        image: &[f64],
+        (c, h, w): (usize, usize, usize),
+        weight: &[f64],
+        (o, k): (usize, usize),
+        p: usize,
+    ) -> Vec<f64> {
+        let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        let mut out = vec![0.0; o * oh * ow];
+        for oi in 0..o {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut s = 0.0;
+                    for ci in 0..c {
+                        for i in 0..k {
+                            for j in 0..k {
+                                let (iy, ix) =
+                                    ((y + i) as isize - p as isize, (x + j) as isize - p as isize);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    s += weight[((oi * c + ci) * k + i) * k + j]
+                                        * image[(ci * h + iy as usize) * w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    out[(oi * oh + y) * ow + x] = s;
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| (((i * 37 + seed * 11) % 23) as f64 - 11.0) / 8.0)
+            .collect()
+    }
+
+    /// Shapes with channel and tile counts that do and do not fill a block.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+        // (C, H, W, O, k, p)
+        (1, 28, 28, 8, 5, 0),
+        (8, 12, 12, 16, 5, 0),
+        (3, 7, 9, 5, 3, 1),
+        (2, 5, 5, 3, 3, 2),
+        (1, 4, 20, 1, 1, 0), // 1 tap: forward and weight gradient only
+        (8, 4, 21, 2, 1, 0),
+        (6, 14, 14, 7, 3, 1),
+    ];
+
+    #[test]
+    fn forward_and_weight_gradient_match_the_definition() {
+        for (c, h, w, o, k, p) in SHAPES {
+            let image = values(c * h * w, 1);
+            let weight = values(o * c * k * k, 2);
+            let bias = values(o, 3);
+            let padded = Padded::of(c, h, w, p, p);
+            let mut buf = vec![f64::NAN; padded.len()];
+            pad_into(&image, (h, w), padded, &mut buf);
+            let (oh, ow) = padded.out_size(k, k).unwrap();
+            let mut out = vec![f64::NAN; o * oh * ow];
+            conv_direct(&buf, padded, (k, k), &weight, Some(&bias), &mut out);
+            let want = naive(&image, (c, h, w), &weight, (o, k), p);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                let b = b + bias[i / (oh * ow)];
+                assert!(
+                    (a - b).abs() < 1e-12,
+                    "{c} {h} {w} {o} {k} {p}: out[{i}] {a} vs {b}"
+                );
+            }
+            // dW is the adjoint in the weight: ⟨conv(x; W), G⟩ = ⟨W, dW(x, G)⟩.
+            let grad = values(out.len(), 4);
+            let mut dw = vec![0.0; weight.len()];
+            conv_direct_weight_grad(&buf, padded, (k, k), &grad, &mut dw);
+            for (t, d) in dw.iter().enumerate() {
+                let mut unit = vec![0.0; weight.len()];
+                unit[t] = 1.0;
+                let lhs: f64 = naive(&image, (c, h, w), &unit, (o, k), p)
+                    .iter()
+                    .zip(&grad)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (lhs - d).abs() < 1e-9,
+                    "{c} {h} {w} {o} {k} {p}: dw[{t}] {d} vs {lhs}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_input_gradient_is_the_adjoint_in_the_image() {
+        for (c, h, w, o, k, p) in SHAPES.into_iter().filter(|s| s.0 * s.4 * s.4 >= LANES) {
+            let weight = values(o * c * k * k, 5);
+            let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+            let grad = values(o * oh * ow, 6);
+            let win = Window {
+                channels: c,
+                height: h,
+                width: w,
+                kernel_h: k,
+                kernel_w: k,
+                stride: 1,
+                padding: p,
+            };
+            let mut prepared = vec![0.0; weight.len()];
+            prepare_input_grad_weights(&win, &weight, &mut prepared);
+            let mut scratch = vec![f64::NAN; input_grad_scratch_len(&win, o)];
+            let mut dx = vec![f64::NAN; c * h * w];
+            conv_direct_input_grad(&win, &grad, &prepared, &mut scratch, &mut dx);
+            // ⟨conv(x), G⟩ = ⟨x, dx⟩ for every unit image x.
+            for (t, d) in dx.iter().enumerate() {
+                let mut unit = vec![0.0; c * h * w];
+                unit[t] = 1.0;
+                let lhs: f64 = naive(&unit, (c, h, w), &weight, (o, k), p)
+                    .iter()
+                    .zip(&grad)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (lhs - d).abs() < 1e-9,
+                    "{c} {h} {w} {o} {k} {p}: dx[{t}] {d} vs {lhs}"
+                );
+            }
+        }
+    }
+
+    /// On a CPU with AVX2 and FMA, `f32` runs in AVX registers with fused
+    /// multiply-adds: it must agree with the portable kernels to rounding.
+    #[test]
+    fn the_plain_kernels_agree_with_the_dispatched_ones() {
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{what}: {x} vs {y}"
+                );
+            }
+        };
+        for (c, h, w, o, k, p) in SHAPES {
+            let f32s =
+                |n, seed| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+            let (image, weight) = (f32s(c * h * w, 7), f32s(o * c * k * k, 8));
+            let padded = Padded::of(c, h, w, p, p);
+            let mut buf = vec![0.0; padded.len()];
+            pad_into(&image, (h, w), padded, &mut buf);
+            let g = Geometry::new(&buf, padded, k, k, weight.len());
+            let mut fast = vec![0.0; o * g.oh * g.ow];
+            let mut plain = fast.clone();
+            conv_direct(&buf, padded, (k, k), &weight, None, &mut fast);
+            forward::<f32, [f32; LANES], 4, 3>(&g, &buf, &weight, None, &mut plain);
+            close(&fast, &plain, "forward");
+            let (mut dw_fast, mut dw_plain) = (vec![0.0; weight.len()], vec![0.0; weight.len()]);
+            conv_direct_weight_grad(&buf, padded, (k, k), &plain, &mut dw_fast);
+            weight_grad::<f32, [f32; LANES], 4, 2>(&g, &buf, &plain, &mut dw_plain);
+            close(&dw_fast, &dw_plain, "weight gradient");
+            let wide = g.row_tiles * LANES;
+            let mut rows = vec![0.0; o * g.oh * wide];
+            for (dst, src) in rows.chunks_exact_mut(wide).zip(plain.chunks_exact(g.ow)) {
+                dst[..g.ow].copy_from_slice(src);
+            }
+            if c * k * k < LANES {
+                continue; // no direct input gradient
+            }
+            let (mut dx_fast, mut dx_plain) = (vec![0.0; padded.len()], vec![0.0; padded.len()]);
+            dispatch_input_grad(&g, &rows, &weight, &mut dx_fast);
+            input_grad::<f32, [f32; LANES], 4, 3>(&g, &rows, &weight, &mut dx_plain);
+            close(&dx_fast, &dx_plain, "input gradient");
+        }
+    }
+}
