@@ -226,7 +226,7 @@ pub fn conv_direct_weight_grad<T: Float>(
 }
 
 /// Whether the direct kernels handle a convolution over `win`: stride 1,
-/// and at least [`LANES`] taps (`C·kh·kw`), the most the input-gradient
+/// and at least 8 taps (`C·kh·kw`), the most the input-gradient
 /// kernel takes in one block. Others go through im2col.
 pub fn conv_direct_applies(win: &Window) -> bool {
     win.stride == 1 && win.col_rows() >= LANES
