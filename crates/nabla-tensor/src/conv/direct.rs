@@ -876,6 +876,10 @@ mod tests {
         out
     }
 
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
     fn values(n: usize, seed: usize) -> Vec<f64> {
         (0..n)
             .map(|i| (((i * 37 + seed * 11) % 23) as f64 - 11.0) / 8.0)
@@ -921,11 +925,7 @@ mod tests {
             for (t, d) in dw.iter().enumerate() {
                 let mut unit = vec![0.0; weight.len()];
                 unit[t] = 1.0;
-                let lhs: f64 = naive(&image, (c, h, w), &unit, (o, k), p)
-                    .iter()
-                    .zip(&grad)
-                    .map(|(a, b)| a * b)
-                    .sum();
+                let lhs = dot(&naive(&image, (c, h, w), &unit, (o, k), p), &grad);
                 assert!(
                     (lhs - d).abs() < 1e-9,
                     "{c} {h} {w} {o} {k} {p}: dw[{t}] {d} vs {lhs}"
@@ -958,11 +958,7 @@ mod tests {
             for (t, d) in dx.iter().enumerate() {
                 let mut unit = vec![0.0; c * h * w];
                 unit[t] = 1.0;
-                let lhs: f64 = naive(&unit, (c, h, w), &weight, (o, k), p)
-                    .iter()
-                    .zip(&grad)
-                    .map(|(a, b)| a * b)
-                    .sum();
+                let lhs = dot(&naive(&unit, (c, h, w), &weight, (o, k), p), &grad);
                 assert!(
                     (lhs - d).abs() < 1e-9,
                     "{c} {h} {w} {o} {k} {p}: dx[{t}] {d} vs {lhs}"
