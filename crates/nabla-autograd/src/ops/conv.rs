@@ -20,7 +20,7 @@ use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
     col2im, conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    im2col, input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded,
+    im2col, input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -248,22 +248,30 @@ impl Conv2d {
                 );
             Ok(dx)
         })?;
-        // dW sums over the batch in one call, in batch order: the same on
-        // any number of threads.
+        // dW sums over the batch; the threads share out the output
+        // channels, and each sum runs over the whole batch in batch order:
+        // the same bits on any number of threads.
         let dw = grad_if(needs, 1, || {
             let padded = padded_layout(win);
             let n = x[0].dims()[0];
             let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
-            let sources = x[0].data().chunks_exact(win.image_len().max(1));
-            for (dst, image) in images
+            images
                 .data_mut()
-                .chunks_exact_mut(padded.len())
-                .zip(sources)
-            {
-                pad_into(image, (win.height, win.width), padded, dst);
-            }
+                .par_chunks_mut(padded.len().max(1))
+                .zip(x[0].data().par_chunks(win.image_len().max(1)))
+                .for_each(|(dst, image)| pad_into(image, (win.height, win.width), padded, dst));
+            let taps = win.col_rows();
+            let share = o
+                .div_ceil(rayon::current_num_threads())
+                .next_multiple_of(WEIGHT_GRAD_ROWS);
             let mut dw = x[1].zeros_like();
-            conv_direct_weight_grad(images.data(), padded, kernel, g.data(), dw.data_mut());
+            dw.data_mut()
+                .par_chunks_mut((share * taps).max(1))
+                .enumerate()
+                .for_each(|(i, rows)| {
+                    let (images, grad) = (images.data(), g.data());
+                    conv_direct_weight_grad(images, padded, kernel, grad, i * share, rows);
+                });
             Ok(dw)
         })?;
         with_bias_grad(x, g, needs, p, o, dx, dw)

@@ -31,6 +31,7 @@ use crate::simd::{as_f32, as_f32_mut, level, Level};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 use smallvec::SmallVec;
+use std::ops::Range;
 use BLOCKS_16 as B16;
 
 /// Block sizes of the three kernels, as `(rows, columns)` of registers:
@@ -40,6 +41,10 @@ use BLOCKS_16 as B16;
 /// for the operands; with 32 (AVX-512) the blocks grow and each load feeds
 /// more multiply-adds.
 const BLOCKS_16: [(usize, usize); 3] = [(4, 3), (4, 2), (4, 3)];
+/// Output channels in one block of the weight-gradient kernel, on every
+/// path: callers that share the channels out between threads give each a
+/// multiple of this, so that no block is cut short.
+pub const WEIGHT_GRAD_ROWS: usize = BLOCKS_16[1].0;
 /// Elements that fit the first-level data cache (32 KiB of `f32`).
 const L1_ELEMENTS: usize = 8192;
 /// The most accumulators a weight-gradient block may have.
@@ -182,8 +187,11 @@ pub fn conv_direct<T: Float>(
 
 /// `dw[o, c, i, j] += Σ_{n,y,x} grad[n, o, y, x] · images[n, c, y + i, x + j]`:
 /// the weight gradient of [`conv_direct`] summed over a batch, added to
-/// `dw`. `images` holds the batch's padded images one after another (each
-/// `padded.len()` long), `grad` their output gradients.
+/// `dw`, for the output channels `first ..` that `dw` has rows for (all of
+/// them, or a share: threads may each take a range of channels, and every
+/// sum runs the same way whatever the split). `images` holds the batch's
+/// padded images one after another (each `padded.len()` long), `grad` their
+/// output gradients, every channel.
 ///
 /// The whole batch goes through one call: each block of sums then runs
 /// over every image before its lanes are added up, where one image alone
@@ -196,33 +204,48 @@ pub fn conv_direct_weight_grad<T: Float>(
     padded: Padded,
     (kh, kw): (usize, usize),
     grad: &[T],
+    first: usize,
     dw: &mut [T],
 ) {
-    let g = Geometry::of(padded, kh, kw, dw.len());
-    let batch = images.len() / padded.len();
+    let (oh, ow) = padded
+        .out_size(kh, kw)
+        .expect("direct convolution: the window fits the padded image");
+    let taps = padded.channels * kh * kw;
+    let batch = images.len().checked_div(padded.len()).unwrap_or(0);
+    if taps == 0 || oh * ow == 0 || batch == 0 || dw.is_empty() {
+        return;
+    }
     assert_eq!(
         images.len(),
         batch * padded.len(),
         "conv_direct_weight_grad: padded images length"
     );
+    let outputs = grad.len() / (batch * oh * ow);
     assert_eq!(
         grad.len(),
-        batch * g.outputs * g.oh * g.ow,
+        batch * outputs * oh * ow,
         "conv_direct_weight_grad: gradient length"
     );
-    if g.is_empty() || batch == 0 {
-        return;
-    }
+    let rows = first..first + dw.len() / taps;
+    assert!(
+        dw.len() % taps == 0 && rows.end <= outputs,
+        "conv_direct_weight_grad: weight-gradient rows"
+    );
+    let g = Geometry::of(padded, kh, kw, outputs * taps);
     #[cfg(target_arch = "x86_64")]
     if let (Some(images), Some(grad), Some(dw)) = (as_f32(images), as_f32(grad), as_f32_mut(dw)) {
         // SAFETY: the CPU has the features each function is compiled for.
         match level() {
-            Level::Avx512 => return unsafe { compiled::weight_grad_avx512(&g, images, grad, dw) },
-            Level::Avx2 => return unsafe { compiled::weight_grad_avx2(&g, images, grad, dw) },
+            Level::Avx512 => {
+                return unsafe { compiled::weight_grad_avx512(&g, images, grad, rows, dw) }
+            }
+            Level::Avx2 => {
+                return unsafe { compiled::weight_grad_avx2(&g, images, grad, rows, dw) }
+            }
             Level::Plain => {}
         }
     }
-    weight_grad::<T, [T; LANES], { B16[1].0 }, { B16[1].1 }>(&g, images, grad, dw);
+    weight_grad::<T, [T; LANES], { B16[1].0 }, { B16[1].1 }>(&g, images, grad, rows, dw);
 }
 
 /// Whether the direct kernels handle a convolution over `win`: stride 1,
@@ -562,6 +585,7 @@ impl TapCursor {
 mod compiled {
     use super::{forward, input_grad, weight_grad, Geometry, BLOCKS_16 as B16, BLOCKS_32 as B32};
     use crate::simd::Avx;
+    use std::ops::Range;
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn forward_avx2(
@@ -586,13 +610,25 @@ mod compiled {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn weight_grad_avx2(g: &Geometry, image: &[f32], grad: &[f32], dw: &mut [f32]) {
-        weight_grad::<f32, Avx, { B16[1].0 }, { B16[1].1 }>(g, image, grad, dw);
+    pub(super) fn weight_grad_avx2(
+        g: &Geometry,
+        image: &[f32],
+        grad: &[f32],
+        rows: Range<usize>,
+        dw: &mut [f32],
+    ) {
+        weight_grad::<f32, Avx, { B16[1].0 }, { B16[1].1 }>(g, image, grad, rows, dw);
     }
 
     #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub(super) fn weight_grad_avx512(g: &Geometry, image: &[f32], grad: &[f32], dw: &mut [f32]) {
-        weight_grad::<f32, Avx, { B32[1].0 }, { B32[1].1 }>(g, image, grad, dw);
+    pub(super) fn weight_grad_avx512(
+        g: &Geometry,
+        image: &[f32],
+        grad: &[f32],
+        rows: Range<usize>,
+        dw: &mut [f32],
+    ) {
+        weight_grad::<f32, Avx, { B32[1].0 }, { B32[1].1 }>(g, image, grad, rows, dw);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -672,82 +708,135 @@ fn weight_grad<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
     g: &Geometry,
     images: &[T],
     grad: &[T],
+    rows: Range<usize>,
     dw: &mut [T],
 ) {
     const {
         assert!(
             MR * NQ % LANES == 0 && MR * NQ <= MAX_GRAD_BLOCK,
             "whole sums of LANES"
-        )
+        );
+        assert!(MR == WEIGHT_GRAD_ROWS, "one block height on every path");
     };
     assert!(g.reads_fit(), "direct convolution: padded image too short");
-    let plane_out = g.oh * g.ow;
-    let grad_len = g.outputs * plane_out;
-    let full = g.ow / LANES * LANES;
+    let grad_len = g.outputs * g.oh * g.ow;
     // Images in groups that stay in the first-level cache (32 KiB) while
     // every block sweeps them; the lanes are added up once per group.
     let group = (L1_ELEMENTS / (g.padded.len() + grad_len)).max(1);
+    let tiles = GroupTiles::new(g, group);
     let groups = images
         .chunks(group * g.padded.len())
         .zip(grad.chunks(group * grad_len));
     for (images, grad) in groups {
-        weight_grad_group::<T, V, MR, NQ>(g, images, grad, dw, full);
+        let count = images.len() / g.padded.len();
+        weight_grad_group::<T, V, MR, NQ>(g, images, grad, rows.clone(), dw, &tiles, count);
     }
 }
 
-/// [`weight_grad`] over one group of images.
+/// `(gradient offset, image offset)` of a tile's first pixel.
+type TileStart = (usize, usize);
+
+/// Where each output tile of a group of images starts: `(gradient offset,
+/// image offset)` of its first pixel in the group's output-gradient plane 0
+/// and padded images, whole tiles and the rows' last, partial ones apart.
+/// One flat list keeps the kernel's accumulators in registers from the
+/// first tile of a group to the last.
+struct GroupTiles {
+    full: SmallVec<[TileStart; 256]>,
+    partial: SmallVec<[TileStart; 64]>,
+    /// Lanes in a partial tile.
+    rest: usize,
+}
+
+impl GroupTiles {
+    fn new(g: &Geometry, images: usize) -> Self {
+        let grad_len = g.outputs * g.oh * g.ow;
+        let full_end = g.ow / LANES * LANES;
+        let mut tiles = GroupTiles {
+            full: SmallVec::new(),
+            partial: SmallVec::new(),
+            rest: g.ow - full_end,
+        };
+        for n in 0..images {
+            for y in 0..g.oh {
+                let (d, px) = (
+                    n * grad_len + y * g.ow,
+                    n * g.padded.len() + y * g.padded.width,
+                );
+                for x in (0..full_end).step_by(LANES) {
+                    tiles.full.push((d + x, px + x));
+                }
+                if tiles.rest > 0 {
+                    tiles.partial.push((d + full_end, px + full_end));
+                }
+            }
+        }
+        tiles
+    }
+
+    /// The tiles of the first `images` images.
+    fn of(&self, g: &Geometry, images: usize) -> (&[TileStart], &[TileStart]) {
+        let per_image = g.oh * (g.ow / LANES);
+        let partial = if self.rest > 0 { g.oh * images } else { 0 };
+        (&self.full[..per_image * images], &self.partial[..partial])
+    }
+}
+
+/// [`weight_grad`] over one group of `count` images.
 #[inline(always)]
 fn weight_grad_group<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
     g: &Geometry,
     images: &[T],
     grad: &[T],
+    rows: Range<usize>,
     dw: &mut [T],
-    full: usize,
+    tiles: &GroupTiles,
+    count: usize,
 ) {
     let plane_out = g.oh * g.ow;
-    let grad_len = g.outputs * plane_out;
-    for o0 in (0..g.outputs).step_by(MR) {
-        // A block past the last channel repeats it; its sums are not stored.
-        let first_rows: [usize; MR] =
-            std::array::from_fn(|r| (o0 + r).min(g.outputs - 1) * plane_out);
+    let (full, partial) = tiles.of(g, count);
+    // Bounds for the unchecked loads below: every tile's gradient lanes
+    // lie in the group, and `reads_fit` bounds every image read.
+    assert!(images.len() >= count * g.padded.len() && grad.len() >= count * g.outputs * plane_out);
+    for o0 in rows.clone().step_by(MR) {
+        // A block past the last row repeats it; its sums are not stored.
+        let planes: [*const T; MR] =
+            std::array::from_fn(|r| grad[(o0 + r).min(rows.end - 1) * plane_out..].as_ptr());
         let mut taps = TapCursor::new(g);
         for p0 in (0..g.taps).step_by(NQ) {
             let offs: [usize; NQ] = taps.block(g.taps - p0);
             let mut acc = [[V::zero(); NQ]; MR];
-            for (image, grad) in images
-                .chunks_exact(g.padded.len())
-                .zip(grad.chunks_exact(grad_len))
-            {
-                let rows = first_rows.map(|at| &grad[at..at + plane_out]);
-                for y in 0..g.oh {
-                    let row_start = y * g.ow;
-                    let corner_row = y * g.padded.width;
-                    for x in (0..full).step_by(LANES) {
-                        // SAFETY: `x + LANES <= ow`, so each row holds the lanes.
-                        let d = rows.map(|row| unsafe { V::load(row[row_start + x..].as_ptr()) });
-                        grad_tile(&mut acc, &d, image[corner_row + x..].as_ptr(), &offs);
-                    }
-                    if full < g.ow {
-                        // Lanes past the row's end are zero, so the pixels
-                        // they meet add nothing.
-                        let d = rows
-                            .map(|row| V::load_partial(&row[row_start + full..row_start + g.ow]));
-                        grad_tile(&mut acc, &d, image[corner_row + full..].as_ptr(), &offs);
-                    }
-                }
+            for &(d_at, px_at) in full {
+                // SAFETY: see the assertion above; `d_at + LANES` stays in
+                // the tile's row of its plane.
+                let d = planes.map(|plane| unsafe { V::load(plane.add(d_at)) });
+                grad_tile(&mut acc, &d, images[px_at..].as_ptr(), &offs);
             }
-            // Copied out in a fixed pattern first: indexing `acc` by a
-            // loop variable below would keep it in memory all along.
-            let mut flat = [V::zero(); MAX_GRAD_BLOCK];
-            for (f, &a) in flat.iter_mut().zip(acc.iter().flatten()) {
-                *f = a;
+            for &(d_at, px_at) in partial {
+                // Lanes past the row's end are zero, so the pixels they
+                // meet add nothing.
+                let d = planes.map(|plane| {
+                    // SAFETY: the row's last `rest` values, inside the plane.
+                    V::load_partial(unsafe {
+                        std::slice::from_raw_parts(plane.add(d_at), tiles.rest)
+                    })
+                });
+                grad_tile(&mut acc, &d, images[px_at..].as_ptr(), &offs);
             }
-            for k0 in (0..MR * NQ).step_by(LANES) {
-                let sums = V::sums(std::array::from_fn(|k| flat[k0 + k]));
-                for (k, v) in (k0..).zip(sums) {
-                    let (r, q) = (k / NQ, k % NQ);
-                    if o0 + r < g.outputs && p0 + q < g.taps {
-                        dw[(o0 + r) * g.taps + p0 + q] += v;
+            // Loops with constant trip counts only, which unroll into
+            // constant indices: a loop the compiler keeps (over iterator
+            // adapters, say) would hold `acc` in memory all along, with a
+            // store after every multiply-add.
+            for k in 0..MR * NQ / LANES {
+                let sums = V::sums(std::array::from_fn(|l| {
+                    let i = k * LANES + l;
+                    acc[i / NQ][i % NQ]
+                }));
+                for (l, v) in sums.into_iter().enumerate() {
+                    let i = k * LANES + l;
+                    let (r, q) = (i / NQ, i % NQ);
+                    if o0 + r < rows.end && p0 + q < g.taps {
+                        dw[(o0 + r - rows.start) * g.taps + p0 + q] += v;
                     }
                 }
             }
@@ -918,18 +1007,34 @@ mod tests {
                     "{c} {h} {w} {o} {k} {p}: out[{i}] {a} vs {b}"
                 );
             }
-            // dW is the adjoint in the weight: ⟨conv(x; W), G⟩ = ⟨W, dW(x, G)⟩.
-            let grad = values(out.len(), 4);
+            // dW over a batch of two images is the adjoint in the weight:
+            // Σₙ ⟨conv(xₙ; W), Gₙ⟩ = ⟨W, dW⟩.
+            let second = values(c * h * w, 9);
+            let mut bufs = buf.clone();
+            bufs.resize(2 * padded.len(), f64::NAN);
+            pad_into(&second, (h, w), padded, &mut bufs[padded.len()..]);
+            let grad = values(2 * out.len(), 4);
+            let (grad0, grad1) = grad.split_at(out.len());
             let mut dw = vec![0.0; weight.len()];
-            conv_direct_weight_grad(&buf, padded, (k, k), &grad, &mut dw);
+            conv_direct_weight_grad(&bufs, padded, (k, k), &grad, 0, &mut dw);
             for (t, d) in dw.iter().enumerate() {
                 let mut unit = vec![0.0; weight.len()];
                 unit[t] = 1.0;
-                let lhs = dot(&naive(&image, (c, h, w), &unit, (o, k), p), &grad);
+                let lhs = dot(&naive(&image, (c, h, w), &unit, (o, k), p), grad0)
+                    + dot(&naive(&second, (c, h, w), &unit, (o, k), p), grad1);
                 assert!(
                     (lhs - d).abs() < 1e-9,
                     "{c} {h} {w} {o} {k} {p}: dw[{t}] {d} vs {lhs}"
                 );
+            }
+            // Rows of output channels taken apart give the same bits.
+            let taps = c * k * k;
+            for split in 1..o {
+                let mut parts = vec![0.0; weight.len()];
+                let (low, high) = parts.split_at_mut(split * taps);
+                conv_direct_weight_grad(&bufs, padded, (k, k), &grad, 0, low);
+                conv_direct_weight_grad(&bufs, padded, (k, k), &grad, split, high);
+                assert_eq!(parts, dw, "{c} {h} {w} {o} {k} {p}: split at {split}");
             }
         }
     }
@@ -993,9 +1098,14 @@ mod tests {
             forward::<f32, [f32; LANES], 4, 3>(&g, &buf, &weight, None, &mut plain);
             close(&fast, &plain, "forward");
             let (mut dw_fast, mut dw_plain) = (vec![0.0; weight.len()], vec![0.0; weight.len()]);
-            conv_direct_weight_grad(&buf, padded, (k, k), &plain, &mut dw_fast);
-            weight_grad::<f32, [f32; LANES], 4, 2>(&g, &buf, &plain, &mut dw_plain);
+            conv_direct_weight_grad(&buf, padded, (k, k), &plain, 0, &mut dw_fast);
+            weight_grad::<f32, [f32; LANES], 4, 2>(&g, &buf, &plain, 0..o, &mut dw_plain);
             close(&dw_fast, &dw_plain, "weight gradient");
+            let mut parts = vec![0.0; weight.len()];
+            let (low, high) = parts.split_at_mut(o / 2 * c * k * k);
+            conv_direct_weight_grad(&buf, padded, (k, k), &plain, 0, low);
+            conv_direct_weight_grad(&buf, padded, (k, k), &plain, o / 2, high);
+            assert_eq!(parts, dw_fast, "weight gradient by halves");
             let wide = g.row_tiles * LANES;
             let mut rows = vec![0.0; o * g.oh * wide];
             for (dst, src) in rows.chunks_exact_mut(wide).zip(plain.chunks_exact(g.ow)) {
