@@ -9,7 +9,7 @@ use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear, Module};
 use nabla::tensor::conv::{
     col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col,
-    input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded,
+    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
@@ -179,7 +179,7 @@ fn conv(c: &mut Criterion) {
             })
         });
         let mut scratch = vec![0.0f32; input_grad_scratch_len(&win, o)];
-        let mut prepared = vec![0.0f32; weight.len()];
+        let mut prepared = vec![0.0f32; input_grad_weights_len(&win, o)];
         prepare_input_grad_weights(&win, weight.data(), &mut prepared);
         c.bench_function(&format!("{name} input gradient, direct"), |bench| {
             bench.iter(|| {

@@ -20,7 +20,8 @@ use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
     col2im, conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    im2col, input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded, WEIGHT_GRAD_ROWS,
+    im2col, input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights,
+    Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -232,7 +233,7 @@ impl Conv2d {
         let kernel = (win.kernel_h, win.kernel_w);
         let weight = x[1].data();
         let dx = grad_if(needs, 0, || {
-            let mut prepared = Tensor::<T>::zeros(&[weight.len()]);
+            let mut prepared = Tensor::<T>::zeros(&[input_grad_weights_len(win, o)]);
             prepare_input_grad_weights(win, weight, prepared.data_mut());
             let prepared = prepared.data();
             let mut dx = x[0].zeros_like();

@@ -36,7 +36,8 @@ use BLOCKS_16 as B16;
 
 /// Block sizes of the three kernels, as `(rows, columns)` of registers:
 /// forward (output channels × tiles), weight gradient (output channels ×
-/// taps, a multiple of [`LANES`] vectors), input gradient (taps × tiles).
+/// taps, a multiple of [`LANES`] vectors), input gradient by scatter
+/// (input channels × rows).
 /// With 16 vector registers (AVX2) a block of 12 accumulators leaves room
 /// for the operands; with 32 (AVX-512) the blocks grow and each load feeds
 /// more multiply-adds.
@@ -45,6 +46,14 @@ const BLOCKS_16: [(usize, usize); 3] = [(4, 3), (4, 2), (4, 3)];
 /// path: callers that share the channels out between threads give each a
 /// multiple of this, so that no block is cut short.
 pub const WEIGHT_GRAD_ROWS: usize = BLOCKS_16[1].0;
+/// The scatter plan's prepared weights pad the input channels to a multiple
+/// of this (the most channels in one of its blocks), so that a block's
+/// weights are side by side, zeros past the last channel.
+const CHANNEL_PAD: usize = 8;
+/// Zero rows above and below each output-gradient plane in the scatter
+/// plan's scratch: a block of up to `ROW_PAD + 1` rows then reads rows
+/// past the plane's edges without a check.
+const ROW_PAD: usize = 2;
 /// Elements that fit the first-level data cache (32 KiB of `f32`).
 const L1_ELEMENTS: usize = 8192;
 /// The most accumulators a weight-gradient block may have.
@@ -255,13 +264,24 @@ pub fn conv_direct_applies(win: &Window) -> bool {
     win.stride == 1 && win.col_rows() >= LANES
 }
 
+/// Elements of the weights as [`conv_direct_input_grad`] reads them, for
+/// a convolution of `outputs` channels over `win` (stride 1).
+pub fn input_grad_weights_len(win: &Window, outputs: usize) -> usize {
+    let (c, kh, kw) = (win.channels, win.kernel_h, win.kernel_w);
+    match InputGradPlan::of(win, outputs) {
+        InputGradPlan::Flipped(_) => outputs * c * kh * kw,
+        InputGradPlan::Scatter => kw * outputs * kh * c.next_multiple_of(CHANNEL_PAD),
+    }
+}
+
 /// The weights as [`conv_direct_input_grad`] reads them for a convolution
-/// over `win` (stride 1): `[O, C, kh, kw]` rearranged, into `dst`. Prepare
-/// them once per batch, not per image.
+/// over `win` (stride 1): `[O, C, kh, kw]` rearranged, into `dst`
+/// ([`input_grad_weights_len`] long). Prepare them once per batch, not per
+/// image.
 ///
 /// # Panics
 /// If the lengths do not match (a bug in the caller).
-pub fn prepare_input_grad_weights<T: Copy>(win: &Window, weight: &[T], dst: &mut [T]) {
+pub fn prepare_input_grad_weights<T: Float>(win: &Window, weight: &[T], dst: &mut [T]) {
     let (c, kh, kw) = (win.channels, win.kernel_h, win.kernel_w);
     let o = weight.len() / win.col_rows().max(1);
     assert_eq!(
@@ -271,21 +291,24 @@ pub fn prepare_input_grad_weights<T: Copy>(win: &Window, weight: &[T], dst: &mut
     );
     assert_eq!(
         dst.len(),
-        weight.len(),
+        input_grad_weights_len(win, o),
         "prepare_input_grad_weights: destination length"
     );
+    let plan = InputGradPlan::of(win, o);
+    let c_pad = c.next_multiple_of(CHANNEL_PAD);
+    dst.fill(T::ZERO);
     let taps = kh * kw;
     for (oi, filters) in weight.chunks_exact(c * taps.max(1)).enumerate() {
         for (ci, window) in filters.chunks_exact(taps.max(1)).enumerate() {
             for (t, &v) in window.iter().enumerate() {
                 let (i, j) = (t / kw, t % kw);
-                let at = match InputGradPlan::of(win, o) {
+                let at = match plan {
                     // [C, O, kh, kw], each window turned by 180°.
                     InputGradPlan::Flipped(_) => {
                         ((ci * o + oi) * kh + kh - 1 - i) * kw + kw - 1 - j
                     }
-                    // [O, kw, C, kh]: taps of one column side by side.
-                    InputGradPlan::Scatter => ((oi * kw + j) * c + ci) * kh + i,
+                    // [kw, O, kh, C padded]: a block's channels side by side.
+                    InputGradPlan::Scatter => ((j * o + oi) * kh + i) * c_pad + ci,
                 };
                 dst[at] = v;
             }
@@ -299,11 +322,12 @@ enum InputGradPlan {
     /// (laid out as given), with the flipped weights: no scattered adds, but
     /// it also multiplies the padding's zeros.
     Flipped(Padded),
-    /// `Wᵀ · grad`, each tap's tiles added where im2col would have read them:
-    /// only the products needed, but adds that partly overlap in memory stall
-    /// loads behind stores. Taps are taken column by column (`j`, then `c`,
-    /// `i`), so that a block's adds land either on the same place or on
-    /// separate ones (about twice as fast as `(c, i, j)` order, measured).
+    /// For each window column `j`, a block of input channels × rows of
+    /// the padded input gradient gathers its sum over the output channels
+    /// and the window rows in registers, then is added in place, `j`
+    /// columns to the right of the output tile it was computed on. Next to
+    /// the flipped plan it multiplies few zeros (only where a block of rows
+    /// meets the image's top or bottom edge).
     Scatter,
 }
 
@@ -338,7 +362,7 @@ pub fn input_grad_scratch_len(win: &Window, outputs: usize) -> usize {
                 win.padding,
                 win.padding,
             );
-            outputs * oh * ow.div_ceil(LANES) * LANES + padded.len()
+            outputs * (oh + 2 * ROW_PAD) * ow.div_ceil(LANES) * LANES + padded.len()
         }
     }
 }
@@ -351,11 +375,11 @@ pub fn input_grad_scratch_len(win: &Window, outputs: usize) -> usize {
 /// Where the padding is small next to the kernel (e.g. 3×3 with padding 1),
 /// this is [`conv_direct`] of the zero-padded gradient with the flipped
 /// weights. Otherwise (e.g. 5×5 without padding, where that would multiply
-/// more zeros than values) it is `Wᵀ · grad`, one block of taps × output
-/// tiles at a time, each tap's tile added straight to its place in a padded
-/// gradient image (what col2im does for a column matrix), cropped into `dx`
-/// at the end. `scratch` holds [`input_grad_scratch_len`] elements; its
-/// contents do not matter.
+/// more zeros than values) each window column's share is summed in
+/// registers over the output channels and window rows, and added to a
+/// padded gradient image (as col2im adds a column matrix), cropped into
+/// `dx` at the end. `scratch` holds [`input_grad_scratch_len`] elements;
+/// its contents do not matter.
 ///
 /// # Panics
 /// If [`conv_direct_applies`] is false or the lengths do not match (a bug
@@ -373,13 +397,23 @@ pub fn conv_direct_input_grad<T: Float>(
         win.image_len(),
         "conv_direct_input_grad: image length"
     );
-    let outputs = prepared.len() / win.col_rows();
+    let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
+    let outputs = grad.len().checked_div(oh * ow).unwrap_or(0);
+    assert_eq!(
+        grad.len(),
+        outputs * oh * ow,
+        "conv_direct_input_grad: gradient length"
+    );
+    assert_eq!(
+        prepared.len(),
+        input_grad_weights_len(win, outputs),
+        "conv_direct_input_grad: prepared weights length"
+    );
     assert_eq!(
         scratch.len(),
         input_grad_scratch_len(win, outputs),
         "conv_direct_input_grad: scratch length"
     );
-    let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
     if let InputGradPlan::Flipped(grad_padded) = InputGradPlan::of(win, outputs) {
         pad_into(grad, (oh, ow), grad_padded, scratch);
         conv_direct(
@@ -399,24 +433,13 @@ pub fn conv_direct_input_grad<T: Float>(
         win.padding,
         win.padding,
     );
-    let g = Geometry::of(padded, win.kernel_h, win.kernel_w, prepared.len());
-    assert_eq!(
-        grad.len(),
-        g.outputs * g.oh * g.ow,
-        "conv_direct_input_grad: gradient length"
-    );
+    let g = Geometry::of(padded, win.kernel_h, win.kernel_w, outputs * win.col_rows());
     if g.is_empty() {
         dx.fill(T::ZERO);
         return;
     }
-    // The gradient with its rows widened to whole tiles (zeros after each
-    // row), so that every tile is full and the lanes past a row add 0.
-    let wide = g.row_tiles * LANES;
-    let (rows, dx_padded) = scratch.split_at_mut(g.outputs * g.oh * wide);
-    for (dst, src) in rows.chunks_exact_mut(wide).zip(grad.chunks_exact(g.ow)) {
-        dst[..g.ow].copy_from_slice(src);
-        dst[g.ow..].fill(T::ZERO);
-    }
+    let (rows, dx_padded) = scratch.split_at_mut(g.outputs * g.scatter_plane());
+    g.scatter_rows(grad, rows);
     dx_padded.fill(T::ZERO);
     dispatch_input_grad(&g, rows, prepared, dx_padded);
     let p = win.padding;
@@ -502,6 +525,32 @@ impl Geometry {
     fn tap_offset(&self, p: usize) -> usize {
         let (c, ij) = (p / (self.kh * self.kw), p % (self.kh * self.kw));
         c * self.padded.plane() + (ij / self.kw) * self.padded.width + ij % self.kw
+    }
+
+    /// Elements of one output-gradient plane as the scatter plan reads it:
+    /// rows widened to whole tiles, `ROW_PAD` zero rows above and below.
+    fn scatter_plane(&self) -> usize {
+        (self.oh + 2 * ROW_PAD) * self.row_tiles * LANES
+    }
+
+    /// Lays the output gradient `grad` out in `rows` as the scatter plan
+    /// reads it: every row widened to whole tiles (zeros after it, so the
+    /// lanes past a row add 0), and zero rows above and below each plane.
+    fn scatter_rows<T: Float>(&self, grad: &[T], rows: &mut [T]) {
+        let wide = self.row_tiles * LANES;
+        for (plane, src) in rows
+            .chunks_exact_mut(self.scatter_plane())
+            .zip(grad.chunks_exact(self.oh * self.ow))
+        {
+            let (top, rest) = plane.split_at_mut(ROW_PAD * wide);
+            let (body, bottom) = rest.split_at_mut(self.oh * wide);
+            top.fill(T::ZERO);
+            bottom.fill(T::ZERO);
+            for (dst, src) in body.chunks_exact_mut(wide).zip(src.chunks_exact(self.ow)) {
+                dst[..self.ow].copy_from_slice(src);
+                dst[self.ow..].fill(T::ZERO);
+            }
+        }
     }
 
     /// Output row and first column of tile `t` (tiles run along rows).
@@ -844,66 +893,114 @@ fn weight_grad_group<T: Float, V: Lanes<T>, const MR: usize, const NQ: usize>(
     }
 }
 
-/// The input-gradient kernel: for each block of taps and of tiles, the
-/// sweep over the output channels, then each tap's tiles added to the
-/// padded gradient image where im2col would have read them. Taps and
-/// weights go column by column (see [`prepare_input_grad_weights`]).
+/// The input-gradient kernel of the scatter plan: for each window column
+/// `j`, block of input channels, block of rows of the padded input gradient
+/// and output tile, the sum over the output channels and window rows, then
+/// added `j` columns to the right of the tile. `rows` is the output
+/// gradient widened and padded as [`conv_direct_input_grad`] lays it out,
+/// `weight` prepared by [`prepare_input_grad_weights`].
 #[inline(always)]
-fn input_grad<T: Float, V: Lanes<T>, const NP: usize, const NT: usize>(
+fn input_grad<T: Float, V: Lanes<T>, const MC: usize, const NR: usize>(
     g: &Geometry,
     rows: &[T],
     weight: &[T],
     dx_padded: &mut [T],
 ) {
-    assert!(g.reads_fit(), "direct convolution: padded image too short");
+    const {
+        assert!(
+            CHANNEL_PAD % MC == 0 && NR <= ROW_PAD + 1,
+            "blocks within the padding"
+        )
+    };
+    let (channels, height, width) = (g.padded.channels, g.padded.height, g.padded.width);
+    let c_pad = channels.next_multiple_of(CHANNEL_PAD);
     let wide = g.row_tiles * LANES;
-    let plane_rows = g.oh * wide;
+    let plane_rows = g.scatter_plane();
     assert_eq!(
         rows.len(),
         g.outputs * plane_rows,
         "direct convolution: gradient rows"
     );
-    assert!(g.taps >= NP, "direct convolution: fewer taps than a block");
-    let tiles = g.oh * g.row_tiles;
-    // Taps column by column, as the weights were prepared.
-    let (plane, width) = (g.padded.plane(), g.padded.width);
-    let offsets: SmallVec<[usize; 1024]> = (0..g.kw)
-        .flat_map(|j| {
-            (0..g.padded.channels)
-                .flat_map(move |c| (0..g.kh).map(move |i| c * plane + i * width + j))
-        })
-        .collect();
-    for p0 in (0..g.taps).step_by(NP) {
-        // The last block ends at the last tap, overlapping the one before;
-        // only its new taps are added. So every block's weights are NP
-        // neighbours in each filter, at fixed distances from one pointer.
-        let base = p0.min(g.taps - NP);
-        let offs = &offsets[base..base + NP];
-        for t0 in (0..tiles).step_by(NT) {
-            // A tile past the last repeats it; its sums are not added.
-            let starts: [(usize, usize); NT] =
-                std::array::from_fn(|t| g.tile((t0 + t).min(tiles - 1)));
-            let from = starts.map(|(y, x)| rows[y * wide + x..].as_ptr());
-            let mut acc = [[V::zero(); NT]; NP];
-            for (o, filter) in weight.chunks_exact(g.taps).enumerate() {
-                let ws: &[T; NP] = filter[base..base + NP].try_into().expect("NP weights");
-                // SAFETY: tile starts lie in the first plane, whole tiles
-                // inside it, and `o` is below the plane count checked above.
-                let px = from.map(|f| unsafe { V::load(f.add(o * plane_rows)) });
-                for (acc_r, &w) in acc.iter_mut().zip(ws) {
-                    let w = V::splat(w);
-                    for (a, &v) in acc_r.iter_mut().zip(&px) {
-                        *a = a.madd(w, v);
-                    }
-                }
+    assert_eq!(
+        weight.len(),
+        g.kw * g.outputs * g.kh * c_pad,
+        "direct convolution: weights"
+    );
+    assert_eq!(
+        dx_padded.len(),
+        g.padded.len(),
+        "direct convolution: padded gradient"
+    );
+    // The last add of a row ends at most `wide − ow` (< LANES) pixels past
+    // the row, in the next row (adding the zeros of the lanes past the
+    // gradient's row) or, for the last row, in the slack.
+    assert!(wide - g.ow <= Padded::SLACK, "direct convolution: slack");
+    // For each block of rows, the `(weight, gradient)` offsets of its terms
+    // `(o, i)`: window rows `i` that bring a gradient row to one of the
+    // block's rows `r = y + i` (rows outside the gradient read the zero
+    // rows around it). One flat list per block keeps the accumulators in
+    // registers from its first term to its last.
+    let mut terms: SmallVec<[(usize, usize); 1024]> = SmallVec::new();
+    let mut ends: SmallVec<[usize; 64]> = SmallVec::new();
+    for r0 in (0..height).step_by(NR) {
+        let i_low = (r0 + 1).saturating_sub(g.oh);
+        let i_high = (g.kh - 1).min(r0 + NR - 1);
+        for o in 0..g.outputs {
+            for i in i_low..=i_high {
+                // Row `r0 − i` of the plane, `ROW_PAD` rows down.
+                terms.push((
+                    (o * g.kh + i) * c_pad,
+                    o * plane_rows + (r0 + ROW_PAD - i) * wide,
+                ));
             }
-            for (acc_r, &off) in acc.iter().zip(offs).skip(p0 - base) {
-                for (&a, &(y, x)) in acc_r.iter().zip(&starts).take(tiles - t0) {
-                    let dst = &mut dx_padded[off + y * g.padded.width + x..][..LANES];
-                    // SAFETY: `dst` holds LANES values.
-                    unsafe {
-                        let sum = V::load(dst.as_ptr()).add(a);
-                        sum.store(dst.as_mut_ptr());
+        }
+        ends.push(terms.len());
+    }
+    let plane = g.padded.plane();
+    let dst = dx_padded.as_mut_ptr();
+    for j in 0..g.kw {
+        let weight_j = &weight[j * g.outputs * g.kh * c_pad..];
+        for c0 in (0..channels).step_by(MC) {
+            let mut start = 0;
+            for (r0, &end) in (0..height).step_by(NR).zip(&ends) {
+                let block = &terms[std::mem::replace(&mut start, end)..end];
+                for x in (0..wide).step_by(LANES) {
+                    let mut acc = [[V::zero(); NR]; MC];
+                    for &(w_at, d_at) in block {
+                        let w: &[T; MC] =
+                            weight_j[w_at + c0..][..MC].try_into().expect("MC weights");
+                        // SAFETY: `i ≥ i_low` keeps row `r0 + n − i` below
+                        // `oh + NR − 1`, and `i ≤ i_high` at or above
+                        // `−ROW_PAD`: inside the padded plane, whose rows
+                        // hold whole tiles.
+                        let d: [V; NR] = std::array::from_fn(|n| unsafe {
+                            V::load(rows.as_ptr().add(d_at + n * wide + x))
+                        });
+                        for (acc_c, &w_c) in acc.iter_mut().zip(w) {
+                            let w_c = V::splat(w_c);
+                            for (a, &d_n) in acc_c.iter_mut().zip(&d) {
+                                *a = a.madd(w_c, d_n);
+                            }
+                        }
+                    }
+                    // A small body with constant trip counts, unrolled, so
+                    // that `acc` is indexed by constants and stays in
+                    // registers (see `weight_grad`).
+                    let (channels_left, rows_left) = (channels - c0, height - r0);
+                    let corner = (c0 * plane + r0 * width + x + j) as isize;
+                    for (m, acc_c) in acc.iter().enumerate() {
+                        for (n, &a) in acc_c.iter().enumerate() {
+                            if m < channels_left && n < rows_left {
+                                // SAFETY: channel `c0 + m` and row `r0 + n` lie in
+                                // the padded image, and the lanes past the row
+                                // stay in the next row or the slack (asserted
+                                // above).
+                                unsafe {
+                                    let at = dst.offset(corner + (m * plane + n * width) as isize);
+                                    V::load(at).add(a).store(at);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -976,7 +1073,7 @@ mod tests {
     }
 
     /// Shapes with channel and tile counts that do and do not fill a block.
-    const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 9] = [
         // (C, H, W, O, k, p)
         (1, 28, 28, 8, 5, 0),
         (8, 12, 12, 16, 5, 0),
@@ -985,6 +1082,10 @@ mod tests {
         (1, 4, 20, 1, 1, 0), // 1 tap: forward and weight gradient only
         (8, 4, 21, 2, 1, 0),
         (6, 14, 14, 7, 3, 1),
+        // Input gradients by scatter: a partial channel block and 5 rows;
+        // two channel blocks, 3 tiles a row and padding past the kernel.
+        (3, 9, 10, 5, 5, 0),
+        (10, 6, 13, 3, 2, 3),
     ];
 
     #[test]
@@ -1054,7 +1155,7 @@ mod tests {
                 stride: 1,
                 padding: p,
             };
-            let mut prepared = vec![0.0; weight.len()];
+            let mut prepared = vec![0.0; input_grad_weights_len(&win, o)];
             prepare_input_grad_weights(&win, &weight, &mut prepared);
             let mut scratch = vec![f64::NAN; input_grad_scratch_len(&win, o)];
             let mut dx = vec![f64::NAN; c * h * w];
@@ -1106,17 +1207,25 @@ mod tests {
             conv_direct_weight_grad(&buf, padded, (k, k), &plain, 0, low);
             conv_direct_weight_grad(&buf, padded, (k, k), &plain, o / 2, high);
             assert_eq!(parts, dw_fast, "weight gradient by halves");
-            let wide = g.row_tiles * LANES;
-            let mut rows = vec![0.0; o * g.oh * wide];
-            for (dst, src) in rows.chunks_exact_mut(wide).zip(plain.chunks_exact(g.ow)) {
-                dst[..g.ow].copy_from_slice(src);
+            let win = Window {
+                channels: c,
+                height: h,
+                width: w,
+                kernel_h: k,
+                kernel_w: k,
+                stride: 1,
+                padding: p,
+            };
+            if c * k * k < LANES || !matches!(InputGradPlan::of(&win, o), InputGradPlan::Scatter) {
+                continue; // no direct input gradient, or the forward kernel's
             }
-            if c * k * k < LANES {
-                continue; // no direct input gradient
-            }
+            let mut rows = vec![0.0; o * g.scatter_plane()];
+            g.scatter_rows(&plain, &mut rows);
+            let mut prepared = vec![0.0; input_grad_weights_len(&win, o)];
+            prepare_input_grad_weights(&win, &weight, &mut prepared);
             let (mut dx_fast, mut dx_plain) = (vec![0.0; padded.len()], vec![0.0; padded.len()]);
-            dispatch_input_grad(&g, &rows, &weight, &mut dx_fast);
-            input_grad::<f32, [f32; LANES], 4, 3>(&g, &rows, &weight, &mut dx_plain);
+            dispatch_input_grad(&g, &rows, &prepared, &mut dx_fast);
+            input_grad::<f32, [f32; LANES], 4, 3>(&g, &rows, &prepared, &mut dx_plain);
             close(&dx_fast, &dx_plain, "input gradient");
         }
     }

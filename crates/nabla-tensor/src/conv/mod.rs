@@ -12,7 +12,8 @@ mod direct;
 
 pub use direct::{
     conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    input_grad_scratch_len, pad_into, prepare_input_grad_weights, Padded, WEIGHT_GRAD_ROWS,
+    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
+    WEIGHT_GRAD_ROWS,
 };
 
 /// The shape of one sliding-window operation on `channels × height × width`
