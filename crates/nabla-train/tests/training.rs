@@ -1,7 +1,7 @@
 //! The trainer: it learns, it resumes exactly, it stops early, it refuses bad configs.
 
 use nabla_data::{embedded_mnist, Dataset};
-use nabla_nn::{Architecture, MlpConfig, ModelSpec, Module, Preprocessing};
+use nabla_nn::{preset, Architecture, Init, MlpConfig, ModelSpec, Module, NetSpec, Preprocessing};
 use nabla_optim::{Method, OptimizerConfig};
 use nabla_tensor::Rng;
 use nabla_train::{
@@ -222,9 +222,35 @@ fn bad_configurations_are_errors() {
         .contains("make no batch"));
 }
 
+/// A trainer for the `lenet` preset: convolutions whose kernels share
+/// work between threads inside a shard (the weight gradient by output
+/// channels), not only shards between threads.
+fn lenet_trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
+    let net = NetSpec::parse(&[1, 28, 28], preset("lenet").unwrap()).unwrap();
+    let model = net
+        .build::<f32>(Init::He, &mut Rng::seed(config.seed))
+        .unwrap();
+    let spec = ModelSpec {
+        architecture: Architecture::layers(&net),
+        dataset: "mnist".into(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+        preprocessing: Preprocessing::default(),
+    };
+    Trainer::new(model, spec, opt.init(), config)
+}
+
 #[test]
 fn one_and_two_threads_give_bit_identical_weights() {
     let (train, _) = data(1000);
+    for make in [trainer, lenet_trainer] {
+        bit_identical_on_one_and_two_threads(&train, make);
+    }
+}
+
+fn bit_identical_on_one_and_two_threads(
+    train: &Dataset,
+    make: fn(OptimizerConfig, TrainConfig) -> Trainer,
+) {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -232,7 +258,7 @@ fn one_and_two_threads_give_bit_identical_weights() {
             .unwrap();
         pool.install(|| {
             // Batch 100 is cut into two shards that really run on two threads here.
-            let mut t = trainer(
+            let mut t = make(
                 OptimizerConfig::new(Method::adam(), 0.01),
                 TrainConfig {
                     epochs: 1,
@@ -241,7 +267,7 @@ fn one_and_two_threads_give_bit_identical_weights() {
                     ..Default::default()
                 },
             );
-            t.fit(&train, None, None, &mut Silent).unwrap();
+            t.fit(train, None, None, &mut Silent).unwrap();
             t.model
                 .named_params()
                 .into_iter()
