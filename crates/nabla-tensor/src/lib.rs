@@ -19,6 +19,7 @@ pub mod conv;
 mod element;
 mod elementwise;
 mod error;
+mod gemv;
 mod layout;
 mod matmul;
 mod pool;

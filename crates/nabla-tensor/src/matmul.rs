@@ -170,6 +170,14 @@ unsafe fn gemm_unchecked<T: Float>(
         }
         return;
     }
+    if m == 1 && b.t == Transpose::Yes {
+        // One row times a matrix stored row by row (`x · Wᵀ` at batch 1):
+        // dot products of contiguous rows, no packing. The row of op(a) is
+        // contiguous whether `a` is stored 1 × k or k × 1.
+        // SAFETY: the caller's promise on `dst`; op(b) is stored n × k.
+        unsafe { crate::gemv::dot_rows(&a.data[..k], &b.data[..n * k], dst, n, accumulate) };
+        return;
+    }
     let (ac, bc) = (a.cols, b.cols);
     // (column stride, row stride) of op(x) in elements.
     let (a_cs, a_rs) = match a.t {

@@ -4,7 +4,7 @@
 //! matrix, restricted to output row `y`, is the contiguous run
 //! `image[c, y + i, j ..]` of the zero-padded image. So the product
 //! `W · col` can read its right-hand side from the image itself (an
-//! "implicit GEMM"):
+//! "implicit GEMM"; block sizes below are AVX2's, AVX-512 takes larger ones):
 //!
 //! - [`conv_direct`] keeps a block of 4 output channels × 3 output tiles
 //!   of 8 pixels in registers and sweeps the `C·kh·kw` taps, each tap one
@@ -12,14 +12,16 @@
 //! - [`conv_direct_weight_grad`] turns the roles round: a block of 4 output
 //!   channels × 2 taps accumulates products of output-gradient rows with
 //!   shifted image rows, and sums the lanes at the end;
-//! - [`conv_direct_input_grad`] computes `Wᵀ · grad` for a block of 4 taps
-//!   × 3 tiles and adds each tap's tiles where im2col would have read them.
+//! - [`conv_direct_input_grad`] either runs the forward kernel on the padded
+//!   output gradient with flipped weights, or, for each window column, sums
+//!   a block of 4 input channels × 3 rows over the output channels and
+//!   window rows and adds it where col2im would have.
 //!
 //! Next to im2col and a library GEMM this saves the column matrix (`kh·kw`
 //! copies of the image written and read again) and the library's packing,
 //! which on these small products cost as much as the arithmetic.
 //!
-//! Both kernels are written once over [`Lanes`](crate::simd::Lanes): `f32`
+//! The kernels are written once over [`Lanes`](crate::simd::Lanes): `f32`
 //! on CPUs with AVX2 and FMA runs them in AVX registers, everything else in
 //! plain arrays. The order of every sum is fixed by the loops, so results do
 //! not depend on threads; they may differ in the last bits between a machine
