@@ -7,6 +7,9 @@
 //! each block of eight weight rows is read once, in place, against the row
 //! in vector registers, and the eight sums come out of one horizontal add.
 //! The order of every sum is fixed, so results do not depend on threads.
+//!
+//! Its transpose at batch 1, the weight gradient `dYᵀ · x`, is an outer
+//! product ([`outer`]): no sums at all, only a pass writing the gradient.
 
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, level, Avx, Level};
@@ -88,6 +91,65 @@ unsafe fn dot_rows_with<T: Float, V: Lanes<T>>(
     }
 }
 
+/// `out[i·n + j] = a[i] · b[j]` for `i < a.len()`, `j < n = b.len()` (or
+/// `+=` with `accumulate`): the product of a column and a row.
+///
+/// # Safety
+/// As [`dot_rows`], for `a.len() · n` elements of `out`.
+pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
+        if level() != Level::Plain {
+            // SAFETY: the CPU has AVX2 and FMA; T is f32; the caller's promise.
+            return unsafe { outer_avx(a32, b32, out.cast(), accumulate) };
+        }
+    }
+    // SAFETY: the caller's promise.
+    unsafe { outer_with::<T, [T; LANES]>(a, b, out, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn outer_avx(a: &[f32], b: &[f32], out: *mut f32, accumulate: bool) {
+    // SAFETY: the caller's promise.
+    unsafe { outer_with::<f32, Avx>(a, b, out, accumulate) }
+}
+
+/// [`outer`] over `V`, a row of `out` at a time.
+#[inline(always)]
+unsafe fn outer_with<T: Float, V: Lanes<T>>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
+    let n = b.len();
+    let full = n / LANES * LANES;
+    for (i, &a_i) in a.iter().enumerate() {
+        let s = V::splat(a_i);
+        // SAFETY: row `i` of `out` holds `n` elements (the caller's promise).
+        let row = unsafe { out.add(i * n) };
+        for j in (0..full).step_by(LANES) {
+            // SAFETY: `j + LANES <= n`, inside `b` and the row.
+            unsafe {
+                let bv = V::load(b.as_ptr().add(j));
+                let v = if accumulate {
+                    V::load(row.add(j)).madd(s, bv)
+                } else {
+                    V::zero().madd(s, bv)
+                };
+                v.store(row.add(j));
+            }
+        }
+        for (j, &b_j) in b.iter().enumerate().skip(full) {
+            // SAFETY: `j < n`, inside the row.
+            unsafe {
+                let at = row.add(j);
+                at.write(if accumulate {
+                    *at + a_i * b_j
+                } else {
+                    a_i * b_j
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +197,31 @@ mod tests {
                     (f64::from(out32[j]) - want[j]).abs() < tol,
                     "{k}×{n}: f32 out[{j}]"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn outer_products_match_the_definition_and_accumulate() {
+        for (m, n) in SHAPES {
+            let (a, b) = (values(m, 3), values(n, 4));
+            let mut out = vec![f64::NAN; m * n];
+            unsafe { outer(&a, &b, out.as_mut_ptr(), false) };
+            let mut again = vec![1.0; m * n];
+            unsafe { outer(&a, &b, again.as_mut_ptr(), true) };
+            let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|&v| v as f32).collect(),
+                b.iter().map(|&v| v as f32).collect(),
+            );
+            let mut out32 = vec![f32::NAN; m * n];
+            unsafe { outer(&a32, &b32, out32.as_mut_ptr(), false) };
+            for i in 0..m {
+                for j in 0..n {
+                    let want = a[i] * b[j];
+                    assert_eq!(out[i * n + j], want, "{m}×{n}: ({i}, {j})");
+                    assert_eq!(again[i * n + j], 1.0 + want, "{m}×{n}: += ({i}, {j})");
+                    assert_eq!(f64::from(out32[i * n + j]), want, "{m}×{n}: f32 ({i}, {j})");
+                }
             }
         }
     }

@@ -131,43 +131,21 @@ unsafe fn gemm_unchecked<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    if k <= 1 {
-        // An outer product (or, for k = 0, zero): a direct loop beats the
-        // general kernel's packing. op(a) is a column and op(b) a row, both
-        // contiguous whatever the transposes.
-        let (av, bv) = (a.data, b.data);
-        for (i, &a_i) in av
-            .iter()
-            .chain(std::iter::repeat(&T::ZERO))
-            .take(m)
-            .enumerate()
-        {
-            let ai = if k == 1 { a_i } else { T::ZERO };
-            if accumulate {
-                // SAFETY: row i of dst is initialised (we accumulate into it) and in bounds.
-                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(i * n), n) };
-                for (d, &bj) in row.iter_mut().zip(bv) {
-                    *d += ai * bj;
-                }
-            } else {
-                // SAFETY: row i of dst is in bounds; viewed as MaybeUninit it may be uninitialised.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        dst.add(i * n).cast::<std::mem::MaybeUninit<T>>(),
-                        n,
-                    )
-                };
-                if k == 1 {
-                    for (d, &bj) in row.iter_mut().zip(bv) {
-                        d.write(ai * bj);
-                    }
-                } else {
-                    row.iter_mut().for_each(|d| {
-                        d.write(T::ZERO);
-                    });
-                }
+    if k == 0 {
+        // An empty sum: zeros (or nothing to add).
+        if !accumulate {
+            for i in 0..m * n {
+                // SAFETY: inside dst's m·n elements, which may be uninitialised.
+                unsafe { dst.add(i).write(T::ZERO) };
             }
         }
+        return;
+    }
+    if k == 1 {
+        // An outer product: op(a) is a column and op(b) a row, both
+        // contiguous whatever the transposes.
+        // SAFETY: the caller's promise on `dst`, which holds m·n elements.
+        unsafe { crate::gemv::outer(&a.data[..m], &b.data[..n], dst, accumulate) };
         return;
     }
     if m == 1 && b.t == Transpose::Yes {
