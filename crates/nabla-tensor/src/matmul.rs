@@ -2,7 +2,10 @@
 //!
 //! One wrapper, [`gemm_into`], is the only place that calls the unsafe GEMM;
 //! it is tested against a naive triple loop in f64. Transposed operands are
-//! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy.
+//! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy. Two shapes that
+//! the library's packing makes slow go to the kernels of `gemv` instead: a
+//! single row times a matrix stored row by row (a layer at batch 1), and an
+//! outer product (its weight gradient).
 
 use crate::{Float, Result, Shape, Tensor, TensorError};
 use std::any::TypeId;
@@ -323,6 +326,9 @@ mod tests {
             (17, 33, 9),
             (70, 80, 90),
             (4, 0, 3),
+            // One row: the dot-product path when b is transposed.
+            (1, 13, 9),
+            (1, 40, 17),
         ] {
             let a: Tensor<f64> = rng.normal(&[m, k], 0.0, 1.0);
             let b: Tensor<f64> = rng.normal(&[k, n], 0.0, 1.0);
@@ -344,6 +350,9 @@ mod tests {
                 .allclose(&want, 1e-12, 1e-12));
             let mut acc = want.clone();
             gemm_into(&mut acc, &a, Transpose::No, &b, Transpose::No, true).unwrap();
+            assert!(acc.allclose(&want.mul_scalar(2.0), 1e-12, 1e-12));
+            let mut acc = want.clone();
+            gemm_into(&mut acc, &a, Transpose::No, &bt, Transpose::Yes, true).unwrap();
             assert!(acc.allclose(&want.mul_scalar(2.0), 1e-12, 1e-12));
         }
     }

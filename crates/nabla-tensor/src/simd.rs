@@ -226,4 +226,3 @@ pub(crate) fn as_f32_mut<T: Float>(values: &mut [T]) -> Option<&mut [f32]> {
         std::slice::from_raw_parts_mut(values.as_mut_ptr().cast(), values.len())
     })
 }
-
