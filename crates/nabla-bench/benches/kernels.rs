@@ -102,7 +102,7 @@ fn conv(c: &mut Criterion) {
         let mut out = vec![0.0f32; o * pos];
         let mut dw = vec![0.0f32; o * taps];
         let mut dx = vec![0.0f32; ch * side * side];
-        let padded = Padded::of(ch, side, side, p, p);
+        let padded = Padded::of_window(&win);
         let mut buf = vec![0.0f32; padded.len()];
         let name = format!("conv {ch}→{o} {k}x{k} p{p} on {side}x{side}");
         c.bench_function(&format!("{name} forward, im2col + gemm"), |bench| {

@@ -109,7 +109,7 @@ impl<T: Float> Op<T> for Conv2d {
         let (images, weight) = (x[0].data(), x[1].data());
         let bias = x.get(2).map(|b| b.data());
         if conv_direct_applies(&win) {
-            let padded = padded_layout(&win);
+            let padded = Padded::of_window(&win);
             out.data_mut()
                 .par_chunks_mut((o * p).max(1))
                 .zip(images.par_chunks(win.image_len().max(1)))
@@ -253,7 +253,7 @@ impl Conv2d {
         // channels, and each sum runs over the whole batch in batch order:
         // the same bits on any number of threads.
         let dw = grad_if(needs, 1, || {
-            let padded = padded_layout(win);
+            let padded = Padded::of_window(win);
             let n = x[0].dims()[0];
             let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
             images
@@ -277,17 +277,6 @@ impl Conv2d {
         })?;
         with_bias_grad(x, g, needs, p, o, dx, dw)
     }
-}
-
-/// The padded image the direct kernels read for `win`.
-fn padded_layout(win: &Window) -> Padded {
-    Padded::of(
-        win.channels,
-        win.height,
-        win.width,
-        win.padding,
-        win.padding,
-    )
 }
 
 /// `[dx, dW]`, and `db = Σ_{n, positions} dout` when the op has a bias

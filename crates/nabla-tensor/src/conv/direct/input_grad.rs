@@ -110,13 +110,7 @@ pub fn input_grad_scratch_len(win: &Window, outputs: usize) -> usize {
         InputGradPlan::Flipped(padded) => padded.len(),
         InputGradPlan::Scatter => {
             let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
-            let padded = Padded::of(
-                win.channels,
-                win.height,
-                win.width,
-                win.padding,
-                win.padding,
-            );
+            let padded = Padded::of_window(win);
             outputs * (oh + 2 * ROW_PAD) * ow.div_ceil(LANES) * LANES + padded.len()
         }
     }
@@ -181,13 +175,7 @@ pub fn conv_direct_input_grad<T: Float>(
         );
         return;
     }
-    let padded = Padded::of(
-        win.channels,
-        win.height,
-        win.width,
-        win.padding,
-        win.padding,
-    );
+    let padded = Padded::of_window(win);
     let g = Geometry::of(padded, win.kernel_h, win.kernel_w, outputs * win.col_rows());
     if g.is_empty() {
         dx.fill(T::ZERO);

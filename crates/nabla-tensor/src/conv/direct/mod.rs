@@ -93,6 +93,18 @@ impl Padded {
         }
     }
 
+    /// The padded image a convolution over `win` reads: its input with
+    /// `win.padding` zeros on every side.
+    pub fn of_window(win: &Window) -> Self {
+        Padded::of(
+            win.channels,
+            win.height,
+            win.width,
+            win.padding,
+            win.padding,
+        )
+    }
+
     /// Elements of one channel plane.
     pub fn plane(&self) -> usize {
         self.height * self.width
