@@ -20,13 +20,22 @@ fn data(n: usize) -> (Dataset, Dataset) {
 fn trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
     let mlp = MlpConfig::new(784, &[32], 10);
     let model = mlp.init::<f32>(&mut Rng::seed(config.seed)).unwrap();
-    let spec = ModelSpec {
-        architecture: Architecture::mlp(&mlp),
+    Trainer::new(
+        model,
+        mnist_spec(Architecture::mlp(&mlp)),
+        opt.init(),
+        config,
+    )
+}
+
+/// The model file's description of a digit classifier of `architecture`.
+fn mnist_spec(architecture: Architecture) -> ModelSpec {
+    ModelSpec {
+        architecture,
         dataset: "mnist".into(),
         classes: (0..10).map(|i| i.to_string()).collect(),
         preprocessing: Preprocessing::default(),
-    };
-    Trainer::new(model, spec, opt.init(), config)
+    }
 }
 
 #[derive(Default)]
@@ -230,13 +239,12 @@ fn lenet_trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
     let model = net
         .build::<f32>(Init::He, &mut Rng::seed(config.seed))
         .unwrap();
-    let spec = ModelSpec {
-        architecture: Architecture::layers(&net),
-        dataset: "mnist".into(),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
-    };
-    Trainer::new(model, spec, opt.init(), config)
+    Trainer::new(
+        model,
+        mnist_spec(Architecture::layers(&net)),
+        opt.init(),
+        config,
+    )
 }
 
 #[test]
