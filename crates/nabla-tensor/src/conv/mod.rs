@@ -7,6 +7,10 @@
 //! whole convolution of the image, done by the fast GEMM. [`col2im`] is its
 //! adjoint: it adds each column entry back to the pixel it came from, which
 //! is how the gradient of the input is assembled.
+//!
+//! With stride 1 the column matrix need not be built at all: the kernels of
+//! [`conv_direct`] and its gradients read each zero-padded image in place
+//! (see the `direct` module). im2col remains for the other strides.
 
 mod direct;
 
