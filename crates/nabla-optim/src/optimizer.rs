@@ -4,6 +4,7 @@ use crate::clip::clip_factor;
 use crate::{Method, OptimizerConfig};
 use nabla_autograd::{Error, Gradients, Param, Result};
 use nabla_tensor::{Float, Tensor};
+use smallvec::SmallVec;
 
 /// An optimiser built from an [`OptimizerConfig`].
 ///
@@ -92,10 +93,29 @@ impl<T: Float> Optimizer<T> {
     /// step this allocates nothing.
     ///
     /// # Errors
-    /// If the parameters' number or shapes differ from earlier steps.
+    /// If the parameters' number or shapes differ from earlier steps, or a
+    /// gradient's shape differs from its parameter's.
     pub fn step_each(
         &mut self,
         grads: &Gradients<T>,
+        visit: impl FnMut(&mut dyn FnMut(&mut Param<T>)),
+    ) -> Result<()> {
+        self.step_sum(&[grads], visit)
+    }
+
+    /// [`Optimizer::step_each`] with the sum of several gradient stores (the
+    /// shards of one batch), added element by element in the order given, as
+    /// adding them into the first store and stepping with it would, but
+    /// without writing the sum anywhere. A large parameter's update is shared
+    /// out between the threads of the current pool, by element ranges; every
+    /// element's arithmetic is the same on any number of threads, so the
+    /// weights are the same bits.
+    ///
+    /// # Errors
+    /// As [`Optimizer::step_each`].
+    pub fn step_sum(
+        &mut self,
+        grads: &[&Gradients<T>],
         mut visit: impl FnMut(&mut dyn FnMut(&mut Param<T>)),
     ) -> Result<()> {
         let fresh = self.state.buffers.is_empty();
@@ -104,26 +124,33 @@ impl<T: Float> Optimizer<T> {
         let (mut count, mut mismatch, mut squares) = (0usize, None, 0.0f64);
         let buffers = &mut self.state.buffers;
         visit(&mut |param| {
+            let shape = param.value().shape();
             if fresh {
                 buffers.push(vec![param.value().zeros_like(); per_param]);
-            } else if !buffers.get(count).is_some_and(|b| {
-                b.first()
-                    .is_none_or(|first| first.shape() == param.value().shape())
-            }) {
-                mismatch.get_or_insert((count, param.value().shape().clone()));
+            } else if !buffers
+                .get(count)
+                .is_some_and(|b| b.first().is_none_or(|first| first.shape() == shape))
+            {
+                mismatch.get_or_insert(format!(
+                    "parameter {count} has shape {shape}, unlike its state from earlier steps"
+                ));
             }
-            if clip.is_some() {
-                for &v in grads.param(param).map_or(&[][..], |g| g.data()) {
+            let parts = shard_grads(grads, param);
+            if let Some(g) = parts.iter().find(|g| g.len() != param.value().len()) {
+                mismatch.get_or_insert(format!(
+                    "parameter {count} has shape {shape} but a gradient of {} elements",
+                    g.len()
+                ));
+            } else if clip.is_some() {
+                for i in 0..param.value().len() {
+                    let v = parts[1..].iter().fold(parts[0][i], |acc, g| acc + g[i]);
                     squares += v.to_f64() * v.to_f64();
                 }
             }
             count += 1;
         });
-        if let Some((i, shape)) = mismatch {
-            return Err(Error::invalid(
-                "optimizer step",
-                format!("parameter {i} has shape {shape}, unlike its state from earlier steps"),
-            ));
+        if let Some(message) = mismatch {
+            return Err(Error::invalid("optimizer step", message));
         }
         if count != buffers.len() {
             return Err(Error::invalid(
@@ -144,14 +171,40 @@ impl<T: Float> Optimizer<T> {
         };
         let mut index = 0;
         visit(&mut |param| {
-            if let Some(grad) = grads.param(param) {
-                update_widest(settings, param, grad, &mut buffers[index]);
+            let parts = shard_grads(grads, param);
+            if !parts.is_empty() {
+                update_in_parts(
+                    settings,
+                    param.value_mut().data_mut(),
+                    &parts,
+                    &mut buffers[index],
+                );
             }
             index += 1;
         });
         Ok(())
     }
 }
+
+/// The gradients of `param` in the stores that have one, in store order
+/// (inline up to the shard count of a batch of 2,048 rows).
+fn shard_grads<'a, T: Float>(
+    grads: &[&'a Gradients<T>],
+    param: &Param<T>,
+) -> SmallVec<[&'a [T]; 32]> {
+    grads
+        .iter()
+        .filter_map(|g| g.param(param))
+        .map(|g| g.data())
+        .collect()
+}
+
+/// Elements per thread below which an update is not shared out: the fork
+/// and join would cost more than the work.
+const PART_MIN: usize = 1 << 14;
+
+/// Elements of the effective gradient built at a time, on the stack.
+const BLOCK: usize = 256;
 
 /// What one step's updates share: the config, the step number (from 1)
 /// and the factor clipping scales the gradients by.
@@ -162,106 +215,212 @@ struct StepSettings<'a> {
     scale: f64,
 }
 
+/// A range of one parameter's elements with the same range of its state
+/// buffers (empty where the method keeps fewer than two); `start` is where
+/// the range begins in the parameter.
+struct Span<'a, T> {
+    start: usize,
+    w: &'a mut [T],
+    b0: &'a mut [T],
+    b1: &'a mut [T],
+}
+
+impl<'a, T> Span<'a, T> {
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (w0, w1) = self.w.split_at_mut(mid);
+        let (a0, a1) = self.b0.split_at_mut(mid.min(self.b0.len()));
+        let (c0, c1) = self.b1.split_at_mut(mid.min(self.b1.len()));
+        let right = Span {
+            start: self.start + mid,
+            w: w1,
+            b0: a1,
+            b1: c1,
+        };
+        let left = Span {
+            start: self.start,
+            w: w0,
+            b0: a0,
+            b1: c0,
+        };
+        (left, right)
+    }
+}
+
+/// Updates one parameter, its elements shared out between the threads of
+/// the current pool when there are enough of them. The cuts fall on
+/// multiples of 16 elements, so no cache line is written by two threads.
+fn update_in_parts<T: Float>(
+    s: StepSettings<'_>,
+    w: &mut [T],
+    grads: &[&[T]],
+    buffers: &mut [Tensor<T>],
+) {
+    let (b0, b1): (&mut [T], &mut [T]) = match buffers {
+        [] => (&mut [], &mut []),
+        [a] => (a.data_mut(), &mut []),
+        [a, b, ..] => (a.data_mut(), b.data_mut()),
+    };
+    let parts = (w.len() / PART_MIN).clamp(1, rayon::current_num_threads().max(1));
+    let span = Span {
+        start: 0,
+        w,
+        b0,
+        b1,
+    };
+    in_parts(span, parts, &|span| update_widest(s, span, grads));
+}
+
+fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>) + Sync)) {
+    if parts <= 1 {
+        return f(span);
+    }
+    let mid = (span.w.len() * (parts / 2) / parts) & !15;
+    let (left, right) = span.split_at(mid);
+    rayon::join(
+        || in_parts(left, parts / 2, f),
+        || in_parts(right, parts - parts / 2, f),
+    );
+}
+
 /// [`update`] in eight-lane vectors where the CPU has AVX2 (the baseline
 /// x86-64 build has four). Every loop in it is elementwise, and the compiler
 /// never reorders a sum nor fuses a multiply with an add, so the result is
 /// the same bits either way (tested below); only the speed changes.
-fn update_widest<T: Float>(
-    s: StepSettings<'_>,
-    param: &mut Param<T>,
-    grad: &Tensor<T>,
-    buffers: &mut [Tensor<T>],
-) {
+fn update_widest<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(
-            s: StepSettings<'_>,
-            param: &mut Param<T>,
-            grad: &Tensor<T>,
-            buffers: &mut [Tensor<T>],
-        ) {
-            update(s, param, grad, buffers);
+        fn wide<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
+            update(s, span, grads);
         }
         // SAFETY: the CPU has AVX2.
-        return unsafe { wide(s, param, grad, buffers) };
+        return unsafe { wide(s, span, grads) };
     }
-    update(s, param, grad, buffers);
+    update(s, span, grads);
 }
 
-/// Applies one step of the method to the elements of one parameter.
+/// Applies one step of the method to a range of one parameter's elements.
 ///
-/// The regularised, clipped gradient is materialised only when regularisation
-/// or clipping is on; otherwise the raw gradient is used directly. Either way
-/// each method's loop is a plain zip over slices, which the compiler vectorises.
+/// The gradient is built a block at a time on the stack: the shards' sum,
+/// then, when regularisation or clipping is on, `g·scale + λ₂·w + λ₁·sign(w)`.
+/// Each method's loop is then a plain zip over slices, which the compiler
+/// vectorises.
 #[inline(always)]
-fn update<T: Float>(
-    StepSettings {
-        config: c,
-        t,
-        scale,
-    }: StepSettings<'_>,
-    param: &mut Param<T>,
-    grad: &Tensor<T>,
-    buffers: &mut [Tensor<T>],
-) {
-    let w = param.value_mut().data_mut();
-    let grad = grad.data();
-    let lr = T::from_f64(c.lr);
-    let decoupled = matches!(c.method, Method::AdamW { .. });
-    let wd = T::from_f64(c.weight_decay);
-    let l1 = T::from_f64(c.l1);
-    let scale = T::from_f64(scale);
-    let coupled_wd = if decoupled { T::ZERO } else { wd };
-    let regularised: Option<Tensor<T>> =
-        (scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO).then(|| {
-            let values = grad
-                .iter()
-                .zip(w.iter())
-                .map(|(&g, &wi)| g * scale + coupled_wd * wi + l1 * sign(wi));
-            Tensor::from_iter_exact(&[grad.len()], values).expect("one value per element")
-        });
-    let g: &[T] = regularised.as_ref().map_or(grad, |r| r.data());
-    match c.method {
-        Method::Sgd => {
-            for (wi, &gi) in w.iter_mut().zip(g) {
-                *wi -= lr * gi;
+fn update<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
+    let k = Coefficients::new(s);
+    let Span { start, w, b0, b1 } = span;
+    let mut g = [T::ZERO; BLOCK];
+    for (b, w) in w.chunks_mut(BLOCK).enumerate() {
+        let (from, to) = (b * BLOCK, b * BLOCK + w.len());
+        let g = &mut g[..w.len()];
+        let at = start + from..start + to;
+        g.copy_from_slice(&grads[0][at.clone()]);
+        for other in &grads[1..] {
+            for (x, &y) in g.iter_mut().zip(&other[at.clone()]) {
+                *x += y;
             }
         }
-        Method::Momentum { momentum } | Method::Nesterov { momentum } => {
-            let nesterov = matches!(c.method, Method::Nesterov { .. });
-            let mu = T::from_f64(momentum);
-            for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
-                *vi = mu * *vi + gi;
-                *wi -= lr * if nesterov { gi + mu * *vi } else { *vi };
+        if k.regularised {
+            for (x, &wi) in g.iter_mut().zip(w.iter()) {
+                *x = *x * k.scale + k.coupled_wd * wi + k.l1 * sign(wi);
             }
         }
-        Method::AdaGrad { eps } => {
-            let eps = T::from_f64(eps);
-            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
-                *hi += gi * gi;
-                *wi -= lr * gi / (hi.sqrt() + eps);
-            }
+        let b0 = b0.get_mut(from..to).unwrap_or_default();
+        let b1 = b1.get_mut(from..to).unwrap_or_default();
+        k.apply(w, g, b0, b1);
+    }
+}
+
+/// A step's constants, in the parameters' element type.
+struct Coefficients<T> {
+    method: Method,
+    lr: T,
+    scale: T,
+    coupled_wd: T,
+    l1: T,
+    regularised: bool,
+    /// AdamW's factor on `w` before the Adam step, `1 - lr·λ` (1 otherwise).
+    keep: T,
+    /// Adam's bias corrections `1 / (1 - βᵗ)`.
+    c1: T,
+    c2: T,
+}
+
+impl<T: Float> Coefficients<T> {
+    fn new(
+        StepSettings {
+            config: c,
+            t,
+            scale,
+        }: StepSettings<'_>,
+    ) -> Self {
+        let lr = T::from_f64(c.lr);
+        let decoupled = matches!(c.method, Method::AdamW { .. });
+        let wd = T::from_f64(c.weight_decay);
+        let l1 = T::from_f64(c.l1);
+        let scale = T::from_f64(scale);
+        let coupled_wd = if decoupled { T::ZERO } else { wd };
+        let (c1, c2) = match c.method {
+            Method::Adam { beta1, beta2, .. } | Method::AdamW { beta1, beta2, .. } => (
+                T::ONE / (T::ONE - T::from_f64(beta1.powi(t))),
+                T::ONE / (T::ONE - T::from_f64(beta2.powi(t))),
+            ),
+            _ => (T::ONE, T::ONE),
+        };
+        Coefficients {
+            method: c.method,
+            lr,
+            scale,
+            coupled_wd,
+            l1,
+            regularised: scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO,
+            keep: if decoupled { T::ONE - lr * wd } else { T::ONE },
+            c1,
+            c2,
         }
-        Method::RmsProp { alpha, eps } => {
-            let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
-            for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(buffers[0].data_mut()) {
-                *hi = a * *hi + (T::ONE - a) * gi * gi;
-                *wi -= lr * gi / (hi.sqrt() + eps);
+    }
+
+    /// The method's update of `w` with gradient `g` and its state `s0`, `s1`
+    /// (momentum's `v`, AdaGrad's and RMSProp's `h`, Adam's `m` and `v`).
+    #[inline(always)]
+    fn apply(&self, w: &mut [T], g: &[T], s0: &mut [T], s1: &mut [T]) {
+        let lr = self.lr;
+        match self.method {
+            Method::Sgd => {
+                for (wi, &gi) in w.iter_mut().zip(g) {
+                    *wi -= lr * gi;
+                }
             }
-        }
-        Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
-            let (b1, b2, eps) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
-            let c1 = T::ONE / (T::ONE - T::from_f64(beta1.powi(t)));
-            let c2 = T::ONE / (T::ONE - T::from_f64(beta2.powi(t)));
-            // AdamW's decay multiplies w by (1 - lr·λ) before the Adam step.
-            let keep = if decoupled { T::ONE - lr * wd } else { T::ONE };
-            let (m_buf, v_buf) = buffers.split_at_mut(1);
-            let moments = m_buf[0].data_mut().iter_mut().zip(v_buf[0].data_mut());
-            for ((wi, &gi), (mi, vi)) in w.iter_mut().zip(g).zip(moments) {
-                *mi = b1 * *mi + (T::ONE - b1) * gi;
-                *vi = b2 * *vi + (T::ONE - b2) * gi * gi;
-                *wi = *wi * keep - lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
+            Method::Momentum { momentum } | Method::Nesterov { momentum } => {
+                let nesterov = matches!(self.method, Method::Nesterov { .. });
+                let mu = T::from_f64(momentum);
+                for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(s0) {
+                    *vi = mu * *vi + gi;
+                    *wi -= lr * if nesterov { gi + mu * *vi } else { *vi };
+                }
+            }
+            Method::AdaGrad { eps } => {
+                let eps = T::from_f64(eps);
+                for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(s0) {
+                    *hi += gi * gi;
+                    *wi -= lr * gi / (hi.sqrt() + eps);
+                }
+            }
+            Method::RmsProp { alpha, eps } => {
+                let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
+                for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(s0) {
+                    *hi = a * *hi + (T::ONE - a) * gi * gi;
+                    *wi -= lr * gi / (hi.sqrt() + eps);
+                }
+            }
+            Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
+                let (b1, b2, eps) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
+                let (c1, c2, keep) = (self.c1, self.c2, self.keep);
+                for ((wi, &gi), (mi, vi)) in w.iter_mut().zip(g).zip(s0.iter_mut().zip(s1)) {
+                    *mi = b1 * *mi + (T::ONE - b1) * gi;
+                    *vi = b2 * *vi + (T::ONE - b2) * gi * gi;
+                    *wi = *wi * keep - lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
+                }
             }
         }
     }
@@ -283,12 +442,15 @@ mod tests {
 
     /// The AVX2 copy of the update gives the baseline's bits, for every
     /// method, with regularisation and a clipping factor (whose loop builds
-    /// the regularised gradient), over a length no vector width divides.
+    /// the regularised gradient), over two shards' gradients and a length
+    /// that spans blocks and that no vector width divides.
     #[test]
     fn the_wide_update_gives_the_same_bits() {
-        let values = |seed: usize| -> Tensor<f32> {
-            let v = (0..37).map(|i| (((i * 13 + seed * 5) % 17) as f64 - 8.0) / 7.0);
-            Tensor::from_f64s(&v.collect::<Vec<_>>(), &[37]).unwrap()
+        let n = 2 * BLOCK + 37;
+        let values = |seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 13 + seed * 5) % 17) as f32 - 8.0) / 7.0)
+                .collect()
         };
         for method in [
             Method::Sgd,
@@ -302,21 +464,33 @@ mod tests {
             let mut config = OptimizerConfig::new(method, 0.05);
             config.weight_decay = 0.01;
             config.l1 = 0.001;
-            let (mut plain, mut wide) = (Param::new(values(1)), Param::new(values(1)));
-            let state = || vec![values(3).map(f32::abs), values(4).map(f32::abs)];
-            let (mut plain_buf, mut wide_buf) = (state(), state());
+            let (mut plain, mut wide) = (values(1), values(1));
+            let state = || {
+                (
+                    values(3).iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                    values(4).iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                )
+            };
+            let ((mut p0, mut p1), (mut w0, mut w1)) = (state(), state());
             for t in 1..=3 {
-                let grad = values(t as usize + 5);
+                let (g0, g1) = (values(t as usize + 5), values(t as usize + 9));
+                let grads = [&g0[..], &g1[..]];
                 let s = StepSettings {
                     config: &config,
                     t,
                     scale: 0.75,
                 };
-                update(s, &mut plain, &grad, &mut plain_buf);
-                update_widest(s, &mut wide, &grad, &mut wide_buf);
+                let span = |w, b0, b1| Span {
+                    start: 0,
+                    w,
+                    b0,
+                    b1,
+                };
+                update(s, span(&mut plain, &mut p0, &mut p1), &grads);
+                update_widest(s, span(&mut wide, &mut w0, &mut w1), &grads);
             }
-            assert_eq!(plain.value(), wide.value(), "{}: weights", method.name());
-            assert_eq!(plain_buf, wide_buf, "{}: state", method.name());
+            assert_eq!(plain, wide, "{}: weights", method.name());
+            assert_eq!((p0, p1), (w0, w1), "{}: state", method.name());
         }
     }
 }

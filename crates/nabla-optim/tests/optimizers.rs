@@ -196,3 +196,80 @@ fn every_method_minimises_a_quadratic() {
         assert!(norm < 0.05, "{} ended at {:?}", method.name(), w.value());
     }
 }
+
+/// Gradients of `L = Σ c·w` for a parameter of `n` elements, `c` varying by
+/// element and by `seed`.
+fn varied_grads(w: &Param<f32>, n: usize, seed: usize) -> Gradients<f32> {
+    let c: Vec<f64> = (0..n)
+        .map(|i| (((i * 7 + seed * 11) % 23) as f64 - 11.0) / 13.0)
+        .collect();
+    let tape = Tape::<f32>::new();
+    let c = tape.constant(Tensor::from_f64s(&c, &[n]).unwrap());
+    let loss = tape.param(w).mul(c).unwrap().sum().unwrap();
+    tape.backward(loss).unwrap()
+}
+
+/// Stepping with the sum of shard stores is adding them into the first and
+/// stepping with that, bit for bit, for every method with regularisation
+/// and clipping; and a parameter large enough to be shared out between
+/// threads gets the same bits on one thread and on four.
+#[test]
+fn a_step_with_shards_is_the_step_with_their_sum_on_any_thread_count() {
+    let n = 70_001;
+    let start: Vec<f64> = (0..n).map(|i| ((i % 29) as f64 - 14.0) / 9.0).collect();
+    for method in [
+        Method::Sgd,
+        Method::momentum(),
+        Method::nesterov(),
+        Method::adagrad(),
+        Method::rmsprop(),
+        Method::adam(),
+        Method::adamw(),
+    ] {
+        let mut config = OptimizerConfig::new(method, 0.05).clip_norm(50.0);
+        config.weight_decay = 0.01;
+        config.l1 = 0.001;
+        let run = |threads: usize, summed: bool| -> Tensor<f32> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut w = Param::new(Tensor::<f32>::from_f64s(&start, &[n]).unwrap());
+                let mut opt = config.clone().init::<f32>();
+                for step in 0..3 {
+                    let shards: Vec<_> =
+                        (0..3).map(|s| varied_grads(&w, n, step * 3 + s)).collect();
+                    if summed {
+                        let mut sum = shards[0].clone();
+                        for other in &shards[1..] {
+                            sum.add_param_grads(other).unwrap();
+                        }
+                        opt.step(&mut [&mut w], &sum).unwrap();
+                    } else {
+                        let refs: Vec<_> = shards.iter().collect();
+                        opt.step_sum(&refs, |f| f(&mut w)).unwrap();
+                    }
+                }
+                w.value().clone()
+            })
+        };
+        let reference = run(1, true);
+        assert_eq!(run(1, false), reference, "{}: one thread", method.name());
+        assert_eq!(run(4, false), reference, "{}: four threads", method.name());
+    }
+}
+
+#[test]
+fn a_gradient_of_the_wrong_size_is_an_error() {
+    let mut w = Param::new(Tensor::<f32>::zeros(&[4]));
+    let other = Param::new(Tensor::<f32>::zeros(&[3]));
+    let mut g = varied_grads(&w, 4, 0);
+    // Put a 3-element gradient under w's id.
+    let wrong = varied_grads(&other, 3, 1);
+    *g.param_mut(&w).unwrap() = wrong.param(&other).unwrap().clone();
+    let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init::<f32>();
+    let err = opt.step(&mut [&mut w], &g).unwrap_err().to_string();
+    assert!(err.contains("gradient of 3 elements"), "{err}");
+    assert_eq!(w.value().data(), &[0.0; 4], "nothing was updated");
+}

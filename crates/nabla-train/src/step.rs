@@ -28,6 +28,7 @@ use nabla_nn::{Module, Sequential};
 use nabla_optim::Optimizer;
 use nabla_tensor::Tensor;
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -132,15 +133,19 @@ impl Stepper {
                 .for_each(|(s, sh)| run(s, sh));
         }
         // Combine in shard order: the sum does not depend on which thread ran what.
-        let (first, rest) = shards.split_first_mut().expect("at least one shard");
-        let mut total = first.outcome.take().expect("every shard ran")?;
-        for shard in rest.iter_mut() {
+        let mut total = StepOutcome {
+            loss: 0.0,
+            correct: 0,
+        };
+        for shard in shards.iter_mut() {
             let outcome = shard.outcome.take().expect("every shard ran")?;
-            first.grads.add_param_grads(&shard.grads)?;
             total.loss += outcome.loss;
             total.correct += outcome.correct;
         }
-        optimizer.step_each(&first.grads, |f| model.for_each_param_mut(f))?;
+        // The optimiser adds the shards' gradients as it updates, in shard
+        // order, with the threads sharing out the elements of large weights.
+        let grads: SmallVec<[&Gradients<f32>; 32]> = shards.iter().map(|s| &s.grads).collect();
+        optimizer.step_sum(&grads, |f| model.for_each_param_mut(f))?;
         Ok(total)
     }
 }
