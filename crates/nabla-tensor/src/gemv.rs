@@ -16,75 +16,139 @@ use crate::simd::{as_f32, level, Avx, Level};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 
-/// `out[j] = Σ_p x[p] · w[j·k + p]` for `j < n`, with `k = x.len()` (or
-/// `out[j] += …` with `accumulate`).
+/// `out[i·n + j] = Σ_p a[i·k + p] · b[j·k + p]` for `i < m`, `j < n`: the
+/// rows of `a` (m × k) against the rows of `b` (n × k), or `out[…] += …`
+/// with `accumulate`.
+///
+/// Every sum runs over `p` in the same order, eight lanes at a time, and
+/// its lanes are added up by one fixed tree, whatever the block an element
+/// falls in: the result of an element does not depend on `m` or `n`.
 ///
 /// # Safety
-/// `out` must be valid for writes of `n` elements, and for reads too with
+/// `out` must be valid for writes of `m·n` elements, and for reads too with
 /// `accumulate`; without it they may be uninitialised. It must not overlap
-/// `x` or `w`.
+/// `a` or `b`.
 ///
 /// # Panics
-/// If `w.len() != k · n` (a bug in the caller).
-pub(crate) unsafe fn dot_rows<T: Float>(x: &[T], w: &[T], out: *mut T, n: usize, accumulate: bool) {
-    assert_eq!(w.len(), x.len() * n, "dot_rows: weight length");
-    if n == 0 {
+/// If `a.len() != m·k` or `b.len() != n·k` (a bug in the caller).
+pub(crate) unsafe fn dot_products<T: Float>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert_eq!(a.len(), m * k, "dot_products: left length");
+    assert_eq!(b.len(), n * k, "dot_products: right length");
+    if m == 0 || n == 0 {
         return;
     }
+    let shape = (m, k, n);
     #[cfg(target_arch = "x86_64")]
-    if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(w)) {
-        if level() != Level::Plain {
-            // SAFETY: the CPU has AVX2 and FMA; T is f32, so `out` points to
-            // f32; the caller's promise covers the rest.
-            return unsafe { dot_rows_avx(x32, w32, out.cast(), n, accumulate) };
+    if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
+        let out = out.cast();
+        // SAFETY (all three): the CPU has what each function is compiled
+        // for; T is f32, so `out` points to f32; the caller's promise.
+        match level() {
+            _ if m == 1 => {
+                if level() != Level::Plain {
+                    return unsafe { dot_avx::<1, 8>(a32, b32, out, shape, accumulate) };
+                }
+            }
+            Level::Avx512 => {
+                return unsafe { dot_avx512(a32, b32, out, shape, accumulate) };
+            }
+            Level::Avx2 => return unsafe { dot_avx::<2, 4>(a32, b32, out, shape, accumulate) },
+            Level::Plain => {}
         }
     }
     // SAFETY: the caller's promise.
-    unsafe { dot_rows_with::<T, [T; LANES]>(x, w, out, n, accumulate) }
+    unsafe { dot_with::<T, [T; LANES], 2, 4>(a, b, out, shape, accumulate) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_rows_avx(x: &[f32], w: &[f32], out: *mut f32, n: usize, accumulate: bool) {
-    // SAFETY: the caller's promise.
-    unsafe { dot_rows_with::<f32, Avx>(x, w, out, n, accumulate) }
-}
-
-/// [`dot_rows`] over `V`: blocks of [`LANES`] rows, one accumulator each.
-#[inline(always)]
-unsafe fn dot_rows_with<T: Float, V: Lanes<T>>(
-    x: &[T],
-    w: &[T],
-    out: *mut T,
-    n: usize,
+unsafe fn dot_avx<const R: usize, const C: usize>(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
     accumulate: bool,
 ) {
-    let k = x.len();
+    // SAFETY: the caller's promise.
+    unsafe { dot_with::<f32, Avx, R, C>(a, b, out, shape, accumulate) }
+}
+
+/// With 32 vector registers: blocks of 4 rows of `a` × 6 rows of `b`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn dot_avx512(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { dot_with::<f32, Avx, 4, 6>(a, b, out, shape, accumulate) }
+}
+
+/// [`dot_products`] over `V`, in blocks of `R` rows of `a` × `C` rows of
+/// `b`: `R·C` accumulators (a multiple of [`LANES`]) stay in registers
+/// while the block sweeps `k`, each step loading `R + C` vectors for `R·C`
+/// multiply-adds. A block past the last row repeats it; its sums are not
+/// kept.
+#[inline(always)]
+unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    debug_assert_eq!(R * C % LANES, 0);
     let full = k / LANES * LANES;
-    for j0 in (0..n).step_by(LANES) {
-        // A block past the last row repeats it; its sums are not kept.
-        let rows: [&[T]; LANES] = std::array::from_fn(|r| &w[(j0 + r).min(n - 1) * k..][..k]);
-        let mut acc = [V::zero(); LANES];
-        for p in (0..full).step_by(LANES) {
-            // SAFETY: `p + LANES <= k`, inside `x` and inside every row.
-            let xv = unsafe { V::load(x.as_ptr().add(p)) };
-            for (a, row) in acc.iter_mut().zip(&rows) {
-                *a = a.madd(xv, unsafe { V::load(row.as_ptr().add(p)) });
+    for j0 in (0..n).step_by(C) {
+        let b_rows: [&[T]; C] = std::array::from_fn(|c| &b[(j0 + c).min(n - 1) * k..][..k]);
+        for i0 in (0..m).step_by(R) {
+            let a_rows: [&[T]; R] = std::array::from_fn(|r| &a[(i0 + r).min(m - 1) * k..][..k]);
+            let mut acc = [[V::zero(); C]; R];
+            for p in (0..full).step_by(LANES) {
+                // SAFETY: `p + LANES <= k`, inside every row.
+                let xs: [V; R] =
+                    std::array::from_fn(|r| unsafe { V::load(a_rows[r].as_ptr().add(p)) });
+                for c in 0..C {
+                    // SAFETY: as above.
+                    let wv = unsafe { V::load(b_rows[c].as_ptr().add(p)) };
+                    for r in 0..R {
+                        acc[r][c] = acc[r][c].madd(xs[r], wv);
+                    }
+                }
             }
-        }
-        if full < k {
-            let xv = V::load_partial(&x[full..]);
-            for (a, row) in acc.iter_mut().zip(&rows) {
-                *a = a.madd(xv, V::load_partial(&row[full..]));
+            if full < k {
+                let xs: [V; R] = std::array::from_fn(|r| V::load_partial(&a_rows[r][full..]));
+                for c in 0..C {
+                    let wv = V::load_partial(&b_rows[c][full..]);
+                    for r in 0..R {
+                        acc[r][c] = acc[r][c].madd(xs[r], wv);
+                    }
+                }
             }
-        }
-        let sums = V::sums(acc);
-        for (r, s) in sums.into_iter().enumerate() {
-            if j0 + r < n {
-                // SAFETY: `j0 + r < n`, inside `out` by the caller's promise.
-                unsafe {
-                    let at = out.add(j0 + r);
-                    at.write(if accumulate { *at + s } else { s });
+            for g in 0..R * C / LANES {
+                let sums = V::sums(std::array::from_fn(|q| {
+                    let e = g * LANES + q;
+                    acc[e / C][e % C]
+                }));
+                for (q, s) in sums.into_iter().enumerate() {
+                    let e = g * LANES + q;
+                    let (i, j) = (i0 + e / C, j0 + e % C);
+                    if i < m && j < n {
+                        // SAFETY: inside `out`'s m·n elements (the caller's promise).
+                        unsafe {
+                            let at = out.add(i * n + j);
+                            at.write(if accumulate { *at + s } else { s });
+                        }
+                    }
                 }
             }
         }
@@ -95,7 +159,7 @@ unsafe fn dot_rows_with<T: Float, V: Lanes<T>>(
 /// `+=` with `accumulate`): the product of a column and a row.
 ///
 /// # Safety
-/// As [`dot_rows`], for `a.len() · n` elements of `out`.
+/// As [`dot_products`], for `a.len() · n` elements of `out`.
 pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
@@ -154,10 +218,9 @@ unsafe fn outer_with<T: Float, V: Lanes<T>>(a: &[T], b: &[T], out: *mut T, accum
 mod tests {
     use super::*;
 
-    fn naive(x: &[f64], w: &[f64], n: usize) -> Vec<f64> {
-        let k = x.len();
-        (0..n)
-            .map(|j| (0..k).map(|p| x[p] * w[j * k + p]).sum())
+    fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
+        (0..m * n)
+            .map(|e| (0..k).map(|p| a[e / n * k + p] * b[e % n * k + p]).sum())
             .collect()
     }
 
@@ -167,37 +230,59 @@ mod tests {
             .collect()
     }
 
+    fn to_f32(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&x| x as f32).collect()
+    }
+
     /// Row counts and lengths that do and do not fill a block and a vector.
     const SHAPES: [(usize, usize); 6] = [(784, 100), (8, 8), (13, 3), (2, 17), (100, 10), (1, 9)];
 
     #[test]
-    fn dot_rows_match_the_definition_and_accumulate() {
+    fn dot_products_match_the_definition_and_accumulate() {
         for (k, n) in SHAPES {
-            let (x, w) = (values(k, 1), values(k * n, 2));
-            let want = naive(&x, &w, n);
-            let mut out = vec![f64::NAN; n];
-            unsafe { dot_rows(&x, &w, out.as_mut_ptr(), n, false) };
-            let mut again = vec![1.0; n];
-            unsafe { dot_rows(&x, &w, again.as_mut_ptr(), n, true) };
-            for j in 0..n {
-                assert!((out[j] - want[j]).abs() < 1e-9, "{k}×{n}: out[{j}]");
-                assert!(
-                    (again[j] - 1.0 - want[j]).abs() < 1e-9,
-                    "{k}×{n}: += at {j}"
-                );
+            for m in [1, 2, 5, 9] {
+                let shape = (m, k, n);
+                let (a, b) = (values(m * k, 1), values(k * n, 2));
+                let want = naive(&a, &b, shape);
+                let mut out = vec![f64::NAN; m * n];
+                unsafe { dot_products(&a, &b, out.as_mut_ptr(), shape, false) };
+                let mut again = vec![1.0; m * n];
+                unsafe { dot_products(&a, &b, again.as_mut_ptr(), shape, true) };
+                for e in 0..m * n {
+                    assert!((out[e] - want[e]).abs() < 1e-9, "{shape:?}: out[{e}]");
+                    assert!(
+                        (again[e] - 1.0 - want[e]).abs() < 1e-9,
+                        "{shape:?}: += at {e}"
+                    );
+                }
+                // f32 on the vector path where the CPU has one.
+                let mut out32 = vec![f32::NAN; m * n];
+                unsafe { dot_products(&to_f32(&a), &to_f32(&b), out32.as_mut_ptr(), shape, false) };
+                for e in 0..m * n {
+                    let tol = 1e-4 * (1.0 + want[e].abs());
+                    assert!(
+                        (f64::from(out32[e]) - want[e]).abs() < tol,
+                        "{shape:?}: f32 out[{e}]"
+                    );
+                }
             }
-            // f32 on the vector path where the CPU has one.
-            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-            let mut out32 = vec![f32::NAN; n];
-            unsafe { dot_rows(&x32, &w32, out32.as_mut_ptr(), n, false) };
-            for j in 0..n {
-                let tol = 1e-4 * (1.0 + want[j].abs());
-                assert!(
-                    (f64::from(out32[j]) - want[j]).abs() < tol,
-                    "{k}×{n}: f32 out[{j}]"
-                );
-            }
+        }
+    }
+
+    /// Every element is summed the same way whatever block it falls in: a
+    /// row of a product of many rows is bit for bit the product of that
+    /// row alone (the batch-1 path), in f32 on the vector path.
+    #[test]
+    fn a_row_gets_the_same_bits_alone_and_in_a_block() {
+        let (m, k, n) = (7, 203, 13);
+        let (a, b) = (to_f32(&values(m * k, 5)), to_f32(&values(k * n, 6)));
+        let mut all = vec![f32::NAN; m * n];
+        unsafe { dot_products(&a, &b, all.as_mut_ptr(), (m, k, n), false) };
+        for i in 0..m {
+            let mut one = vec![f32::NAN; n];
+            let row = &a[i * k..][..k];
+            unsafe { dot_products(row, &b, one.as_mut_ptr(), (1, k, n), false) };
+            assert_eq!(&all[i * n..][..n], &one[..], "row {i}");
         }
     }
 
