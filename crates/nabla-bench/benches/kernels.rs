@@ -17,7 +17,13 @@ use std::time::Instant;
 
 fn gemm(c: &mut Criterion) {
     let mut rng = Rng::seed(0);
-    for &(m, k, n) in &[(100, 784, 100), (1, 784, 100), (1024, 1024, 1024)] {
+    for &(m, k, n) in &[
+        (100, 784, 100),
+        (200, 784, 100),
+        (50, 784, 100),
+        (1, 784, 100),
+        (1024, 1024, 1024),
+    ] {
         let a: Tensor<f32> = rng.normal(&[m, k], 0.0, 1.0);
         let b: Tensor<f32> = rng.normal(&[n, k], 0.0, 1.0);
         let mut out = Tensor::zeros(&[m, n]);

@@ -106,10 +106,16 @@ impl<T: Float> Optimizer<T> {
     /// [`Optimizer::step_each`] with the sum of several gradient stores (the
     /// shards of one batch), added element by element in the order given, as
     /// adding them into the first store and stepping with it would, but
-    /// without writing the sum anywhere. A large parameter's update is shared
-    /// out between the threads of the current pool, by element ranges; every
-    /// element's arithmetic is the same on any number of threads, so the
-    /// weights are the same bits.
+    /// without writing the sum anywhere.
+    ///
+    /// With several stores, a large parameter's update is shared out between
+    /// the threads of the current pool by element ranges: the threads have
+    /// just computed the shards, so they are awake, and each updates a part
+    /// of the weights as fast as one thread would update them all (writing
+    /// weights the other cores have read is what costs). With one store it
+    /// runs on the calling thread: waking idle threads would cost more than
+    /// the update. Every element's arithmetic is the same either way, so the
+    /// weights are the same bits on any number of threads.
     ///
     /// # Errors
     /// As [`Optimizer::step_each`].
@@ -169,6 +175,11 @@ impl<T: Float> Optimizer<T> {
             t,
             scale,
         };
+        let threads = if grads.len() > 1 {
+            rayon::current_num_threads().max(1)
+        } else {
+            1
+        };
         let mut index = 0;
         visit(&mut |param| {
             let parts = shard_grads(grads, param);
@@ -178,6 +189,7 @@ impl<T: Float> Optimizer<T> {
                     param.value_mut().data_mut(),
                     &parts,
                     &mut buffers[index],
+                    threads,
                 );
             }
             index += 1;
@@ -246,21 +258,22 @@ impl<'a, T> Span<'a, T> {
     }
 }
 
-/// Updates one parameter, its elements shared out between the threads of
-/// the current pool when there are enough of them. The cuts fall on
-/// multiples of 16 elements, so no cache line is written by two threads.
+/// Updates one parameter, its elements shared out between up to `threads`
+/// threads of the current pool when there are enough of them. The cuts fall
+/// on multiples of 16 elements, so no cache line is written by two threads.
 fn update_in_parts<T: Float>(
     s: StepSettings<'_>,
     w: &mut [T],
     grads: &[&[T]],
     buffers: &mut [Tensor<T>],
+    threads: usize,
 ) {
     let (b0, b1): (&mut [T], &mut [T]) = match buffers {
         [] => (&mut [], &mut []),
         [a] => (a.data_mut(), &mut []),
         [a, b, ..] => (a.data_mut(), b.data_mut()),
     };
-    let parts = (w.len() / PART_MIN).clamp(1, rayon::current_num_threads().max(1));
+    let parts = (w.len() / PART_MIN).clamp(1, threads);
     let span = Span {
         start: 0,
         w,
@@ -309,13 +322,29 @@ fn update_widest<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]
 fn update<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
     let k = Coefficients::new(s);
     let Span { start, w, b0, b1 } = span;
+    let (first, others) = grads.split_first().expect("at least one gradient");
+    if others.is_empty() && !k.regularised {
+        // The gradient as it is: no block to build.
+        return k.apply(w, &first[start..start + w.len()], b0, b1);
+    }
     let mut g = [T::ZERO; BLOCK];
     for (b, w) in w.chunks_mut(BLOCK).enumerate() {
         let (from, to) = (b * BLOCK, b * BLOCK + w.len());
         let g = &mut g[..w.len()];
         let at = start + from..start + to;
-        g.copy_from_slice(&grads[0][at.clone()]);
-        for other in &grads[1..] {
+        match others.split_first() {
+            Some((second, _)) => {
+                for ((x, &y0), &y1) in g
+                    .iter_mut()
+                    .zip(&first[at.clone()])
+                    .zip(&second[at.clone()])
+                {
+                    *x = y0 + y1;
+                }
+            }
+            None => g.copy_from_slice(&first[at.clone()]),
+        }
+        for other in others.iter().skip(1) {
             for (x, &y) in g.iter_mut().zip(&other[at.clone()]) {
                 *x += y;
             }

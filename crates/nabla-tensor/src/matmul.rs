@@ -27,10 +27,11 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 24;
 /// Rows of `op(a)` up to which `a · bᵀ` runs as dot products of rows read
 /// in place ([`crate::gemv::dot_products`]) rather than through the GEMM
 /// library, which packs both operands first: a shard of a batch (at most 64
-/// rows) times a layer's weights. Measured on 50-row products
-/// (`cargo bench -p nabla-bench -- "gemm 50x"`): 784 → 100 in 77 µs against
-/// the library's 103 µs.
-const DOT_MAX_ROWS: usize = 64;
+/// rows) or a small batch times a layer's weights. Measured single-threaded
+/// (`cargo bench -p nabla-bench -- gemm`), 784 → 100 on 50 / 100 / 200 rows:
+/// 78 / 149 / 296 µs against the library's 103 / 177 / 335 µs. Larger
+/// products go to the library, which splits them between threads.
+const DOT_MAX_ROWS: usize = 256;
 
 /// The shortest rows that go to the dot products: shorter ones spend more
 /// on adding up each sum's lanes than on the sum (k = 2: 6.4 µs against the
