@@ -15,6 +15,7 @@
 //! # Ok::<(), nabla_tensor::TensorError>(())
 //! ```
 
+mod activation;
 pub mod conv;
 mod element;
 mod elementwise;

@@ -55,22 +55,34 @@ unary_op!(
     /// material's mask), so the derivative *at 0 is 0*, as in PyTorch.
     Relu, "relu", |x| if x > T::ZERO { x } else { T::ZERO }, |x, _y| if x > T::ZERO { T::ONE } else { T::ZERO }
 );
-unary_op!(
-    /// Sigmoid `1 / (1 + e^-x)`; backward `dout · y · (1 - y)` from the stored output.
-    Sigmoid, "sigmoid", |x| sigmoid(x), |_x, y| y * (T::ONE - y)
-);
+
 unary_op!(
     /// `tanh x`; backward `dout · (1 - y²)` from the stored output.
     Tanh, "tanh", |x| x.tanh(), |_x, y| T::ONE - y * y
 );
 
-/// Sigmoid evaluated without overflow for large `|x|`.
-fn sigmoid<T: Float>(x: T) -> T {
-    if x >= T::ZERO {
-        T::ONE / (T::ONE + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::ONE + e)
+/// Sigmoid `1 / (1 + e^-x)` ([`Tensor::sigmoid`]: stable for large `|x|`,
+/// a vector at a time in `f32`); backward `dout · y · (1 - y)` from the
+/// stored output.
+pub struct Sigmoid;
+
+impl<T: Float> Op<T> for Sigmoid {
+    fn name(&self) -> &'static str {
+        "sigmoid"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        Ok(x[0].sigmoid())
+    }
+    fn backward(
+        &self,
+        _: &[&Tensor<T>],
+        y: &Tensor<T>,
+        g: &Tensor<T>,
+        n: &[bool],
+    ) -> Result<InputGrads<T>> {
+        Ok(smallvec![grad_if(n, 0, || {
+            Ok(g.zip_with(y, "sigmoid", |g, y| g * (y * (T::ONE - y)))?)
+        })?])
     }
 }
 
