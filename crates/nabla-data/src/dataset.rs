@@ -238,12 +238,15 @@ impl Dataset {
             ));
         }
         Tensor::from_fill(&[indices.len(), self.image_size()], |x| {
+            // The images lie at random places in the dataset, so the time
+            // goes to waiting for their bytes: keep asking for those a few
+            // images ahead while this one is converted.
+            for &i in indices.iter().take(PREFETCH_AHEAD) {
+                prefetch(self.pixels(i));
+            }
             for (k, &i) in indices.iter().enumerate() {
-                // The images lie at random places in the dataset, so the time
-                // goes to waiting for their bytes: ask for the next one's
-                // while this one is converted.
-                if let Some(&next) = indices.get(k + 1) {
-                    prefetch(self.pixels(next));
+                if let Some(&ahead) = indices.get(k + PREFETCH_AHEAD) {
+                    prefetch(self.pixels(ahead));
                 }
                 // A plain loop of divisions, which the compiler turns into
                 // vector divisions (exact, so the same values as one by one).
@@ -324,6 +327,10 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
             ),
         })
 }
+
+/// Images whose bytes are requested before they are converted: enough to
+/// cover the memory's latency (one image ahead left most of it exposed).
+const PREFETCH_AHEAD: usize = 4;
 
 /// Asks the CPU to bring `bytes` into cache ahead of their use (a hint; no
 /// effect on results, and nothing on other architectures).
