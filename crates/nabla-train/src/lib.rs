@@ -15,5 +15,5 @@ mod trainer;
 pub use checkpoint::{load_checkpoint, Checkpoint};
 pub use error::{Result, TrainError};
 pub use metrics::{eval_batch_size, evaluate, EpochMetrics, Evaluation};
-pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, SHARD_ROWS};
+pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

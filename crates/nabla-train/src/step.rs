@@ -1,7 +1,8 @@
 //! One training step, split into shards that run in parallel.
 //!
 //! A batch of `B` rows is cut into `⌈B / SHARD_ROWS⌉` shards of (nearly)
-//! equal size. Each shard runs its own forward and backward pass on its own
+//! equal size, at most [`MAX_SHARDS`] of them (larger batches get larger
+//! shards). Each shard runs its own forward and backward pass on its own
 //! tape, on whichever thread is free; the shards' parameter gradients are then
 //! added in shard order. The cut depends only on `B`, never on the number of
 //! threads, and each shard's arithmetic is sequential, so a step gives
@@ -32,8 +33,14 @@ use smallvec::SmallVec;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Rows per shard at most.
+/// Rows per shard at most, in batches of up to `SHARD_ROWS · MAX_SHARDS` rows.
 pub const SHARD_ROWS: usize = 64;
+
+/// Shards per batch at most. Every shard leaves a whole copy of the
+/// parameter gradients for the step to add up, and small shards make small
+/// products: at batch 1000 on two threads, 8 shards of 125 rows made a step
+/// 7% faster than 16 shards of 62 or 63.
+pub const MAX_SHARDS: usize = 8;
 
 /// What one step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,7 +58,7 @@ pub fn shard_ranges(rows: usize) -> Vec<Range<usize>> {
 }
 
 fn shard_count(rows: usize) -> usize {
-    rows.div_ceil(SHARD_ROWS).max(1)
+    rows.div_ceil(SHARD_ROWS).clamp(1, MAX_SHARDS)
 }
 
 fn shard_range(rows: usize, shards: usize, s: usize) -> Range<usize> {

@@ -292,13 +292,17 @@ fn bit_identical_on_one_and_two_threads(
 
 #[test]
 fn shards_depend_only_on_the_batch_size() {
-    use nabla_train::{shard_ranges, SHARD_ROWS};
+    use nabla_train::{shard_ranges, MAX_SHARDS, SHARD_ROWS};
     assert_eq!(shard_ranges(1), vec![0..1]);
     assert_eq!(shard_ranges(SHARD_ROWS), vec![0..SHARD_ROWS]);
     assert_eq!(shard_ranges(100), vec![0..50, 50..100]);
+    let r = shard_ranges(SHARD_ROWS * MAX_SHARDS);
+    assert_eq!(r.len(), MAX_SHARDS);
+    assert!(r.iter().all(|s| s.len() == SHARD_ROWS));
+    // Larger batches: no more shards, each larger.
     let r = shard_ranges(1000);
-    assert_eq!(r.len(), 16);
-    assert!(r.iter().all(|s| s.len() <= SHARD_ROWS) && r.last().unwrap().end == 1000);
+    assert_eq!(r.len(), MAX_SHARDS);
+    assert!(r.iter().all(|s| s.len() == 125) && r.last().unwrap().end == 1000);
 }
 
 #[test]
