@@ -236,7 +236,7 @@ fn a_step_with_shards_is_the_step_with_their_sum_on_any_thread_count() {
                 .unwrap();
             pool.install(|| {
                 let mut w = Param::new(Tensor::<f32>::from_f64s(&start, &[n]).unwrap());
-                let mut opt = config.clone().init::<f32>();
+                let mut opt = config.init::<f32>();
                 for step in 0..3 {
                     let shards: Vec<_> =
                         (0..3).map(|s| varied_grads(&w, n, step * 3 + s)).collect();

@@ -115,7 +115,7 @@ fn exp_non_positive(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
     let too_small = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(LOWEST));
     // `max` returns its second operand when either is NaN: NaN stays NaN.

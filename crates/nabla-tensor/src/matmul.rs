@@ -3,9 +3,10 @@
 //! One wrapper, [`gemm_into`], is the only place that calls the unsafe GEMM;
 //! it is tested against a naive triple loop in f64. Transposed operands are
 //! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy. Two shapes that
-//! the library's packing makes slow go to the kernels of `gemv` instead: a
-//! single row times a matrix stored row by row (a layer at batch 1), and an
-//! outer product (its weight gradient).
+//! the library's packing makes slow go to the kernels of `gemv` instead: up
+//! to 256 rows times a matrix stored row by row (a layer's forward on a
+//! shard, or at batch 1), while the product is small enough for one thread;
+//! and an outer product (the weight gradient at batch 1).
 
 use crate::{Float, Result, Shape, Tensor, TensorError};
 use std::any::TypeId;
