@@ -147,7 +147,7 @@ impl<T: Float> Optimizer<T> {
                     "parameter {count} has shape {shape} but a gradient of {} elements",
                     g.len()
                 ));
-            } else if clip.is_some() {
+            } else if clip.is_some() && !parts.is_empty() {
                 for i in 0..param.value().len() {
                     let v = parts[1..].iter().fold(parts[0][i], |acc, g| acc + g[i]);
                     squares += v.to_f64() * v.to_f64();
@@ -260,7 +260,8 @@ impl<'a, T> Span<'a, T> {
 
 /// Updates one parameter, its elements shared out between up to `threads`
 /// threads of the current pool when there are enough of them. The cuts fall
-/// on multiples of 16 elements, so no cache line is written by two threads.
+/// on 64-byte boundaries of memory, so no cache line is written by two
+/// threads.
 fn update_in_parts<T: Float>(
     s: StepSettings<'_>,
     w: &mut [T],
@@ -287,7 +288,14 @@ fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>)
     if parts <= 1 {
         return f(span);
     }
-    let mid = (span.w.len() * (parts / 2) / parts) & !15;
+    // The cut near the share's end whose address is a multiple of 64 bytes.
+    let size = std::mem::size_of::<T>().max(1);
+    let line = (64 / size).max(1);
+    let base = span.w.as_ptr() as usize / size;
+    let share = span.w.len() * (parts / 2) / parts;
+    let mid = ((base + share) / line * line)
+        .saturating_sub(base)
+        .min(span.w.len());
     let (left, right) = span.split_at(mid);
     rayon::join(
         || in_parts(left, parts / 2, f),

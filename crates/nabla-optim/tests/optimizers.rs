@@ -273,3 +273,18 @@ fn a_gradient_of_the_wrong_size_is_an_error() {
     assert!(err.contains("gradient of 3 elements"), "{err}");
     assert_eq!(w.value().data(), &[0.0; 4], "nothing was updated");
 }
+
+/// A parameter the loss does not depend on has no gradient: with clipping on
+/// it is left as it is, and the others are updated.
+#[test]
+fn a_parameter_without_a_gradient_is_skipped_with_clipping_on() {
+    let mut used = Param::new(Tensor::<f32>::zeros(&[4]));
+    let mut unused = Param::new(Tensor::<f32>::ones(&[3]));
+    let g = varied_grads(&used, 4, 2);
+    let mut opt = OptimizerConfig::new(Method::Sgd, 0.1)
+        .clip_norm(1.0)
+        .init::<f32>();
+    opt.step(&mut [&mut used, &mut unused], &g).unwrap();
+    assert_eq!(unused.value().data(), &[1.0; 3]);
+    assert!(used.value().data().iter().any(|&v| v != 0.0));
+}
