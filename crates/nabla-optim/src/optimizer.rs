@@ -199,7 +199,7 @@ impl<T: Float> Optimizer<T> {
 }
 
 /// The gradients of `param` in the stores that have one, in store order
-/// (inline up to the shard count of a batch of 2,048 rows).
+/// (inline up to 32 stores; a training step has at most 8 shards).
 fn shard_grads<'a, T: Float>(
     grads: &[&'a Gradients<T>],
     param: &Param<T>,
