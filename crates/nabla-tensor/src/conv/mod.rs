@@ -380,21 +380,32 @@ fn for_window(w: &Window, y: usize, x: usize, mut f: impl FnMut(usize)) {
     }
 }
 
+/// A window with a square `k × k` kernel over `c × h × w` images, for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn window(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> Window {
+impl Window {
+    pub(crate) fn square(
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Window {
         Window {
             channels: c,
             height: h,
             width: w,
             kernel_h: k,
             kernel_w: k,
-            stride: s,
-            padding: p,
+            stride,
+            padding,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// im2col written the obvious way, to compare the fast paths against.
     fn naive_im2col(image: &[f64], w: &Window) -> Vec<f64> {
@@ -426,14 +437,14 @@ mod tests {
 
     #[test]
     fn output_sizes_follow_pytorch() {
-        assert_eq!(window(1, 28, 28, 5, 1, 0).out_h(), Some(24));
-        assert_eq!(window(1, 28, 28, 3, 1, 1).out_h(), Some(28));
-        assert_eq!(window(1, 7, 7, 2, 2, 0).out_h(), Some(3));
-        assert_eq!(window(1, 5, 5, 3, 2, 1).out_w(), Some(3));
-        assert_eq!(window(1, 2, 2, 5, 1, 0).out_h(), None);
-        assert_eq!(window(1, 4, 4, 2, 0, 0).out_h(), None);
+        assert_eq!(Window::square(1, 28, 28, 5, 1, 0).out_h(), Some(24));
+        assert_eq!(Window::square(1, 28, 28, 3, 1, 1).out_h(), Some(28));
+        assert_eq!(Window::square(1, 7, 7, 2, 2, 0).out_h(), Some(3));
+        assert_eq!(Window::square(1, 5, 5, 3, 2, 1).out_w(), Some(3));
+        assert_eq!(Window::square(1, 2, 2, 5, 1, 0).out_h(), None);
+        assert_eq!(Window::square(1, 4, 4, 2, 0, 0).out_h(), None);
         assert_eq!(
-            window(1, 4, 4, 3, 1, usize::MAX / 2 + 1).out_h(),
+            Window::square(1, 4, 4, 3, 1, usize::MAX / 2 + 1).out_h(),
             None,
             "overflow"
         );
@@ -449,7 +460,7 @@ mod tests {
             (1, 4, 4, 5, 1, 2),
             (2, 3, 3, 1, 1, 0),
         ] {
-            let w = window(c, h, wd, k, s, p);
+            let w = Window::square(c, h, wd, k, s, p);
             let image: Vec<f64> = (0..w.image_len()).map(|i| i as f64 * 0.5 - 3.0).collect();
             let mut col = vec![f64::NAN; w.col_rows() * w.positions()];
             im2col(&image, &w, &mut col);
@@ -468,14 +479,14 @@ mod tests {
 
     #[test]
     fn pooling_takes_the_max_and_the_mean_of_each_window() {
-        let w = window(1, 4, 4, 2, 2, 0);
+        let w = Window::square(1, 4, 4, 2, 2, 0);
         let plane: Vec<f64> = (0..16).map(f64::from).collect();
         let (mut out, mut at) = (vec![0.0; 4], vec![0; 4]);
         max_pool_plane(&plane, &w, &mut out, &mut at);
         assert_eq!(out, [5.0, 7.0, 13.0, 15.0]);
         assert_eq!(at, [5, 7, 13, 15]);
         // The general path (a 3×3 window, stride 1) agrees on where maxima are.
-        let w3 = window(1, 4, 4, 3, 1, 0);
+        let w3 = Window::square(1, 4, 4, 3, 1, 0);
         let (mut out3, mut at3) = (vec![0.0; 4], vec![0; 4]);
         max_pool_plane(&plane, &w3, &mut out3, &mut at3);
         assert_eq!(

@@ -63,19 +63,6 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize); 9] = [
     (10, 6, 13, 3, 2, 3),
 ];
 
-/// A stride-1 window with a `k × k` kernel and padding `p`.
-fn square_window(c: usize, h: usize, w: usize, k: usize, p: usize) -> Window {
-    Window {
-        channels: c,
-        height: h,
-        width: w,
-        kernel_h: k,
-        kernel_w: k,
-        stride: 1,
-        padding: p,
-    }
-}
-
 #[test]
 fn forward_and_weight_gradient_match_the_definition() {
     for (c, h, w, o, k, p) in SHAPES {
@@ -134,7 +121,7 @@ fn the_input_gradient_is_the_adjoint_in_the_image() {
         let weight = values(o * c * k * k, 5);
         let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
         let grad = values(o * oh * ow, 6);
-        let win = square_window(c, h, w, k, p);
+        let win = Window::square(c, h, w, k, 1, p);
         let mut prepared = vec![0.0; input_grad_weights_len(&win, o)];
         prepare_input_grad_weights(&win, &weight, &mut prepared);
         let mut scratch = vec![f64::NAN; input_grad_scratch_len(&win, o)];
@@ -186,7 +173,7 @@ fn the_plain_kernels_agree_with_the_dispatched_ones() {
         conv_direct_weight_grad(&buf, padded, (k, k), &plain, 0, low);
         conv_direct_weight_grad(&buf, padded, (k, k), &plain, o / 2, high);
         assert_eq!(parts, dw_fast, "weight gradient by halves");
-        let win = square_window(c, h, w, k, p);
+        let win = Window::square(c, h, w, k, 1, p);
         if c * k * k < LANES || !matches!(InputGradPlan::of(&win, o), InputGradPlan::Scatter) {
             continue; // no direct input gradient, or the forward kernel's
         }
