@@ -101,6 +101,20 @@ impl Method {
         }
     }
 
+    /// Every method, each with its defaults (to compare them, or to test
+    /// them all).
+    pub fn all() -> [Method; 7] {
+        [
+            Method::Sgd,
+            Method::momentum(),
+            Method::nesterov(),
+            Method::adagrad(),
+            Method::rmsprop(),
+            Method::adam(),
+            Method::adamw(),
+        ]
+    }
+
     /// The lowercase name used on the command line.
     pub fn name(&self) -> &'static str {
         match self {

@@ -489,15 +489,7 @@ mod tests {
                 .map(|i| (((i * 13 + seed * 5) % 17) as f32 - 8.0) / 7.0)
                 .collect()
         };
-        for method in [
-            Method::Sgd,
-            Method::momentum(),
-            Method::nesterov(),
-            Method::adagrad(),
-            Method::rmsprop(),
-            Method::adam(),
-            Method::adamw(),
-        ] {
+        for method in Method::all() {
             let mut config = OptimizerConfig::new(method, 0.05);
             config.weight_decay = 0.01;
             config.l1 = 0.001;

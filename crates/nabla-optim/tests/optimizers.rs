@@ -170,15 +170,7 @@ fn state_mismatch_is_an_error_and_state_round_trips() {
 
 #[test]
 fn every_method_minimises_a_quadratic() {
-    for method in [
-        Method::Sgd,
-        Method::momentum(),
-        Method::nesterov(),
-        Method::adagrad(),
-        Method::rmsprop(),
-        Method::adam(),
-        Method::adamw(),
-    ] {
+    for method in Method::all() {
         let lr = if matches!(method, Method::AdaGrad { .. }) {
             0.5
         } else {
@@ -217,15 +209,7 @@ fn varied_grads(w: &Param<f32>, n: usize, seed: usize) -> Gradients<f32> {
 fn a_step_with_shards_is_the_step_with_their_sum_on_any_thread_count() {
     let n = 70_001;
     let start: Vec<f64> = (0..n).map(|i| ((i % 29) as f64 - 14.0) / 9.0).collect();
-    for method in [
-        Method::Sgd,
-        Method::momentum(),
-        Method::nesterov(),
-        Method::adagrad(),
-        Method::rmsprop(),
-        Method::adam(),
-        Method::adamw(),
-    ] {
+    for method in Method::all() {
         let mut config = OptimizerConfig::new(method, 0.05).clip_norm(50.0);
         config.weight_decay = 0.01;
         config.l1 = 0.001;
