@@ -54,20 +54,31 @@ pub(crate) unsafe fn dot_products<T: Float>(
         // SAFETY (all three): the CPU has what each function is compiled
         // for; T is f32, so `out` points to f32; the caller's promise.
         match level() {
-            _ if m == 1 => {
-                if level() != Level::Plain {
-                    return unsafe { dot_avx::<1, 8>(a32, b32, out, shape, accumulate) };
-                }
-            }
-            Level::Avx512 => {
-                return unsafe { dot_avx512(a32, b32, out, shape, accumulate) };
-            }
-            Level::Avx2 => return unsafe { dot_avx::<2, 4>(a32, b32, out, shape, accumulate) },
             Level::Plain => {}
+            _ if m == 1 => return unsafe { dot_avx::<1, 8>(a32, b32, out, shape, accumulate) },
+            Level::Avx512 => return unsafe { dot_avx512(a32, b32, out, shape, accumulate) },
+            Level::Avx2 => return unsafe { dot_avx::<2, 4>(a32, b32, out, shape, accumulate) },
         }
     }
     // SAFETY: the caller's promise.
-    unsafe { dot_with::<T, [T; LANES], 2, 4>(a, b, out, shape, accumulate) }
+    unsafe {
+        if m == 1 {
+            dot_with::<T, [T; LANES], 1, 8>(a, b, out, shape, accumulate)
+        } else {
+            dot_with::<T, [T; LANES], 2, 4>(a, b, out, shape, accumulate)
+        }
+    }
+}
+
+/// Whether [`dot_products`] runs in vector registers for `T` on this CPU
+/// (f32 with AVX2 and FMA). Elsewhere it is plain arrays, which beat the
+/// GEMM library's packing only for a single row.
+pub(crate) fn dot_is_vectorised<T: Float>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if as_f32::<T>(&[]).is_some() && level() != Level::Plain {
+        return true;
+    }
+    false
 }
 
 #[cfg(target_arch = "x86_64")]

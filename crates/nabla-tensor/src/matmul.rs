@@ -169,7 +169,8 @@ unsafe fn gemm_unchecked<T: Float>(
     let few_rows = a.t == Transpose::No
         && m <= DOT_MAX_ROWS
         && k >= DOT_MIN_DEPTH
-        && m * n * k < PARALLEL_MIN_FLOPS;
+        && m * n * k < PARALLEL_MIN_FLOPS
+        && crate::gemv::dot_is_vectorised::<T>();
     if b.t == Transpose::Yes && (m == 1 || few_rows) {
         // A few rows times a matrix stored row by row (`x · Wᵀ` for a shard
         // of a batch): dot products of contiguous rows, no packing. The rows
