@@ -321,7 +321,7 @@ pub fn rows_of(
     let xs = if range.len() == rows {
         x.clone()
     } else {
-        Tensor::from_iter_exact(&dims, values.iter().copied())?
+        Tensor::from_fill(&dims, |v| v.extend_from_slice(values))?
     };
     Ok((xs, Target::Shared(labels, range)))
 }
