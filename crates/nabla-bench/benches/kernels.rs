@@ -43,6 +43,35 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
+/// The weight gradient of a dense layer on a shard, `dZᵀ · X`: `k` rows of
+/// output gradients (`k × m`) against the same rows of inputs (`k × n`).
+fn weight_gradient(c: &mut Criterion) {
+    let mut rng = Rng::seed(0);
+    for &(k, m, n) in &[
+        (1, 100, 784),
+        (10, 100, 784),
+        (50, 100, 784),
+        (125, 100, 784),
+    ] {
+        let dz: Tensor<f32> = rng.normal(&[k, m], 0.0, 1.0);
+        let x: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
+        let mut out = Tensor::zeros(&[m, n]);
+        c.bench_function(&format!("gemm ({k}x{m})ᵀ · {k}x{n}"), |bench| {
+            bench.iter(|| {
+                gemm_into(
+                    &mut out,
+                    black_box(&dz),
+                    Transpose::Yes,
+                    black_box(&x),
+                    Transpose::No,
+                    false,
+                )
+                .unwrap()
+            })
+        });
+    }
+}
+
 fn layer_step(c: &mut Criterion) {
     let mut rng = Rng::seed(1);
     let fc = Linear::<f32>::new(784, 100, Init::Xavier, &mut rng);
@@ -201,5 +230,5 @@ fn conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm, layer_step, softmax_ce, conv);
+criterion_group!(benches, gemm, weight_gradient, layer_step, softmax_ce, conv);
 criterion_main!(benches);
