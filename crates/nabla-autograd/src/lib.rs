@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use gradcheck::{
     compare_gradients, gradcheck, GradcheckOptions, GradcheckReport, TensorReport,
 };
-pub use grads::Gradients;
+pub use grads::{Gradients, OuterProduct, ParamGrad};
 pub use numeric::{
     gradient_descent, numerical_diff, numerical_gradient, numerical_gradient_with, Descent,
     DEFAULT_H,

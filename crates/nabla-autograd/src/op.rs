@@ -48,4 +48,24 @@ pub trait Op<T: Float>: Any + Send {
         grad_output: &Tensor<T>,
         needs_grad: &[bool],
     ) -> Result<InputGrads<T>>;
+
+    /// `∂L/∂input` for input `input` as the outer product `u vᵀ` of two
+    /// vectors, returned as `(u, v)` without forming the product, where the
+    /// op's gradient has that form for this `grad_output`; `None` (the
+    /// default) where it has not. A matrix product on one row has it: the
+    /// weight gradient of `x · Wᵀ` at batch 1 is `gᵀ x`. Backward asks for
+    /// it only when the gradient store keeps outer products (see
+    /// [`crate::Gradients::keep_outer_products`]), so that an optimiser can
+    /// apply it in one pass over the weight instead of three.
+    ///
+    /// The product formed from `(u, v)` must be the bits `backward` returns.
+    fn outer_grad(
+        &self,
+        inputs: &[&Tensor<T>],
+        grad_output: &Tensor<T>,
+        input: usize,
+    ) -> Option<(Tensor<T>, Tensor<T>)> {
+        let _ = (inputs, grad_output, input);
+        None
+    }
 }

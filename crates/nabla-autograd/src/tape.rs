@@ -1,7 +1,7 @@
 //! The tape: an append-only record of every operation, walked backwards.
 
 use crate::op::INLINE_INPUTS;
-use crate::{Error, Gradients, Op, Param, ParamId, Result};
+use crate::{Error, Gradients, Op, OuterProduct, Param, ParamId, Result};
 use nabla_tensor::{Float, Rng, Shape, Tensor};
 use smallvec::SmallVec;
 use std::any::Any;
@@ -45,6 +45,8 @@ pub struct Tape<T: Float = f32> {
     inner: RefCell<Inner<T>>,
     /// Gradients by node during backward, kept to reuse their capacity.
     scratch: RefCell<Vec<Option<Tensor<T>>>>,
+    /// Parameter gradients kept as outer products during backward, by node.
+    outer_scratch: RefCell<Vec<(usize, OuterProduct<T>)>>,
     /// Randomness of the pass (dropout masks): owned by the tape so that
     /// passes running side by side draw from their own, seeded streams.
     rng: RefCell<Rng>,
@@ -87,6 +89,7 @@ impl<T: Float> Tape<T> {
                 spare_ops: Vec::new(),
             }),
             scratch: RefCell::new(Vec::new()),
+            outer_scratch: RefCell::new(Vec::new()),
             rng: RefCell::new(Rng::seed(id)),
         }
     }
@@ -292,6 +295,8 @@ impl<T: Float> Tape<T> {
         let mut local = self.scratch.borrow_mut();
         local.clear();
         local.resize(output.id + 1, None);
+        let mut outer = self.outer_scratch.borrow_mut();
+        outer.clear();
         if inner.nodes[output.id].requires_grad {
             local[output.id] = Some(seed);
         }
@@ -303,18 +308,47 @@ impl<T: Float> Tape<T> {
             let grad = grad.clone();
             let input_values: SmallVec<[&Tensor<T>; INLINE_INPUTS]> =
                 node.inputs.iter().map(|&i| &inner.nodes[i].value).collect();
-            let needs: SmallVec<[bool; INLINE_INPUTS]> = node
+            let mut needs: SmallVec<[bool; INLINE_INPUTS]> = node
                 .inputs
                 .iter()
                 .map(|&i| inner.nodes[i].requires_grad)
                 .collect();
+            if grads.keeps_outer_products() {
+                // A parameter's first (and, being used once, only)
+                // gradient may stay an outer product; `needs` then spares
+                // backward from forming it.
+                for (slot, &input) in node.inputs.iter().enumerate() {
+                    let first_use = needs[slot]
+                        && inner.nodes[input].param.is_some()
+                        && local[input].is_none()
+                        && !outer.iter().any(|(i, _)| *i == input);
+                    if !first_use {
+                        continue;
+                    }
+                    let kept = op
+                        .outer_grad(&input_values, &grad, slot)
+                        .and_then(|(u, v)| {
+                            Gradients::outer_product(u, v, inner.nodes[input].value.shape())
+                        });
+                    if let Some(o) = kept {
+                        outer.push((input, o));
+                        needs[slot] = false;
+                    }
+                }
+            }
             let input_grads = op.backward(&input_values, &node.value, &grad, &needs)?;
             for ((&input, g), need) in node.inputs.iter().zip(input_grads).zip(needs) {
                 let (Some(g), true) = (g, need) else { continue };
+                // A second use of a parameter kept as an outer product:
+                // form it, so the sum runs in the order it always does.
+                if let Some(at) = outer.iter().position(|(i, _)| *i == input) {
+                    let (_, o) = outer.swap_remove(at);
+                    local[input] = Some(o.to_dense());
+                }
                 accumulate(&mut local[input], g)?;
             }
         }
-        grads.absorb(self.id, &mut local, |id| inner.nodes[id].param)
+        grads.absorb(self.id, &mut local, &mut outer, |id| inner.nodes[id].param)
     }
 
     fn push(&self, node: Node<T>) -> Var<'_, T> {

@@ -2,9 +2,10 @@
 
 use crate::clip::clip_factor;
 use crate::{Method, OptimizerConfig};
-use nabla_autograd::{Error, Gradients, Param, Result};
+use nabla_autograd::{Error, Gradients, OuterProduct, Param, ParamGrad, Result};
 use nabla_tensor::{Float, Tensor};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 /// An optimiser built from an [`OptimizerConfig`].
 ///
@@ -51,6 +52,17 @@ impl<T: Float> Optimizer<T> {
     /// Sets the learning rate (schedules call this between epochs).
     pub fn set_learning_rate(&mut self, lr: f64) {
         self.config.lr = lr;
+    }
+
+    /// Whether a step applies a gradient held as an outer product (see
+    /// [`Gradients::keep_outer_products`]) without forming it: plain SGD
+    /// without regularisation or clipping, whose update of row `i` of a
+    /// weight is `w -= lr · (uᵢ · v)`, one pass over the weight instead of
+    /// one to form the gradient and one to read it back. Other methods and
+    /// settings form such a gradient first (correct, but it allocates).
+    pub fn takes_outer_products(&self) -> bool {
+        let c = &self.config;
+        c.method == Method::Sgd && c.weight_decay == 0.0 && c.l1 == 0.0 && c.clip_norm.is_none()
     }
 
     /// The state, for saving.
@@ -124,6 +136,7 @@ impl<T: Float> Optimizer<T> {
         grads: &[&Gradients<T>],
         mut visit: impl FnMut(&mut dyn FnMut(&mut Param<T>)),
     ) -> Result<()> {
+        let plain_sgd = self.takes_outer_products();
         let fresh = self.state.buffers.is_empty();
         let per_param = self.config.method.buffers();
         let clip = self.config.clip_norm;
@@ -148,6 +161,7 @@ impl<T: Float> Optimizer<T> {
                     g.len()
                 ));
             } else if clip.is_some() && !parts.is_empty() {
+                let parts = formed(&parts);
                 for i in 0..param.value().len() {
                     let v = parts[1..].iter().fold(parts[0][i], |acc, g| acc + g[i]);
                     squares += v.to_f64() * v.to_f64();
@@ -183,14 +197,24 @@ impl<T: Float> Optimizer<T> {
         let mut index = 0;
         visit(&mut |param| {
             let parts = shard_grads(grads, param);
-            if !parts.is_empty() {
-                update_in_parts(
-                    settings,
+            match parts[..] {
+                [] => {}
+                [ParamGrad::Outer(o)] if plain_sgd => sgd_outer_widest(
+                    T::from_f64(settings.config.lr),
                     param.value_mut().data_mut(),
-                    &parts,
-                    &mut buffers[index],
-                    threads,
-                );
+                    o,
+                ),
+                _ => {
+                    let parts = formed(&parts);
+                    let parts: SmallVec<[&[T]; 32]> = parts.iter().map(|p| &p[..]).collect();
+                    update_in_parts(
+                        settings,
+                        param.value_mut().data_mut(),
+                        &parts,
+                        &mut buffers[index],
+                        threads,
+                    );
+                }
             }
             index += 1;
         });
@@ -203,12 +227,50 @@ impl<T: Float> Optimizer<T> {
 fn shard_grads<'a, T: Float>(
     grads: &[&'a Gradients<T>],
     param: &Param<T>,
-) -> SmallVec<[&'a [T]; 32]> {
-    grads
+) -> SmallVec<[ParamGrad<'a, T>; 32]> {
+    grads.iter().filter_map(|g| g.param_grad(param)).collect()
+}
+
+/// Every gradient's elements: formed ones as they are, outer products
+/// formed now (only where the method cannot apply them as they are).
+fn formed<'a, T: Float>(parts: &[ParamGrad<'a, T>]) -> SmallVec<[Cow<'a, [T]>; 32]> {
+    parts
         .iter()
-        .filter_map(|g| g.param(param))
-        .map(|g| g.data())
+        .map(|p| match *p {
+            ParamGrad::Dense(t) => Cow::Borrowed(t.data()),
+            ParamGrad::Outer(o) => Cow::Owned(o.to_dense().data().to_vec()),
+        })
         .collect()
+}
+
+/// Plain SGD with the gradient `u vᵀ` held as its vectors: row `i` of `w`
+/// becomes `w - lr · (uᵢ · vⱼ)`, one pass over `w`. Each gradient element
+/// is rounded as the formed product rounds it (`uᵢ · vⱼ + 0`, as a fused
+/// multiply-add onto zero does: a zero product is `+0`), and the update is
+/// SGD's `w -= lr · g`, so the weights are the bits of forming the
+/// gradient and stepping with it (tested).
+fn sgd_outer_widest<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn wide<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
+            sgd_outer(lr, w, o);
+        }
+        // SAFETY: the CPU has AVX2.
+        return unsafe { wide(lr, w, o) };
+    }
+    sgd_outer(lr, w, o);
+}
+
+#[inline(always)]
+fn sgd_outer<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
+    let v = o.v();
+    for (row, &u) in w.chunks_exact_mut(v.len().max(1)).zip(o.u()) {
+        for (wj, &vj) in row.iter_mut().zip(v) {
+            let g = u * vj + T::ZERO;
+            *wj -= lr * g;
+        }
+    }
 }
 
 /// Elements per thread below which an update is not shared out: the fork

@@ -1,6 +1,6 @@
 //! Every optimiser against values computed by hand from PyTorch's formulas.
 
-use nabla_autograd::{Gradients, Param, Tape};
+use nabla_autograd::{Gradients, Param, ParamGrad, Tape};
 use nabla_optim::{clip_grad_norm, Method, OptimizerConfig};
 use nabla_tensor::Tensor;
 
@@ -271,4 +271,58 @@ fn a_parameter_without_a_gradient_is_skipped_with_clipping_on() {
     opt.step(&mut [&mut used, &mut unused], &g).unwrap();
     assert_eq!(unused.value().data(), &[1.0; 3]);
     assert!(used.value().data().iter().any(|&v| v != 0.0));
+}
+
+/// The gradient of `L = Σ sigmoid(x · Wᵀ)` for one row `x` (seeded), in a
+/// store that keeps outer products or one that forms them.
+fn one_row_grads(w: &Param<f32>, seed: u64, keep: bool) -> Gradients<f32> {
+    let inputs = w.value().dims()[1];
+    let x: Tensor<f32> = nabla_tensor::Rng::seed(seed).normal(&[1, inputs], 0.0, 1.0);
+    let tape = Tape::<f32>::new();
+    let loss = tape
+        .constant(x)
+        .matmul_t(tape.param(w))
+        .unwrap()
+        .sigmoid()
+        .unwrap()
+        .sum()
+        .unwrap();
+    let mut grads = Gradients::new();
+    grads.keep_outer_products(keep);
+    tape.backward_into(loss, &mut grads).unwrap();
+    grads
+}
+
+/// Plain SGD applies a gradient kept as an outer product in one pass, with
+/// the bits of stepping with the formed gradient; every other method and
+/// setting forms it first, with the same bits too.
+#[test]
+fn a_gradient_kept_as_an_outer_product_steps_as_the_formed_one() {
+    let start = nabla_tensor::Rng::seed(4).normal::<f32>(&[13, 37], 0.0, 0.5);
+    let plain = OptimizerConfig::new(Method::Sgd, 0.1);
+    assert!(plain.init::<f32>().takes_outer_products());
+    let mut configs = vec![plain];
+    for method in Method::all() {
+        let mut regularised = OptimizerConfig::new(method, 0.05).clip_norm(0.5);
+        regularised.weight_decay = 0.01;
+        assert!(!regularised.init::<f32>().takes_outer_products());
+        configs.push(OptimizerConfig::new(method, 0.05));
+        configs.push(regularised);
+    }
+    for config in configs {
+        let run = |keep: bool| {
+            let mut w = Param::new(start.clone());
+            let mut opt = config.init::<f32>();
+            for step in 0..3 {
+                let grads = one_row_grads(&w, step, keep);
+                let kept = matches!(grads.param_grad(&w), Some(ParamGrad::Outer(_)));
+                assert_eq!(kept, keep, "the store keeps what it was told to");
+                opt.step(&mut [&mut w], &grads).unwrap();
+            }
+            w.value().clone()
+        };
+        let (kept, formed) = (run(true), run(false));
+        assert_ne!(formed, start, "the steps moved the weights");
+        assert_eq!(kept, formed, "{config:?}");
+    }
 }

@@ -219,11 +219,9 @@ unsafe fn outer_with<T: Float, V: Lanes<T>>(a: &[T], b: &[T], out: *mut T, accum
             // SAFETY: `j < n`, inside the row.
             unsafe {
                 let at = row.add(j);
-                at.write(if accumulate {
-                    *at + a_i * b_j
-                } else {
-                    a_i * b_j
-                });
+                // `0 + a·b` as the vector lanes compute it, so that a zero
+                // product is +0 in every column.
+                at.write(if accumulate { *at } else { T::ZERO } + a_i * b_j);
             }
         }
     }

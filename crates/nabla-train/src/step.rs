@@ -131,6 +131,13 @@ impl Stepper {
             shard.outcome = Some(shard.run(net, fetch(range), scale, mix(stream, s as u64)));
         };
         let shards = &mut self.shards[..count];
+        // One shard's weight gradients at batch 1 are outer products, which
+        // plain SGD applies without forming them; with several shards the
+        // optimiser adds formed gradients.
+        let keep_outer = count == 1 && optimizer.takes_outer_products();
+        for shard in shards.iter_mut() {
+            shard.grads.keep_outer_products(keep_outer);
+        }
         if count == 1 {
             run(0, &mut shards[0]);
         } else {

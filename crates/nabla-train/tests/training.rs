@@ -318,3 +318,34 @@ fn a_step_needs_class_indices_and_says_so() {
         .unwrap_err();
     assert!(err.to_string().contains("class indices"), "{err}");
 }
+
+/// At batch 1 plain SGD applies each weight's gradient as an outer product,
+/// never formed; the weights are the bits of stepping with the formed
+/// gradients (here forced by a clipping norm no gradient reaches, which
+/// leaves the update as it is but makes the optimiser form them).
+#[test]
+fn batch_one_sgd_gives_the_bits_of_forming_the_gradients() {
+    let (train, _) = data(40);
+    let run = |config: OptimizerConfig| {
+        let mut t = trainer(
+            config,
+            TrainConfig {
+                epochs: 1,
+                batch_size: 1,
+                seed: 4,
+                ..Default::default()
+            },
+        );
+        t.fit(&train, None, None, &mut Silent).unwrap();
+        t.model
+            .named_params()
+            .into_iter()
+            .map(|(_, p)| p.value().clone())
+            .collect::<Vec<_>>()
+    };
+    let plain = OptimizerConfig::new(Method::Sgd, 0.1);
+    assert!(plain.init::<f32>().takes_outer_products());
+    let unclipped = OptimizerConfig::new(Method::Sgd, 0.1).clip_norm(1e30);
+    assert!(!unclipped.init::<f32>().takes_outer_products());
+    assert_eq!(run(plain), run(unclipped));
+}

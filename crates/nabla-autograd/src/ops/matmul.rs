@@ -54,4 +54,27 @@ impl<T: Float> Op<T> for MatMul {
             })?,
         ])
     }
+
+    /// The right operand's gradient when `op(A)` is one row: `op(A)ᵀ · G` is
+    /// then the column `op(A)ᵀ` times the row `G` (`tb = No`), or, undoing
+    /// the transpose, `Gᵀ` times `op(A)` (`tb = Yes`). Both vectors are
+    /// stored contiguously whatever the transposes, and
+    /// [`crate::OuterProduct::to_dense`] forms them with the same kernel as
+    /// backward's one-row product.
+    fn outer_grad(
+        &self,
+        x: &[&Tensor<T>],
+        g: &Tensor<T>,
+        input: usize,
+    ) -> Option<(Tensor<T>, Tensor<T>)> {
+        let rows = g.dims().first().copied()?;
+        if input != 1 || rows != 1 {
+            return None;
+        }
+        let a = x[0].clone();
+        Some(match self.tb {
+            Transpose::No => (a, g.clone()),
+            Transpose::Yes => (g.clone(), a),
+        })
+    }
 }
