@@ -123,7 +123,8 @@ impl<T: Float> Gradients<T> {
     /// product on one row, [`crate::Op::outer_grad`]) is kept so; every
     /// other gradient is formed as usual. A reader of such a store must use
     /// [`Gradients::param_grad`]: [`Gradients::param`] sees formed
-    /// gradients only.
+    /// gradients only, and [`Gradients::get`] has no node gradient for a
+    /// parameter whose gradient was kept.
     pub fn keep_outer_products(&mut self, keep: bool) {
         self.keep_outer = keep;
     }
