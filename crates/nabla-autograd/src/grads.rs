@@ -43,6 +43,16 @@ pub struct OuterProduct<T: Float> {
 }
 
 impl<T: Float> OuterProduct<T> {
+    /// `u vᵀ` for a parameter of `shape`, if the vectors span it (a rank-2
+    /// shape of `u.len() × v.len()`).
+    pub(crate) fn spanning(u: Tensor<T>, v: Tensor<T>, shape: &Shape) -> Option<Self> {
+        (shape.dims() == [u.len(), v.len()]).then(|| OuterProduct {
+            u,
+            v,
+            shape: shape.clone(),
+        })
+    }
+
     /// The column vector, one element per row of the gradient.
     pub fn u(&self) -> &[T] {
         self.u.data()
@@ -204,7 +214,8 @@ impl<T: Float> Gradients<T> {
         Ok(())
     }
 
-    /// Sets every stored gradient to zero, keeping the buffers for reuse.
+    /// Sets every stored gradient to zero, keeping the buffers for reuse (a
+    /// gradient kept as an outer product has no buffer: it is dropped).
     pub fn zero(&mut self) {
         for g in self.nodes.iter_mut().flatten() {
             g.fill_(T::ZERO);
@@ -265,19 +276,5 @@ impl<T: Float> Gradients<T> {
             }
         }
         Ok(())
-    }
-
-    /// An outer product `u vᵀ` for a parameter of `shape`, if the vectors
-    /// span it (a rank-2 shape of `u.len() × v.len()`).
-    pub(crate) fn outer_product(
-        u: Tensor<T>,
-        v: Tensor<T>,
-        shape: &Shape,
-    ) -> Option<OuterProduct<T>> {
-        (shape.dims() == [u.len(), v.len()]).then(|| OuterProduct {
-            u,
-            v,
-            shape: shape.clone(),
-        })
     }
 }

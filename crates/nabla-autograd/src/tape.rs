@@ -328,7 +328,7 @@ impl<T: Float> Tape<T> {
                     let kept = op
                         .outer_grad(&input_values, &grad, slot)
                         .and_then(|(u, v)| {
-                            Gradients::outer_product(u, v, inner.nodes[input].value.shape())
+                            OuterProduct::spanning(u, v, inner.nodes[input].value.shape())
                         });
                     if let Some(o) = kept {
                         outer.push((input, o));

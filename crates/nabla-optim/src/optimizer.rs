@@ -162,6 +162,7 @@ impl<T: Float> Optimizer<T> {
                 ));
             } else if clip.is_some() && !parts.is_empty() {
                 let parts = formed(&parts);
+                let parts: SmallVec<[&[T]; 32]> = parts.iter().map(|p| p.data()).collect();
                 for i in 0..param.value().len() {
                     let v = parts[1..].iter().fold(parts[0][i], |acc, g| acc + g[i]);
                     squares += v.to_f64() * v.to_f64();
@@ -206,7 +207,7 @@ impl<T: Float> Optimizer<T> {
                 ),
                 _ => {
                     let parts = formed(&parts);
-                    let parts: SmallVec<[&[T]; 32]> = parts.iter().map(|p| &p[..]).collect();
+                    let parts: SmallVec<[&[T]; 32]> = parts.iter().map(|p| p.data()).collect();
                     update_in_parts(
                         settings,
                         param.value_mut().data_mut(),
@@ -233,12 +234,12 @@ fn shard_grads<'a, T: Float>(
 
 /// Every gradient's elements: formed ones as they are, outer products
 /// formed now (only where the method cannot apply them as they are).
-fn formed<'a, T: Float>(parts: &[ParamGrad<'a, T>]) -> SmallVec<[Cow<'a, [T]>; 32]> {
+fn formed<'a, T: Float>(parts: &[ParamGrad<'a, T>]) -> SmallVec<[Cow<'a, Tensor<T>>; 32]> {
     parts
         .iter()
         .map(|p| match *p {
-            ParamGrad::Dense(t) => Cow::Borrowed(t.data()),
-            ParamGrad::Outer(o) => Cow::Owned(o.to_dense().data().to_vec()),
+            ParamGrad::Dense(t) => Cow::Borrowed(t),
+            ParamGrad::Outer(o) => Cow::Owned(o.to_dense()),
         })
         .collect()
 }
