@@ -15,19 +15,35 @@ use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
 use std::time::Instant;
 
+/// The first `rows` MNIST training images of the embedded subset, scaled to
+/// [0, 1]: real inputs, 81% of whose pixels are zero.
+fn digits(rows: usize) -> Tensor<f32> {
+    let train = nabla_data::embedded_mnist().unwrap().train;
+    train.images(&(0..rows).collect::<Vec<_>>()).unwrap()
+}
+
+/// Products of a shard's inputs with a layer's weights, `X · Wᵀ`: normal
+/// random inputs, and digits (`[digits]`), whose zeros the kernel skips.
 fn gemm(c: &mut Criterion) {
     let mut rng = Rng::seed(0);
-    for &(m, k, n) in &[
-        (100, 784, 100),
-        (200, 784, 100),
-        (50, 784, 100),
-        (1, 784, 100),
-        (1024, 1024, 1024),
+    for &(m, k, n, real) in &[
+        (100, 784, 100, false),
+        (200, 784, 100, false),
+        (50, 784, 100, false),
+        (50, 784, 100, true),
+        (1, 784, 100, false),
+        (1, 784, 100, true),
+        (1024, 1024, 1024, false),
     ] {
-        let a: Tensor<f32> = rng.normal(&[m, k], 0.0, 1.0);
+        let a: Tensor<f32> = if real {
+            digits(m)
+        } else {
+            rng.normal(&[m, k], 0.0, 1.0)
+        };
         let b: Tensor<f32> = rng.normal(&[n, k], 0.0, 1.0);
         let mut out = Tensor::zeros(&[m, n]);
-        c.bench_function(&format!("gemm {m}x{k} · ({n}x{k})ᵀ"), |bench| {
+        let what = if real { " [digits]" } else { "" };
+        c.bench_function(&format!("gemm {m}x{k} · ({n}x{k})ᵀ{what}"), |bench| {
             bench.iter(|| {
                 gemm_into(
                     &mut out,
@@ -47,16 +63,23 @@ fn gemm(c: &mut Criterion) {
 /// output gradients (`k × m`) against the same rows of inputs (`k × n`).
 fn weight_gradient(c: &mut Criterion) {
     let mut rng = Rng::seed(0);
-    for &(k, m, n) in &[
-        (1, 100, 784),
-        (10, 100, 784),
-        (50, 100, 784),
-        (125, 100, 784),
+    for &(k, m, n, real) in &[
+        (1, 100, 784, false),
+        (10, 100, 784, false),
+        (50, 100, 784, false),
+        (50, 100, 784, true),
+        (125, 100, 784, false),
+        (125, 100, 784, true),
     ] {
         let dz: Tensor<f32> = rng.normal(&[k, m], 0.0, 1.0);
-        let x: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
+        let x: Tensor<f32> = if real {
+            digits(k)
+        } else {
+            rng.normal(&[k, n], 0.0, 1.0)
+        };
         let mut out = Tensor::zeros(&[m, n]);
-        c.bench_function(&format!("gemm ({k}x{m})ᵀ · {k}x{n}"), |bench| {
+        let what = if real { " [digits]" } else { "" };
+        c.bench_function(&format!("gemm ({k}x{m})ᵀ · {k}x{n}{what}"), |bench| {
             bench.iter(|| {
                 gemm_into(
                     &mut out,

@@ -108,11 +108,29 @@ unsafe fn dot_avx512(
     unsafe { dot_with::<f32, Avx, 4, 6>(a, b, out, shape, accumulate) }
 }
 
+/// Longest rows, in vectors, for which [`dot_with`] lists the vectors of a
+/// block of rows that are not all zero (the list lives on the stack).
+const LIVE_MAX_VECTORS: usize = 1024;
+
 /// [`dot_products`] over `V`, in blocks of `R` rows of `a` × `C` rows of
 /// `b`: `R·C` accumulators (a multiple of [`LANES`]) stay in registers
 /// while the block sweeps `k`, each step loading `R + C` vectors for `R·C`
 /// multiply-adds. A block past the last row repeats it; its sums are not
 /// kept.
+///
+/// Where `a` is mostly zeros ([`mostly_sparse`]: a layer that sees images)
+/// each block of its rows first lists the vectors (eight columns) where one
+/// of its rows is not zero, and the sweeps visit only those: an MNIST image
+/// is 81% zero pixels, and two in five of the eight-pixel vectors of four
+/// images are zero in all four. The loop over `a`'s blocks is then the
+/// outer one, so that each list is made once; otherwise it is the inner
+/// one, which keeps a block of `b` in the first-level cache (5% faster on
+/// dense rows).
+///
+/// Skipping changes no bit: every accumulator starts at +0 and so can never
+/// be -0 (round to nearest gives +0 for an exact cancellation), so adding a
+/// zero product leaves it as it was. The one exception is a weight that is
+/// infinite or NaN facing a zero input: its product, NaN, is skipped.
 #[inline(always)]
 unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
     a: &[T],
@@ -123,49 +141,341 @@ unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
 ) {
     debug_assert_eq!(R * C % LANES, 0);
     let full = k / LANES * LANES;
-    for j0 in (0..n).step_by(C) {
-        let b_rows: [&[T]; C] = std::array::from_fn(|c| &b[(j0 + c).min(n - 1) * k..][..k]);
-        for i0 in (0..m).step_by(R) {
-            let a_rows: [&[T]; R] = std::array::from_fn(|r| &a[(i0 + r).min(m - 1) * k..][..k]);
-            let mut acc = [[V::zero(); C]; R];
+    let a_rows =
+        |i0: usize| -> [&[T]; R] { std::array::from_fn(|r| &a[(i0 + r).min(m - 1) * k..][..k]) };
+    let b_rows =
+        |j0: usize| -> [&[T]; C] { std::array::from_fn(|c| &b[(j0 + c).min(n - 1) * k..][..k]) };
+    if full / LANES > LIVE_MAX_VECTORS || !mostly_sparse(a, (m, k)) {
+        for j0 in (0..n).step_by(C) {
+            let b_rows = b_rows(j0);
+            for i0 in (0..m).step_by(R) {
+                let a_rows = a_rows(i0);
+                // SAFETY: the caller's promise on `out`.
+                unsafe {
+                    dot_block::<T, V, R, C>(
+                        &a_rows,
+                        &b_rows,
+                        None,
+                        (i0, j0),
+                        (m, n),
+                        out,
+                        accumulate,
+                    )
+                };
+            }
+        }
+        return;
+    }
+    let mut live = [0u32; LIVE_MAX_VECTORS];
+    for i0 in (0..m).step_by(R) {
+        let a_rows = a_rows(i0);
+        let mut len = 0;
+        for p in (0..full).step_by(LANES) {
+            let mut any = false;
+            for row in &a_rows {
+                // SAFETY: `p + LANES <= k`, inside the row.
+                any |= unsafe { V::load(row.as_ptr().add(p)) }.any_nonzero();
+            }
+            live[len] = p as u32;
+            len += usize::from(any);
+        }
+        for j0 in (0..n).step_by(C) {
+            let b_rows = b_rows(j0);
+            let live = Some(&live[..len]);
+            // SAFETY: the caller's promise on `out`.
+            unsafe {
+                dot_block::<T, V, R, C>(&a_rows, &b_rows, live, (i0, j0), (m, n), out, accumulate)
+            };
+        }
+    }
+}
+
+/// One block of [`dot_with`]: rows `i0..i0 + R` of `a` against rows
+/// `j0..j0 + C` of `b` (given as slices of `k`), over the vectors listed in
+/// `live` (all when `None`) and the partial vector after them.
+///
+/// # Safety
+/// `out` must be valid for reads (with `accumulate`) and writes of `m·n`
+/// elements.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+    a_rows: &[&[T]; R],
+    b_rows: &[&[T]; C],
+    live: Option<&[u32]>,
+    (i0, j0): (usize, usize),
+    (m, n): (usize, usize),
+    out: *mut T,
+    accumulate: bool,
+) {
+    let k = a_rows[0].len();
+    let full = k / LANES * LANES;
+    let mut acc = [[V::zero(); C]; R];
+    let mut sweep = |p: usize| {
+        // SAFETY: `p + LANES <= k`, inside every row.
+        let xs: [V; R] = std::array::from_fn(|r| unsafe { V::load(a_rows[r].as_ptr().add(p)) });
+        for c in 0..C {
+            // SAFETY: as above.
+            let wv = unsafe { V::load(b_rows[c].as_ptr().add(p)) };
+            for r in 0..R {
+                acc[r][c] = acc[r][c].madd(xs[r], wv);
+            }
+        }
+    };
+    match live {
+        Some(live) => {
+            for &p in live {
+                sweep(p as usize);
+            }
+        }
+        None => {
             for p in (0..full).step_by(LANES) {
-                // SAFETY: `p + LANES <= k`, inside every row.
-                let xs: [V; R] =
-                    std::array::from_fn(|r| unsafe { V::load(a_rows[r].as_ptr().add(p)) });
-                for c in 0..C {
-                    // SAFETY: as above.
-                    let wv = unsafe { V::load(b_rows[c].as_ptr().add(p)) };
-                    for r in 0..R {
-                        acc[r][c] = acc[r][c].madd(xs[r], wv);
+                sweep(p);
+            }
+        }
+    }
+    if full < k {
+        let xs: [V; R] = std::array::from_fn(|r| V::load_partial(&a_rows[r][full..]));
+        for c in 0..C {
+            let wv = V::load_partial(&b_rows[c][full..]);
+            for r in 0..R {
+                acc[r][c] = acc[r][c].madd(xs[r], wv);
+            }
+        }
+    }
+    for g in 0..R * C / LANES {
+        let sums = V::sums(std::array::from_fn(|q| {
+            let e = g * LANES + q;
+            acc[e / C][e % C]
+        }));
+        for (q, s) in sums.into_iter().enumerate() {
+            let e = g * LANES + q;
+            let (i, j) = (i0 + e / C, j0 + e % C);
+            if i < m && j < n {
+                // SAFETY: inside `out`'s m·n elements (the caller's promise).
+                unsafe {
+                    let at = out.add(i * n + j);
+                    at.write(if accumulate { *at + s } else { s });
+                }
+            }
+        }
+    }
+}
+
+/// Most rows that [`transposed_products`] takes: its list of rows lives on
+/// the stack. A shard of a batch has at most 125.
+pub(crate) const TRANSPOSED_MAX_DEPTH: usize = 256;
+
+/// `out[i·n + j] = Σ_p a[p·m + i] · b[p·n + j]` for `i < m`, `j < n`: the
+/// product `aᵀ · b` of `a` (k × m) and `b` (k × n), both stored row by row,
+/// summed over their few rows (at most [`TRANSPOSED_MAX_DEPTH`]); or
+/// `out[…] += …` with `accumulate`. This is a dense layer's weight gradient
+/// `dZᵀ · X` on a shard of a batch.
+///
+/// Each strip of eight columns of `b` first lists the rows where the strip
+/// is not all zero, and its sums run over those rows only: three in five of
+/// the eight-pixel strips of an MNIST image are zero. As in
+/// [`dot_products`], skipping them changes no bit (an accumulator starting
+/// at +0 is never -0), except where `a` holds an infinity or NaN facing
+/// zeros. Every element is one accumulator lane that adds its rows' products
+/// in row order, so its value does not depend on the block it falls in.
+///
+/// # Safety
+/// As [`dot_products`], for `m·n` elements of `out`.
+///
+/// # Panics
+/// If `a.len() != k·m`, `b.len() != k·n` or `k > TRANSPOSED_MAX_DEPTH` (a
+/// bug in the caller).
+pub(crate) unsafe fn transposed_products<T: Float>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert_eq!(a.len(), k * m, "transposed_products: left length");
+    assert_eq!(b.len(), k * n, "transposed_products: right length");
+    assert!(k <= TRANSPOSED_MAX_DEPTH, "transposed_products: {k} rows");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let shape = (m, k, n);
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
+        let out = out.cast();
+        // SAFETY (both): the CPU has what each function is compiled for; T
+        // is f32, so `out` points to f32; the caller's promise.
+        match level() {
+            Level::Plain => {}
+            Level::Avx512 => return unsafe { transposed_avx512(a32, b32, out, shape, accumulate) },
+            Level::Avx2 => return unsafe { transposed_avx2(a32, b32, out, shape, accumulate) },
+        }
+    }
+    // SAFETY: the caller's promise.
+    unsafe { transposed_blocks::<T, [T; LANES], 12>(a, b, out, shape, accumulate) }
+}
+
+/// Whether at least a quarter of the eight-column strips of `b` (k × n,
+/// stored row by row) are all zero in a row: then [`transposed_products`],
+/// which skips them, beats the GEMM library on `aᵀ · b`. On dense rows it
+/// runs at about 80% of the library's rate (`cargo bench -p nabla-bench --
+/// "gemm ("`: 98 against 77 µs for 50 × 100 × 784), on MNIST images
+/// (three strips in five zero) at 1.6 times it (47 µs).
+pub(crate) fn mostly_sparse<T: Float>(b: &[T], (k, n): (usize, usize)) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b32) = as_f32(b) {
+        if level() != Level::Plain {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { mostly_sparse_avx(b32, (k, n)) };
+        }
+    }
+    mostly_sparse_with::<T, [T; LANES]>(b, (k, n))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mostly_sparse_avx(b: &[f32], shape: (usize, usize)) -> bool {
+    mostly_sparse_with::<f32, Avx>(b, shape)
+}
+
+#[inline(always)]
+fn mostly_sparse_with<T: Float, V: Lanes<T>>(b: &[T], (k, n): (usize, usize)) -> bool {
+    let full = n / LANES * LANES;
+    let mut zero = 0;
+    for row in b.chunks_exact(n).take(k) {
+        for j in (0..full).step_by(LANES) {
+            // SAFETY: `j + LANES <= n`, inside the row.
+            zero += usize::from(!unsafe { V::load(row.as_ptr().add(j)) }.any_nonzero());
+        }
+        if full < n {
+            zero += usize::from(!V::load_partial(&row[full..]).any_nonzero());
+        }
+    }
+    4 * zero >= k * n.div_ceil(LANES)
+}
+
+/// With 16 vector registers: blocks of 12 columns of `a` (12 accumulators).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transposed_avx2(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { transposed_blocks::<f32, Avx, 12>(a, b, out, shape, accumulate) }
+}
+
+/// With 32 vector registers: blocks of 20 columns of `a`, which divides a
+/// layer of 100.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn transposed_avx512(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { transposed_blocks::<f32, Avx, 20>(a, b, out, shape, accumulate) }
+}
+
+/// [`transposed_with`] in blocks of `C` columns of `a` where it has that
+/// many, else of 4 or 1.
+#[inline(always)]
+unsafe fn transposed_blocks<T: Float, V: Lanes<T>, const C: usize>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY (all three): the caller's promise.
+    unsafe {
+        match shape.0 {
+            m if m >= C => transposed_with::<T, V, C>(a, b, out, shape, accumulate),
+            m if m >= 4 => transposed_with::<T, V, 4>(a, b, out, shape, accumulate),
+            _ => transposed_with::<T, V, 1>(a, b, out, shape, accumulate),
+        }
+    }
+}
+
+/// [`transposed_products`] over `V`: for each strip of eight columns of
+/// `b`, blocks of `C` columns of `a` keep `C` accumulators (`C` rows of
+/// `out`, eight columns each) in registers while they sweep the strip's
+/// listed rows, each row loading one vector of `b` and `C` values of `a`
+/// (at fixed offsets) for `C` multiply-adds. The last block is moved back
+/// to end at the last column (`m >= C`); the columns it shares with the
+/// block before are not stored twice. A strip narrower than eight columns
+/// is copied, padded with zeros, to the stack first.
+#[inline(always)]
+unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    debug_assert!(m >= C && k <= TRANSPOSED_MAX_DEPTH);
+    let mut rows = [0u32; TRANSPOSED_MAX_DEPTH];
+    let mut narrow = [T::ZERO; LANES * TRANSPOSED_MAX_DEPTH];
+    for j0 in (0..n).step_by(LANES) {
+        let width = (n - j0).min(LANES);
+        // Row `p` of the strip is at `strip + p·stride`.
+        let (strip, stride) = if width == LANES {
+            (b[j0..].as_ptr(), n)
+        } else {
+            for p in 0..k {
+                narrow[p * LANES..][..width].copy_from_slice(&b[p * n + j0..][..width]);
+            }
+            (narrow.as_ptr(), LANES)
+        };
+        let mut len = 0;
+        for p in 0..k {
+            rows[len] = p as u32;
+            // SAFETY: row `p < k` of the strip holds LANES elements.
+            len += usize::from(unsafe { V::load(strip.add(p * stride)) }.any_nonzero());
+        }
+        let mut next = 0;
+        while next < m {
+            let i0 = next.min(m - C);
+            let mut acc = [V::zero(); C];
+            for &p in &rows[..len] {
+                let p = p as usize;
+                // SAFETY: row `p < k` of the strip holds LANES elements, and
+                // row `p` of `a` the `m >= i0 + C` columns.
+                unsafe {
+                    let bv = V::load(strip.add(p * stride));
+                    let a_row = a.as_ptr().add(p * m + i0);
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        *acc = acc.madd(V::splat(*a_row.add(c)), bv);
                     }
                 }
             }
-            if full < k {
-                let xs: [V; R] = std::array::from_fn(|r| V::load_partial(&a_rows[r][full..]));
-                for c in 0..C {
-                    let wv = V::load_partial(&b_rows[c][full..]);
-                    for r in 0..R {
-                        acc[r][c] = acc[r][c].madd(xs[r], wv);
-                    }
-                }
-            }
-            for g in 0..R * C / LANES {
-                let sums = V::sums(std::array::from_fn(|q| {
-                    let e = g * LANES + q;
-                    acc[e / C][e % C]
-                }));
-                for (q, s) in sums.into_iter().enumerate() {
-                    let e = g * LANES + q;
-                    let (i, j) = (i0 + e / C, j0 + e % C);
-                    if i < m && j < n {
-                        // SAFETY: inside `out`'s m·n elements (the caller's promise).
-                        unsafe {
-                            let at = out.add(i * n + j);
+            for (c, acc) in acc.into_iter().enumerate().skip(next - i0) {
+                // SAFETY: row `i0 + c < m` of `out` holds `n` elements, of
+                // which this strip's `width` (the caller's promise).
+                unsafe {
+                    let dst = out.add((i0 + c) * n + j0);
+                    if width == LANES {
+                        let v = if accumulate {
+                            V::load(dst).add(acc)
+                        } else {
+                            acc
+                        };
+                        v.store(dst);
+                    } else {
+                        for (q, s) in acc.to_array().into_iter().take(width).enumerate() {
+                            let at = dst.add(q);
                             at.write(if accumulate { *at + s } else { s });
                         }
                     }
                 }
             }
+            next = i0 + C;
         }
     }
 }
@@ -297,6 +607,120 @@ mod tests {
             unsafe { dot_products(row, &b, one.as_mut_ptr(), (1, k, n), false) };
             assert_eq!(&all[i * n..][..n], &one[..], "row {i}");
         }
+    }
+
+    /// `values` with runs of zeros: whole eight-column strips, single
+    /// zeros inside strips, and a live value at a strip's last column, as
+    /// in images.
+    fn sparse(len: usize, seed: usize) -> Vec<f64> {
+        values(len, seed)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if (i / 8 + seed) % 5 < 3 || i % 3 == 0 {
+                    0.0
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// Zero vectors are skipped without changing a bit: a row alone (its
+    /// own list of vectors) gets the bits it gets in a block of four (the
+    /// union of their lists), on mostly zero rows.
+    #[test]
+    fn skipping_zero_vectors_changes_no_bit() {
+        let (m, k, n) = (9, 203, 13);
+        let (a, b) = (to_f32(&sparse(m * k, 1)), to_f32(&values(k * n, 6)));
+        assert!(mostly_sparse(&a, (m, k)));
+        let mut all = vec![f32::NAN; m * n];
+        unsafe { dot_products(&a, &b, all.as_mut_ptr(), (m, k, n), false) };
+        let want = naive(&sparse(m * k, 1), &values(k * n, 6), (m, k, n));
+        for i in 0..m {
+            let mut one = vec![f32::NAN; n];
+            unsafe { dot_products(&a[i * k..][..k], &b, one.as_mut_ptr(), (1, k, n), false) };
+            assert_eq!(&all[i * n..][..n], &one[..], "row {i}");
+            for j in 0..n {
+                let tol = 1e-4 * (1.0 + want[i * n + j].abs());
+                assert!(
+                    (f64::from(one[j]) - want[i * n + j]).abs() < tol,
+                    "({i}, {j})"
+                );
+            }
+        }
+    }
+
+    /// `aᵀ · b` by the definition, each element one fused multiply-add per
+    /// row of `a` and `b` in row order, zeros included: what the vector
+    /// path must give bit for bit.
+    fn fused_chain(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+        (0..m * n)
+            .map(|e| {
+                (0..k).fold(0.0f32, |acc, p| {
+                    a[p * m + e / n].mul_add(b[p * n + e % n], acc)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transposed_products_match_the_definition_and_accumulate() {
+        // Column counts of `a` below 4, below a block and not a multiple of
+        // one; strips of `b` whole and partial; up to the most rows.
+        for (m, k, n) in [
+            (1, 5, 9),
+            (3, 50, 16),
+            (7, 13, 21),
+            (100, 50, 784),
+            (33, 256, 10),
+        ] {
+            for zeros in [false, true] {
+                let a = values(k * m, 2);
+                let b = if zeros {
+                    sparse(k * n, 3)
+                } else {
+                    values(k * n, 3)
+                };
+                let mut out = vec![f64::NAN; m * n];
+                unsafe { transposed_products(&a, &b, out.as_mut_ptr(), (m, k, n), false) };
+                let mut again = vec![1.0; m * n];
+                unsafe { transposed_products(&a, &b, again.as_mut_ptr(), (m, k, n), true) };
+                let (a32, b32) = (to_f32(&a), to_f32(&b));
+                let mut out32 = vec![f32::NAN; m * n];
+                unsafe { transposed_products(&a32, &b32, out32.as_mut_ptr(), (m, k, n), false) };
+                let chain = fused_chain(&a32, &b32, (m, k, n));
+                for i in 0..m {
+                    for j in 0..n {
+                        let e = i * n + j;
+                        let want: f64 = (0..k).map(|p| a[p * m + i] * b[p * n + j]).sum();
+                        let at = format!("{m}×{k}×{n}, zeros {zeros}: ({i}, {j})");
+                        assert!((out[e] - want).abs() < 1e-9, "{at}");
+                        assert!((again[e] - 1.0 - want).abs() < 1e-9, "+= {at}");
+                        if dot_is_vectorised::<f32>() {
+                            assert_eq!(out32[e], chain[e], "f32 {at}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mostly_sparse_counts_zero_strips() {
+        // Four rows of 20 columns: three strips each (the last partial).
+        let mut b = vec![1.0f32; 4 * 20];
+        assert!(!mostly_sparse(&b, (4, 20)));
+        // Two zero strips of twelve: not a quarter.
+        b[..8].fill(0.0);
+        b[60..68].fill(0.0);
+        assert!(!mostly_sparse(&b, (4, 20)));
+        // A third one, the partial strip of row 1: a quarter.
+        b[36..40].fill(0.0);
+        assert!(mostly_sparse(&b, (4, 20)));
+        // NaN is not zero.
+        b[36] = f32::NAN;
+        assert!(!mostly_sparse(&b, (4, 20)));
     }
 
     #[test]

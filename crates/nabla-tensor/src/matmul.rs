@@ -188,6 +188,30 @@ unsafe fn gemm_unchecked<T: Float>(
         };
         return;
     }
+    if a.t == Transpose::Yes
+        && b.t == Transpose::No
+        && k <= crate::gemv::TRANSPOSED_MAX_DEPTH
+        && m * n * k < PARALLEL_MIN_FLOPS
+        && crate::gemv::dot_is_vectorised::<T>()
+        && crate::gemv::mostly_sparse(&b.data[..k * n], (k, n))
+    {
+        // The rows of a shard against the same rows (`dZᵀ · X`, a weight
+        // gradient) where X is mostly zeros (a layer that sees images):
+        // sums over a few rows, read in place, skipping the zeros. Both
+        // operands are stored with their own column count (`a` is k × m,
+        // `b` k × n).
+        // SAFETY: the caller's promise on `dst`; the shapes were checked.
+        unsafe {
+            crate::gemv::transposed_products(
+                &a.data[..k * m],
+                &b.data[..k * n],
+                dst,
+                (m, k, n),
+                accumulate,
+            )
+        };
+        return;
+    }
     let (ac, bc) = (a.cols, b.cols);
     // (column stride, row stride) of op(x) in elements.
     let (a_cs, a_rs) = match a.t {
@@ -414,6 +438,41 @@ mod tests {
             };
             assert_eq!(run32(1), run32(2));
         }
+    }
+
+    /// A weight gradient `dZᵀ · X` on inputs that are mostly zeros goes to
+    /// the kernel that skips them; forward `X · Wᵀ` on them lists them:
+    /// both agree with the f64 definition.
+    #[test]
+    fn products_of_mostly_zero_inputs_match_f64() {
+        let mut rng = Rng::seed(3);
+        let (rows, ins, outs) = (50, 100, 30);
+        let dz: Tensor<f64> = rng.normal(&[rows, outs], 0.0, 1.0);
+        let w: Tensor<f64> = rng.normal(&[outs, ins], 0.0, 1.0);
+        // Two in three eight-column strips zero, as in an image.
+        let x = rng.normal::<f64>(&[rows, ins], 0.0, 1.0);
+        let zeroed = x.data().iter().enumerate();
+        let zeroed = zeroed.map(|(e, &v)| {
+            if (e % ins / 8 + e / ins) % 3 == 0 {
+                v
+            } else {
+                0.0
+            }
+        });
+        let x = Tensor::from_vec(zeroed.collect(), &[rows, ins]).unwrap();
+        assert!(crate::gemv::mostly_sparse(x.data(), (rows, ins)));
+        let dw = naive(&dz.transpose().unwrap(), &x);
+        let got = dz
+            .cast::<f32>()
+            .matmul_t(Transpose::Yes, &x.cast::<f32>(), Transpose::No)
+            .unwrap();
+        assert!(got.cast::<f64>().allclose(&dw, 1e-4, 1e-4));
+        let y = naive(&x, &w.transpose().unwrap());
+        let got = x
+            .cast::<f32>()
+            .matmul_t(Transpose::No, &w.cast::<f32>(), Transpose::Yes)
+            .unwrap();
+        assert!(got.cast::<f64>().allclose(&y, 1e-4, 1e-4));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(crate) trait Lanes<T: Float>: Copy {
     fn add(self, b: Self) -> Self;
     /// The lanes, in order.
     fn to_array(self) -> [T; LANES];
+    /// Whether any lane is not zero (NaN counts as not zero).
+    fn any_nonzero(self) -> bool;
 
     /// The values of `src` (at most `LANES`), zeros in the lanes after.
     #[inline(always)]
@@ -95,6 +97,11 @@ impl<T: Float> Lanes<T> for [T; LANES] {
     #[inline(always)]
     fn to_array(self) -> [T; LANES] {
         self
+    }
+
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        self.iter().any(|&v| v != T::ZERO)
     }
 }
 
@@ -164,6 +171,17 @@ impl Lanes<f32> for Avx {
         let mut v = [0.0; LANES];
         unsafe { std::arch::x86_64::_mm256_storeu_ps(v.as_mut_ptr(), self.0) };
         v
+    }
+
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        use std::arch::x86_64::{
+            _mm256_cmp_ps, _mm256_movemask_ps, _mm256_setzero_ps, _CMP_NEQ_UQ,
+        };
+        // Unordered not-equal: a NaN lane compares true.
+        unsafe {
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) != 0
+        }
     }
 
     /// Horizontal adds: pairs, then quadruples, then the two halves.
