@@ -29,6 +29,7 @@ mod reduce;
 mod shape;
 mod simd;
 mod tensor;
+mod transposed;
 
 pub use conv::Window;
 pub use element::Float;

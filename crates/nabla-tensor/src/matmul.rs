@@ -2,11 +2,14 @@
 //!
 //! One wrapper, [`gemm_into`], is the only place that calls the unsafe GEMM;
 //! it is tested against a naive triple loop in f64. Transposed operands are
-//! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy. Two shapes that
-//! the library's packing makes slow go to the kernels of `gemv` instead: up
-//! to 256 rows times a matrix stored row by row (a layer's forward on a
-//! shard, or at batch 1), while the product is small enough for one thread;
-//! and an outer product (the weight gradient at batch 1).
+//! passed as strides, so `x · Wᵀ` and `Xᵀ · dY` never copy. Shapes that
+//! the library's packing makes slow, or whose zeros it multiplies, go to
+//! nabla's own kernels instead, while the product is small enough for one
+//! thread: up to 256 rows times a matrix stored row by row (a layer's
+//! forward on a shard, or at batch 1; `gemv`); an outer product (the weight
+//! gradient at batch 1; `gemv`); and `dZᵀ · X` over up to 256 rows where X
+//! is mostly zeros (the weight gradient of a layer that sees images;
+//! `transposed`).
 
 use crate::{Float, Result, Shape, Tensor, TensorError};
 use std::any::TypeId;
@@ -190,7 +193,7 @@ unsafe fn gemm_unchecked<T: Float>(
     }
     if a.t == Transpose::Yes
         && b.t == Transpose::No
-        && k <= crate::gemv::TRANSPOSED_MAX_DEPTH
+        && k <= crate::transposed::TRANSPOSED_MAX_DEPTH
         && m * n * k < PARALLEL_MIN_FLOPS
         && crate::gemv::dot_is_vectorised::<T>()
         && crate::gemv::mostly_sparse(&b.data[..k * n], (k, n))
@@ -202,7 +205,7 @@ unsafe fn gemm_unchecked<T: Float>(
         // `b` k × n).
         // SAFETY: the caller's promise on `dst`; the shapes were checked.
         unsafe {
-            crate::gemv::transposed_products(
+            crate::transposed::transposed_products(
                 &a.data[..k * m],
                 &b.data[..k * n],
                 dst,
