@@ -275,6 +275,9 @@ unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
 /// [`dot_products`] lists a block's live vectors, which costs it 5% on
 /// dense rows.
 pub(crate) fn mostly_sparse<T: Float>(b: &[T], (k, n): (usize, usize)) -> bool {
+    if k == 0 || n == 0 {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(b32) = as_f32(b) {
         if level() != Level::Plain {
@@ -490,6 +493,9 @@ pub(crate) mod tests {
         // A third one, the partial strip of row 1: a quarter.
         b[36..40].fill(0.0);
         assert!(mostly_sparse(&b, (4, 20)));
+        // Nothing to count.
+        assert!(!mostly_sparse::<f32>(&[], (0, 8)));
+        assert!(!mostly_sparse::<f32>(&[], (3, 0)));
         // NaN is not zero.
         b[36] = f32::NAN;
         assert!(!mostly_sparse(&b, (4, 20)));
