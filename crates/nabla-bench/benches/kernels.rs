@@ -70,6 +70,10 @@ fn weight_gradient(c: &mut Criterion) {
         (50, 100, 784, true),
         (125, 100, 784, false),
         (125, 100, 784, true),
+        // The hidden and output layers of 784-128-64-10 and 784-100-10.
+        (50, 64, 128, false),
+        (50, 10, 64, false),
+        (50, 10, 100, false),
     ] {
         let dz: Tensor<f32> = rng.normal(&[k, m], 0.0, 1.0);
         let x: Tensor<f32> = if real {
@@ -86,6 +90,30 @@ fn weight_gradient(c: &mut Criterion) {
                     black_box(&dz),
                     Transpose::Yes,
                     black_box(&x),
+                    Transpose::No,
+                    false,
+                )
+                .unwrap()
+            })
+        });
+    }
+}
+
+/// The input gradient of a hidden or output layer on a shard, `dZ · W`:
+/// `m` rows of output gradients (`m × k`) times the weights (`k × n`).
+fn input_gradient(c: &mut Criterion) {
+    let mut rng = Rng::seed(0);
+    for &(m, k, n) in &[(50, 64, 128), (50, 10, 64), (50, 10, 100), (500, 10, 100)] {
+        let dz: Tensor<f32> = rng.normal(&[m, k], 0.0, 1.0);
+        let w: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
+        let mut out = Tensor::zeros(&[m, n]);
+        c.bench_function(&format!("gemm {m}x{k} · {k}x{n}"), |bench| {
+            bench.iter(|| {
+                gemm_into(
+                    &mut out,
+                    black_box(&dz),
+                    Transpose::No,
+                    black_box(&w),
                     Transpose::No,
                     false,
                 )
@@ -115,6 +143,18 @@ fn layer_step(c: &mut Criterion) {
             })
         },
     );
+}
+
+/// Gathering a shuffled batch of 100 images from bytes to floats in [0, 1],
+/// as every training step does (from the embedded subset, which stays in
+/// cache: the conversion, not the wait for memory).
+fn gather(c: &mut Criterion) {
+    let train = nabla_data::embedded_mnist().unwrap().train;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    Rng::seed(4).shuffle(&mut order);
+    c.bench_function("gather 100 images", |bench| {
+        bench.iter(|| black_box(train.images(black_box(&order[..100])).unwrap()))
+    });
 }
 
 fn softmax_ce(c: &mut Criterion) {
@@ -253,5 +293,14 @@ fn conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm, weight_gradient, layer_step, softmax_ce, conv);
+criterion_group!(
+    benches,
+    gemm,
+    weight_gradient,
+    input_gradient,
+    layer_step,
+    gather,
+    softmax_ce,
+    conv
+);
 criterion_main!(benches);
