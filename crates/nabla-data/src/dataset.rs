@@ -248,9 +248,7 @@ impl Dataset {
                 if let Some(&ahead) = indices.get(k + PREFETCH_AHEAD) {
                     prefetch(self.pixels(ahead));
                 }
-                // A plain loop of divisions, which the compiler turns into
-                // vector divisions (exact, so the same values as one by one).
-                x.extend(self.pixels(i).iter().map(|&p| f32::from(p) / 255.0));
+                push_unit(x, self.pixels(i));
             }
         })
         .map_err(|e| DataError::invalid("batch", e.to_string()))
@@ -331,6 +329,29 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
 /// Images whose bytes are requested before they are converted: enough to
 /// cover the memory's latency (one image ahead left most of it exposed).
 const PREFETCH_AHEAD: usize = 4;
+
+/// Appends the pixel values `bytes` scaled to `[0, 1]` (`p / 255`) to `out`.
+fn push_unit(out: &mut Vec<f32>, bytes: &[u8]) {
+    /// A plain loop of divisions, which the compiler turns into vector
+    /// divisions (exact, so the same values as one by one).
+    #[inline(always)]
+    fn push(out: &mut Vec<f32>, bytes: &[u8]) {
+        out.extend(bytes.iter().map(|&p| f32::from(p) / 255.0));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // Eight divisions at a time rather than the baseline build's four:
+        // a batch of 100 in 8.1 µs instead of 16.2 (`gather` in the kernel
+        // benches), the same values.
+        #[target_feature(enable = "avx2")]
+        fn wide(out: &mut Vec<f32>, bytes: &[u8]) {
+            push(out, bytes);
+        }
+        // SAFETY: the CPU has AVX2.
+        return unsafe { wide(out, bytes) };
+    }
+    push(out, bytes);
+}
 
 /// Asks the CPU to bring `bytes` into cache ahead of their use (a hint; no
 /// effect on results, and nothing on other architectures).

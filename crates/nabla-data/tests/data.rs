@@ -139,6 +139,19 @@ fn embedded_subset_and_split() {
     assert!(s.train.batch(&[10_000]).is_err());
 }
 
+#[test]
+fn images_are_the_bytes_over_255() {
+    // The vectorised conversion gives each division's own value.
+    let s = embedded_mnist().unwrap();
+    let indices = [5, 0, 1999, 42];
+    let x = s.test.images(&indices).unwrap();
+    let want: Vec<f32> = indices
+        .iter()
+        .flat_map(|&i| s.test.pixels(i).iter().map(|&p| f32::from(p) / 255.0))
+        .collect();
+    assert_eq!(x.data(), &want[..]);
+}
+
 /// A 60×90 drawing of a bar with a foot, dark ink on white, off-centre.
 fn drawing(dark_on_light: bool) -> image::DynamicImage {
     let (bg, ink) = if dark_on_light {
