@@ -9,7 +9,9 @@
 //! forward on a shard, or at batch 1; `gemv`); an outer product (the weight
 //! gradient at batch 1; `gemv`); and `dZᵀ · X` over up to 256 rows where X
 //! is mostly zeros (the weight gradient of a layer that sees images;
-//! `transposed`).
+//! `transposed`). Many rows of mostly zeros times a matrix stored row by
+//! row (inference on a large batch of images) also go to `gemv`'s dot
+//! products, in chunks of rows shared out between the threads.
 
 use crate::{Float, Result, Shape, Tensor, TensorError};
 use std::any::TypeId;
@@ -41,6 +43,33 @@ const DOT_MAX_ROWS: usize = 256;
 /// on adding up each sum's lanes than on the sum (k = 2: 6.4 µs against the
 /// library's 2.4 µs for 50 × 100 outputs).
 const DOT_MIN_DEPTH: usize = 16;
+
+/// Rows per task when many rows of mostly zeros go to the dot products
+/// (inference on a large batch of images): small enough to share 1000 rows
+/// evenly between a few threads.
+const SPARSE_CHUNK_ROWS: usize = 64;
+
+/// The output of a product, shared by the tasks that write its disjoint
+/// row ranges.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+
+// SAFETY: each task writes only its own rows (see `gemm_unchecked`).
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The element `offset` places on. A method, so that closures capture
+    /// the whole (Send) wrapper rather than its raw pointer.
+    ///
+    /// # Safety
+    /// As `pointer::add`.
+    unsafe fn at(self, offset: usize) -> *mut T {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.add(offset) }
+    }
+}
 
 /// `dst = op(a) · op(b)` (or `dst += …` with `accumulate`), where `op` applies
 /// the given [`Transpose`]. `a` and `b` are rank-2 tensors, `dst` is `m × n`.
@@ -189,6 +218,41 @@ unsafe fn gemm_unchecked<T: Float>(
                 accumulate,
             )
         };
+        return;
+    }
+    if b.t == Transpose::Yes
+        && a.t == Transpose::No
+        && k >= DOT_MIN_DEPTH
+        && crate::gemv::dot_is_vectorised::<T>()
+        && crate::gemv::mostly_sparse(&a.data[..m.min(DOT_MAX_ROWS) * k], (m.min(DOT_MAX_ROWS), k))
+    {
+        // Many rows of mostly zeros times a matrix stored row by row (a
+        // layer that sees images, on a large batch): the dot products that
+        // skip the zeros, in chunks of rows shared out between the threads.
+        // Each element's sum is the same whichever chunk holds its row. The
+        // first rows stand for the rest in the count of zeros.
+        let dst = SendPtr(dst);
+        let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
+        let run = |c: usize| {
+            let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
+            // SAFETY: the caller's promise on `dst`, whose rows r0..r1 only
+            // this chunk writes; op(a) is stored m × k and op(b) n × k.
+            unsafe {
+                crate::gemv::dot_products(
+                    &a.data[r0 * k..r1 * k],
+                    &b.data[..n * k],
+                    dst.at(r0 * n),
+                    (r1 - r0, k, n),
+                    accumulate,
+                )
+            };
+        };
+        if rayon::current_num_threads() > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
+            use rayon::prelude::*;
+            (0..chunks).into_par_iter().for_each(run);
+        } else {
+            (0..chunks).for_each(run);
+        }
         return;
     }
     if a.t == Transpose::Yes
@@ -476,6 +540,39 @@ mod tests {
             .matmul_t(Transpose::No, &w.cast::<f32>(), Transpose::Yes)
             .unwrap();
         assert!(got.cast::<f64>().allclose(&y, 1e-4, 1e-4));
+    }
+
+    /// Many rows of mostly zeros times `Wᵀ` (inference on a large batch of
+    /// images) go to the dot products in chunks shared between threads:
+    /// the same bits on one thread and two, and the f64 definition.
+    #[test]
+    fn large_mostly_zero_products_are_identical_on_any_thread_count() {
+        let mut rng = Rng::seed(12);
+        // ≥ 2^24 multiply-adds: fewer rows than one chunk of the dot
+        // products' limit, and many chunks with a partial last one.
+        for &(m, k, n) in &[(200, 300, 300), (1000, 784, 30)] {
+            let x = rng.normal::<f64>(&[m, k], 0.0, 1.0);
+            let zeroed = x.data().iter().enumerate();
+            let zeroed = zeroed.map(|(e, &v)| if (e % k / 8 + e / k) % 3 == 0 { v } else { 0.0 });
+            let x = Tensor::from_vec(zeroed.collect(), &[m, k]).unwrap();
+            let w: Tensor<f64> = rng.normal(&[n, k], 0.0, 1.0);
+            let want = naive(&x, &w.transpose().unwrap());
+            let (x32, w32) = (x.cast::<f32>(), w.cast::<f32>());
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| x32.matmul_t(Transpose::No, &w32, Transpose::Yes).unwrap())
+            };
+            let (one, two) = (run(1), run(2));
+            assert!(one.cast::<f64>().allclose(&want, 1e-4, 1e-4), "{m}×{k}×{n}");
+            assert_eq!(one, two, "1 and 2 threads must agree bit for bit");
+            // Row by row, as a batch of one each: the same bits again.
+            let row = Tensor::from_vec(x32.data()[(m - 1) * k..].to_vec(), &[1, k]).unwrap();
+            let last = row.matmul_t(Transpose::No, &w32, Transpose::Yes).unwrap();
+            assert_eq!(last.data(), &one.data()[(m - 1) * n..]);
+        }
     }
 
     #[test]
