@@ -548,13 +548,15 @@ mod tests {
     #[test]
     fn large_mostly_zero_products_are_identical_on_any_thread_count() {
         let mut rng = Rng::seed(12);
-        // ≥ 2^24 multiply-adds: fewer rows than one chunk of the dot
-        // products' limit, and many chunks with a partial last one.
+        // ≥ 2^24 multiply-adds, too many for one thread: fewer rows than
+        // the dot products take at once (256), and many chunks with a
+        // partial last one.
         for &(m, k, n) in &[(200, 300, 300), (1000, 784, 30)] {
             let x = rng.normal::<f64>(&[m, k], 0.0, 1.0);
             let zeroed = x.data().iter().enumerate();
             let zeroed = zeroed.map(|(e, &v)| if (e % k / 8 + e / k) % 3 == 0 { v } else { 0.0 });
             let x = Tensor::from_vec(zeroed.collect(), &[m, k]).unwrap();
+            assert!(crate::gemv::mostly_sparse(x.data(), (m, k)));
             let w: Tensor<f64> = rng.normal(&[n, k], 0.0, 1.0);
             let want = naive(&x, &w.transpose().unwrap());
             let (x32, w32) = (x.cast::<f32>(), w.cast::<f32>());
