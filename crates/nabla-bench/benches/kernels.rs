@@ -59,6 +59,31 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
+/// A few images times a layer's weights stored `[in, out]`, `X · W`: the
+/// layout of a layer prepared for inference, whose product reads only the
+/// weight rows of the lit pixels (compare `gemm 1x784 · (100x784)ᵀ [digits]`).
+fn image_times_weights(c: &mut Criterion) {
+    let mut rng = Rng::seed(0);
+    for &(m, k, n) in &[(1, 784, 100), (4, 784, 100), (1, 784, 128)] {
+        let x = digits(m);
+        let w: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
+        let mut out = Tensor::zeros(&[m, n]);
+        c.bench_function(&format!("gemm {m}x{k} · {k}x{n} [digits]"), |bench| {
+            bench.iter(|| {
+                gemm_into(
+                    &mut out,
+                    black_box(&x),
+                    Transpose::No,
+                    black_box(&w),
+                    Transpose::No,
+                    false,
+                )
+                .unwrap()
+            })
+        });
+    }
+}
+
 /// The weight gradient of a dense layer on a shard, `dZᵀ · X`: `k` rows of
 /// output gradients (`k × m`) against the same rows of inputs (`k × n`).
 fn weight_gradient(c: &mut Criterion) {
@@ -296,6 +321,7 @@ fn conv(c: &mut Criterion) {
 criterion_group!(
     benches,
     gemm,
+    image_times_weights,
     weight_gradient,
     input_gradient,
     layer_step,

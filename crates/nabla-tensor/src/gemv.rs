@@ -297,17 +297,23 @@ unsafe fn mostly_sparse_avx(b: &[f32], shape: (usize, usize)) -> bool {
 #[inline(always)]
 fn mostly_sparse_with<T: Float, V: Lanes<T>>(b: &[T], (k, n): (usize, usize)) -> bool {
     let full = n / LANES * LANES;
+    // Enough zero strips: a quarter of them, rounded up. The count stops
+    // there, a few pixel rows into an image (whose top rows are blank).
+    let enough = (k * n.div_ceil(LANES)).div_ceil(4);
     let mut zero = 0;
     for row in b.chunks_exact(n).take(k) {
         for j in (0..full).step_by(LANES) {
             // SAFETY: `j + LANES <= n`, inside the row.
             zero += usize::from(!unsafe { V::load(row.as_ptr().add(j)) }.any_nonzero());
+            if zero >= enough {
+                return true;
+            }
         }
         if full < n {
             zero += usize::from(!V::load_partial(&row[full..]).any_nonzero());
         }
     }
-    4 * zero >= k * n.div_ceil(LANES)
+    zero >= enough
 }
 
 /// `out[i·n + j] = a[i] · b[j]` for `i < a.len()`, `j < n = b.len()` (or

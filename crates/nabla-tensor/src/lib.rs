@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+mod axpy;
 pub mod conv;
 mod element;
 mod elementwise;
@@ -34,7 +35,7 @@ mod transposed;
 pub use conv::Window;
 pub use element::Float;
 pub use error::{Result, TensorError};
-pub use matmul::{gemm_into, gemm_slices, in_gemm_library, Transpose};
+pub use matmul::{gemm_into, gemm_slices, in_gemm_library, input_major_pays, Transpose};
 pub use pool::{BufferPool, MAX_CACHED_BYTES, MAX_CACHED_PER_SIZE};
 pub use random::{Rng, RNG_STATE_LEN};
 pub use shape::{Dims, Shape, INLINE_RANK};

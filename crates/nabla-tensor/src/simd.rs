@@ -35,8 +35,14 @@ pub(crate) trait Lanes<T: Float>: Copy {
     fn add(self, b: Self) -> Self;
     /// The lanes, in order.
     fn to_array(self) -> [T; LANES];
+    /// Bit `l` set where lane `l` is not zero (NaN counts as not zero).
+    fn nonzero_lanes(self) -> u32;
+
     /// Whether any lane is not zero (NaN counts as not zero).
-    fn any_nonzero(self) -> bool;
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        self.nonzero_lanes() != 0
+    }
 
     /// The values of `src` (at most `LANES`), zeros in the lanes after.
     #[inline(always)]
@@ -100,8 +106,10 @@ impl<T: Float> Lanes<T> for [T; LANES] {
     }
 
     #[inline(always)]
-    fn any_nonzero(self) -> bool {
-        self.iter().any(|&v| v != T::ZERO)
+    fn nonzero_lanes(self) -> u32 {
+        self.iter()
+            .enumerate()
+            .fold(0, |bits, (l, &v)| bits | (u32::from(v != T::ZERO) << l))
     }
 }
 
@@ -174,13 +182,13 @@ impl Lanes<f32> for Avx {
     }
 
     #[inline(always)]
-    fn any_nonzero(self) -> bool {
+    fn nonzero_lanes(self) -> u32 {
         use std::arch::x86_64::{
             _mm256_cmp_ps, _mm256_movemask_ps, _mm256_setzero_ps, _CMP_NEQ_UQ,
         };
         // Unordered not-equal: a NaN lane compares true.
         unsafe {
-            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) != 0
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) as u32
         }
     }
 

@@ -1,0 +1,284 @@
+//! A few mostly-zero rows times a matrix stored row by row along the
+//! *output*: `out[i, :] = Σ_p a[i, p] · b[p, :]` over the nonzero `a[i, p]`.
+//!
+//! This is the other way to read a layer's weights for one image. With
+//! PyTorch's layout `W [out, in]` the product `x · Wᵀ` is a dot product per
+//! output ([`crate::gemv::dot_products`]), which can skip only the
+//! eight-pixel vectors of `x` that are all zero; a 784 → 100 layer then still
+//! reads two in five of its weights for an MNIST digit. With the weights
+//! stored `[in, out]` (`b` here) each nonzero pixel is one multiply-add of a
+//! whole contiguous row into the outputs kept in registers, so the product
+//! reads only the rows of the pixels that are lit: a fifth of the weights.
+//!
+//! Every output element is one sum over `p` in increasing order, one fused
+//! multiply-add per nonzero `a[i, p]`, so it does not depend on the other
+//! rows, on `m`, or on the block of columns the element falls in.
+
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{as_f32, level, Avx, Level};
+use crate::simd::{Lanes, LANES};
+use crate::Float;
+use std::mem::MaybeUninit;
+
+/// Output vectors (of [`LANES`] columns) that one pass over a row's nonzero
+/// entries keeps in registers: 96 columns, a 784 → 100 layer's outputs but
+/// for four, in 12 of AVX2's 16 registers.
+const BLOCK_VECTORS: usize = 12;
+
+/// The longest rows of `a` the kernel takes: a row's nonzero entries are
+/// listed on the stack first.
+pub(crate) const AXPY_MAX_DEPTH: usize = 4096;
+
+/// `out[i·n + j] = Σ_p a[i·k + p] · b[p·n + j]` for `i < m`, `j < n`, over
+/// the `p` where `a[i·k + p] ≠ 0`; or `out[…] += …` with `accumulate`.
+///
+/// Skipping a zero changes no bit (every sum starts at +0, see
+/// `gemv::dot_with`), but for a weight that is infinite or NaN facing a
+/// zero input, whose product, NaN, is skipped.
+///
+/// # Safety
+/// `out` must be valid for writes of `m·n` elements, and for reads too with
+/// `accumulate`. It must not overlap `a` or `b`.
+///
+/// # Panics
+/// If `a.len() != m·k`, `b.len() != k·n` or `k > AXPY_MAX_DEPTH` (a bug in
+/// the caller).
+pub(crate) unsafe fn sparse_rows_times<T: Float>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert_eq!(a.len(), m * k, "sparse_rows_times: left length");
+    assert_eq!(b.len(), k * n, "sparse_rows_times: right length");
+    assert!(k <= AXPY_MAX_DEPTH, "sparse_rows_times: rows of {k}");
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
+        if level() != Level::Plain {
+            // SAFETY: the CPU has AVX2 and FMA; T is f32, so `out` points to
+            // f32; the caller's promise.
+            return unsafe { rows_avx(a32, b32, out.cast(), (m, k, n), accumulate) };
+        }
+    }
+    // SAFETY: the caller's promise.
+    unsafe { rows_with::<T, [T; LANES]>(a, b, out, (m, k, n), accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { rows_with::<f32, Avx>(a, b, out, shape, accumulate) }
+}
+
+/// [`sparse_rows_times`] over `V`: for each row of `a`, list its nonzero
+/// entries once, then sweep the list for each block of output columns: up
+/// to [`BLOCK_VECTORS`] vectors at a time, the last block taking the
+/// partial vector at the end of the row along (100 outputs: one block of
+/// twelve vectors and four columns). A row's nonzero entries are found
+/// eight at a time, as the bits of a vector comparison.
+#[inline(always)]
+unsafe fn rows_with<T: Float, V: Lanes<T>>(
+    a: &[T],
+    b: &[T],
+    out: *mut T,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    // Uninitialised: zeroing 16 KB would cost a fifth of the product.
+    let mut index = [const { MaybeUninit::<u32>::uninit() }; AXPY_MAX_DEPTH];
+    let full = k / LANES * LANES;
+    for i in 0..m {
+        let row = &a[i * k..][..k];
+        let mut len = 0;
+        let mut push = |p: usize| {
+            index[len].write(p as u32);
+            len += 1;
+        };
+        for p in (0..full).step_by(LANES) {
+            // SAFETY: `p + LANES <= k`, inside the row.
+            let mut lanes = unsafe { V::load(row.as_ptr().add(p)) }.nonzero_lanes();
+            while lanes != 0 {
+                push(p + lanes.trailing_zeros() as usize);
+                lanes &= lanes - 1;
+            }
+        }
+        for (p, &v) in row.iter().enumerate().skip(full) {
+            if v != T::ZERO {
+                push(p);
+            }
+        }
+        // SAFETY: the first `len` entries were written above.
+        let nonzero = (
+            unsafe { &*(std::ptr::from_ref(&index[..len]) as *const [u32]) },
+            row,
+        );
+        // SAFETY: row i of `out` holds n elements (the caller's promise).
+        let out_row = unsafe { out.add(i * n) };
+        let mut j = 0;
+        while j < n {
+            let vectors = (n - j) / LANES;
+            // SAFETY (each arm): the block's columns lie inside row i of
+            // `out`, which holds n elements; a partial vector only where
+            // the block reaches the end of the row.
+            j += unsafe {
+                match vectors {
+                    BLOCK_VECTORS => {
+                        block::<T, V, BLOCK_VECTORS, true>(nonzero, b, n, j, out_row, accumulate)
+                    }
+                    _ if vectors > BLOCK_VECTORS => {
+                        block::<T, V, BLOCK_VECTORS, false>(nonzero, b, n, j, out_row, accumulate)
+                    }
+                    8..BLOCK_VECTORS => {
+                        block::<T, V, 8, false>(nonzero, b, n, j, out_row, accumulate)
+                    }
+                    4..8 => block::<T, V, 4, false>(nonzero, b, n, j, out_row, accumulate),
+                    2 | 3 => block::<T, V, 2, false>(nonzero, b, n, j, out_row, accumulate),
+                    1 => block::<T, V, 1, true>(nonzero, b, n, j, out_row, accumulate),
+                    _ => block::<T, V, 0, true>(nonzero, b, n, j, out_row, accumulate),
+                }
+            };
+        }
+    }
+}
+
+/// Columns `j .. j + C·LANES` of one output row, and with `PARTIAL` the
+/// columns after them up to the end of the row (fewer than [`LANES`]):
+/// accumulators in registers while the row's nonzero entries (`index` into
+/// the row of `a`) sweep. Returns the number of columns done.
+///
+/// The partial vector is loaded whole, running into the next row of `b`;
+/// its extra lanes are never stored. Only the last row of `b`, whose next
+/// row does not exist, is loaded lane by lane.
+///
+/// # Safety
+/// `j + C·LANES <= n`, and `out_row` is valid for the row's `n` elements.
+#[inline(always)]
+unsafe fn block<T: Float, V: Lanes<T>, const C: usize, const PARTIAL: bool>(
+    (index, a_row): (&[u32], &[T]),
+    b: &[T],
+    n: usize,
+    j: usize,
+    out_row: *mut T,
+    accumulate: bool,
+) -> usize {
+    let tail = if PARTIAL { n - j - C * LANES } else { 0 };
+    let k = b.len() / n;
+    // The last row of `b` has no next row to run into (see above).
+    let whole = match index.last() {
+        Some(&p) if PARTIAL && p as usize + 1 == k => index.len() - 1,
+        _ => index.len(),
+    };
+    let mut acc = [V::zero(); C];
+    let mut last = V::zero();
+    // No closure here: a closure does not get the CPU features of the
+    // function it is written in, and the vector methods would not inline.
+    for (e, &p) in index.iter().enumerate() {
+        let x = V::splat(a_row[p as usize]);
+        let row = &b[p as usize * n + j..];
+        let w = row[..C * LANES].as_ptr();
+        for (c, a) in acc.iter_mut().enumerate() {
+            // SAFETY: inside the C·LANES elements sliced above.
+            *a = a.madd(x, unsafe { V::load(w.add(c * LANES)) });
+        }
+        if PARTIAL && tail > 0 {
+            let rest = &row[C * LANES..];
+            let w = if e < whole {
+                // SAFETY: `rest` runs on into the next row of `b`.
+                unsafe { V::load(rest[..LANES].as_ptr()) }
+            } else {
+                V::load_partial(&rest[..tail])
+            };
+            last = last.madd(x, w);
+        }
+    }
+    for (c, a) in acc.into_iter().enumerate() {
+        // SAFETY: columns j + c·LANES .. + LANES lie inside the row (the
+        // caller's promise).
+        unsafe {
+            let at = out_row.add(j + c * LANES);
+            let sum = if accumulate { a.add(V::load(at)) } else { a };
+            sum.store(at);
+        }
+    }
+    for (c, s) in last.to_array().into_iter().take(tail).enumerate() {
+        // SAFETY: column j + C·LANES + c < n of the row.
+        unsafe {
+            let at = out_row.add(j + C * LANES + c);
+            at.write(if accumulate { *at + s } else { s });
+        }
+    }
+    C * LANES + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemv::tests::{sparse, to_f32, values};
+
+    fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for p in 0..k {
+                for j in 0..n {
+                    out[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sparse_rows_times_match_the_definition_and_accumulate() {
+        // Column counts below, at and past a block, with a partial vector.
+        for &(m, k, n) in &[
+            (1, 784, 100),
+            (3, 40, 7),
+            (2, 33, 96),
+            (1, 16, 200),
+            (4, 100, 8),
+        ] {
+            let a = sparse(m * k, m + k);
+            let b = values(k * n, n);
+            let want = naive(&a, &b, (m, k, n));
+            let mut got = vec![0.0f64; m * n];
+            // SAFETY: `got` holds m·n elements.
+            unsafe { sparse_rows_times(&a, &b, got.as_mut_ptr(), (m, k, n), false) };
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "f64 {m}x{k}x{n}: {g} vs {w}");
+            }
+            let (a32, b32) = (to_f32(&a), to_f32(&b));
+            let mut got = vec![1.0f32; m * n];
+            // SAFETY: as above.
+            unsafe { sparse_rows_times(&a32, &b32, got.as_mut_ptr(), (m, k, n), true) };
+            for (g, w) in got.iter().zip(&want) {
+                let w = w + 1.0;
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                    "f32 {m}x{k}x{n}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_alone_and_with_others() {
+        let (m, k, n) = (5, 300, 110);
+        let a = to_f32(&sparse(m * k, 1));
+        let b = to_f32(&values(k * n, 2));
+        let mut all = vec![0.0f32; m * n];
+        // SAFETY: `all` holds m·n elements.
+        unsafe { sparse_rows_times(&a, &b, all.as_mut_ptr(), (m, k, n), false) };
+        let mut last = vec![0.0f32; n];
+        // SAFETY: `last` holds n elements.
+        unsafe { sparse_rows_times(&a[(m - 1) * k..], &b, last.as_mut_ptr(), (1, k, n), false) };
+        assert_eq!(&all[(m - 1) * n..], &last[..]);
+    }
+}
