@@ -26,6 +26,7 @@ impl ParamId {
 pub struct Param<T: Float = f32> {
     id: ParamId,
     value: Tensor<T>,
+    version: u64,
 }
 
 impl<T: Float> Param<T> {
@@ -34,6 +35,7 @@ impl<T: Float> Param<T> {
         Param {
             id: ParamId::fresh(),
             value,
+            version: 0,
         }
     }
 
@@ -47,8 +49,17 @@ impl<T: Float> Param<T> {
         &self.value
     }
 
+    /// How many times its value has been handed out for writing
+    /// ([`Param::value_mut`], [`Param::set`]). Together with [`Param::id`]
+    /// it tells a copy derived from the value (a layer's transposed weights
+    /// for inference) whether it is still current.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Mutable access to its value (optimisers update it in place).
     pub fn value_mut(&mut self) -> &mut Tensor<T> {
+        self.version += 1;
         &mut self.value
     }
 
@@ -58,6 +69,7 @@ impl<T: Float> Param<T> {
     /// [`Error::Tensor`](crate::Error::Tensor) with a shape mismatch.
     pub fn set(&mut self, value: Tensor<T>) -> crate::Result<()> {
         value.expect_shape("Param::set", self.value.shape())?;
+        self.version += 1;
         self.value = value;
         Ok(())
     }

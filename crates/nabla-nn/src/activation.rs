@@ -1,13 +1,13 @@
 //! Activation layers (parameter-free wrappers of graph ops).
 
 use crate::Module;
-use nabla_autograd::{Error, Param, Result, Var};
-use nabla_tensor::Float;
+use nabla_autograd::{ops, Error, Op, Param, Result, Var};
+use nabla_tensor::{Float, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
 macro_rules! activation_layer {
-    ($(#[$doc:meta])* $name:ident, $method:ident) => {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $op:path) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default)]
         pub struct $name;
@@ -15,6 +15,10 @@ macro_rules! activation_layer {
         impl<T: Float> Module<T> for $name {
             fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
                 x.$method()
+            }
+            /// The graph op's own forward, without a graph.
+            fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+                Op::<T>::forward(&mut $op, &[x])
             }
             fn visit_params<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Param<T>)) {}
             fn visit_params_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Param<T>)) {}
@@ -27,20 +31,20 @@ macro_rules! activation_layer {
 
 activation_layer!(
     /// `max(0, x)`; derivative 0 at `x = 0`.
-    Relu, relu
+    Relu, relu, ops::unary::Relu
 );
 activation_layer!(
     /// `1 / (1 + e^-x)`; backward `dout · y · (1 - y)`.
-    Sigmoid, sigmoid
+    Sigmoid, sigmoid, ops::unary::Sigmoid
 );
 activation_layer!(
     /// `tanh x`; backward `dout · (1 - y²)`.
-    Tanh, tanh
+    Tanh, tanh, ops::unary::Tanh
 );
 activation_layer!(
     /// Softmax over the last axis (for networks that output probabilities;
     /// for training prefer logits with the fused softmax-cross-entropy loss).
-    Softmax, softmax
+    Softmax, softmax, ops::softmax::Softmax
 );
 
 /// The hidden-layer activation of a network.

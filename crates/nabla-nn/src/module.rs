@@ -16,6 +16,23 @@ pub trait Module<T: Float>: Send + Sync {
     /// When `x` has a shape the layer cannot take; the message names the layer.
     fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>>;
 
+    /// Computes the output for a batch `x` without a graph: inference.
+    ///
+    /// The values are those of [`Module::forward`] up to the rounding of a
+    /// different order of sums (a layer may multiply in another layout;
+    /// see `Linear`). The default runs `forward` on a tape that records
+    /// nothing; layers whose forward is a few tensor operations override it
+    /// to skip the tape's bookkeeping, which costs as much as the arithmetic
+    /// for one small image.
+    ///
+    /// # Errors
+    /// As `forward`.
+    fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let tape = nabla_autograd::Tape::new();
+        tape.set_grad_enabled(false);
+        Ok(self.forward(tape.constant(x.clone()))?.value())
+    }
+
     /// Calls `f(name, param)` for every parameter, names prefixed by `prefix`.
     fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>));
 

@@ -53,6 +53,22 @@ impl<T: Float> Sequential<T> {
         self.layers.push(layer);
     }
 
+    /// `[N, …sample shape]` for rows of flat samples `[N, features]`
+    /// when a sample shape of more than one axis is declared and has that
+    /// many features; `None` when the input is to be passed on as it is.
+    fn samples_view(&self, dims: &[usize]) -> Option<Vec<usize>> {
+        // Checked: the declared shape may come from a model file.
+        let flat = self.input.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match *dims {
+            [n, features] if self.input.len() > 1 && Some(features) == flat => Some(
+                std::iter::once(n)
+                    .chain(self.input.iter().copied())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The layers, in order.
     pub fn layers(&self) -> &[Box<dyn Module<T>>] {
         &self.layers
@@ -71,20 +87,22 @@ impl<T: Float> Sequential<T> {
 
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
-        // Checked: the declared shape may come from a model file.
-        let flat = self.input.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if self.input.len() > 1 {
-            let shape = x.shape();
-            if let &[n, features] = shape.dims() {
-                if Some(features) == flat {
-                    let mut dims = vec![n];
-                    dims.extend_from_slice(&self.input);
-                    x = x.reshape(&dims)?;
-                }
-            }
+        if let Some(dims) = self.samples_view(x.shape().dims()) {
+            x = x.reshape(&dims)?;
         }
         for layer in &self.layers {
             x = layer.forward(x)?;
+        }
+        Ok(x)
+    }
+
+    fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut x = match self.samples_view(x.dims()) {
+            Some(dims) => x.reshape(&dims)?,
+            None => x.clone(),
+        };
+        for layer in &self.layers {
+            x = layer.predict(&x)?;
         }
         Ok(x)
     }
