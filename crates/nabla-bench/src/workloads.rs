@@ -1,7 +1,6 @@
 //! The nabla side of each workload.
 
 use anyhow::Result;
-use nabla::autograd::Tape;
 use nabla::nn::{preset, Activation, Init, LayerSpec, MlpConfig, Module, NetSpec, Sequential};
 use nabla::optim::{Method, Optimizer, OptimizerConfig};
 use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
@@ -266,10 +265,9 @@ fn epoch(
     Ok(())
 }
 
+/// Inference as a user runs it: the network's `predict`, without a graph.
 fn infer(net: &Sequential<f32>, x: &Tensor<f32>) -> Result<Tensor<f32>> {
-    let tape = Tape::new();
-    tape.set_grad_enabled(false);
-    Ok(net.forward(tape.constant(x.clone()))?.value())
+    Ok(net.predict(x)?)
 }
 
 /// nabla's sgemm rate on 1024³ in GFLOP/s (median of `repeats` runs of 10 products).

@@ -3,7 +3,7 @@
 use crate::{data_source, plot};
 use anyhow::{bail, Result};
 use clap::Args;
-use nabla::autograd::Tape;
+use nabla::autograd::{ops::softmax::Softmax, Op};
 use nabla::nn::{load_model, Module};
 use nabla::tensor::Tensor;
 use nabla_data::{preprocess_digit_file, DatasetKind};
@@ -100,11 +100,11 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Softmax probabilities of a model for preprocessed `[n, 784]` inputs.
+/// Softmax probabilities of a model for preprocessed `[n, 784]` inputs,
+/// by inference without a graph.
 pub fn probabilities(model: &dyn Module<f32>, x: Tensor<f32>) -> Result<Tensor<f32>> {
-    let tape = Tape::new();
-    tape.set_grad_enabled(false);
-    Ok(model.forward(tape.constant(x))?.softmax()?.value())
+    let logits = model.predict(&x)?;
+    Ok(Softmax.forward(&[&logits])?)
 }
 
 /// Runs `nabla predict`.
