@@ -33,6 +33,10 @@ fn gemm(c: &mut Criterion) {
         (50, 784, 100, true),
         (1, 784, 100, false),
         (1, 784, 100, true),
+        // The hidden and output layers of 784-128-64-10 and 784-100-10.
+        (50, 128, 64, false),
+        (50, 64, 10, false),
+        (50, 100, 10, false),
         (1024, 1024, 1024, false),
     ] {
         let a: Tensor<f32> = if real {
