@@ -56,9 +56,8 @@ pub fn train(hidden: &[usize], epochs: usize) -> Result<f64, nabla::autograd::Er
             opt.step(&mut net.params_mut(), &grads)?;
         }
     }
-    let tape = Tape::new();
-    tape.set_grad_enabled(false);
-    let predicted = net.forward(tape.constant(x))?.value().argmax_axis(1)?;
+    // Inference: no graph, no gradients.
+    let predicted = net.predict(&x)?.argmax_axis(1)?;
     let correct = predicted
         .iter()
         .zip(&labels)
