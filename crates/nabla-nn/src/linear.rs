@@ -107,9 +107,7 @@ impl<T: Float> Linear<T> {
     pub fn out_features(&self) -> usize {
         self.weight.value().dims()[0]
     }
-}
 
-impl<T: Float> Linear<T> {
     /// The `[N, in]` view of an input of `shape` (a 1-D input is a batch of
     /// one; more axes are flattened as the material's Affine does).
     ///
