@@ -63,31 +63,6 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
-/// A few images times a layer's weights stored `[in, out]`, `X · W`: the
-/// layout of a layer prepared for inference, whose product reads only the
-/// weight rows of the lit pixels (compare `gemm 1x784 · (100x784)ᵀ [digits]`).
-fn image_times_weights(c: &mut Criterion) {
-    let mut rng = Rng::seed(0);
-    for &(m, k, n) in &[(1, 784, 100), (4, 784, 100), (1, 784, 128)] {
-        let x = digits(m);
-        let w: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
-        let mut out = Tensor::zeros(&[m, n]);
-        c.bench_function(&format!("gemm {m}x{k} · {k}x{n} [digits]"), |bench| {
-            bench.iter(|| {
-                gemm_into(
-                    &mut out,
-                    black_box(&x),
-                    Transpose::No,
-                    black_box(&w),
-                    Transpose::No,
-                    false,
-                )
-                .unwrap()
-            })
-        });
-    }
-}
-
 /// The weight gradient of a dense layer on a shard, `dZᵀ · X`: `k` rows of
 /// output gradients (`k × m`) against the same rows of inputs (`k × n`).
 fn weight_gradient(c: &mut Criterion) {
@@ -128,19 +103,36 @@ fn weight_gradient(c: &mut Criterion) {
     }
 }
 
-/// The input gradient of a hidden or output layer on a shard, `dZ · W`:
-/// `m` rows of output gradients (`m × k`) times the weights (`k × n`).
+/// Products of two matrices as stored, `A · W`: the input gradient of a
+/// hidden or output layer on a shard (`m` rows of output gradients times the
+/// weights `k × n`), and images (`[digits]`) times a layer's weights stored
+/// `[in, out]`, the layout of a layer prepared for inference, whose product
+/// reads only the weight rows of the lit pixels (compare `gemm 1x784 ·
+/// (100x784)ᵀ [digits]`).
 fn input_gradient(c: &mut Criterion) {
     let mut rng = Rng::seed(0);
-    for &(m, k, n) in &[(50, 64, 128), (50, 10, 64), (50, 10, 100), (500, 10, 100)] {
-        let dz: Tensor<f32> = rng.normal(&[m, k], 0.0, 1.0);
+    for &(m, k, n, real) in &[
+        (50, 64, 128, false),
+        (50, 10, 64, false),
+        (50, 10, 100, false),
+        (500, 10, 100, false),
+        (1, 784, 100, true),
+        (4, 784, 100, true),
+        (1, 784, 128, true),
+    ] {
+        let a: Tensor<f32> = if real {
+            digits(m)
+        } else {
+            rng.normal(&[m, k], 0.0, 1.0)
+        };
         let w: Tensor<f32> = rng.normal(&[k, n], 0.0, 1.0);
         let mut out = Tensor::zeros(&[m, n]);
-        c.bench_function(&format!("gemm {m}x{k} · {k}x{n}"), |bench| {
+        let what = if real { " [digits]" } else { "" };
+        c.bench_function(&format!("gemm {m}x{k} · {k}x{n}{what}"), |bench| {
             bench.iter(|| {
                 gemm_into(
                     &mut out,
-                    black_box(&dz),
+                    black_box(&a),
                     Transpose::No,
                     black_box(&w),
                     Transpose::No,
@@ -325,7 +317,6 @@ fn conv(c: &mut Criterion) {
 criterion_group!(
     benches,
     gemm,
-    image_times_weights,
     weight_gradient,
     input_gradient,
     layer_step,

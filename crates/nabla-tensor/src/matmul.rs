@@ -558,6 +558,15 @@ mod tests {
         }
     }
 
+    /// `x` (rows of columns) with zeros in every eight-column strip `s` of
+    /// row `r` but where `live(r, s)`, as in images.
+    fn strips_zeroed(x: Tensor<f64>, live: impl Fn(usize, usize) -> bool) -> Tensor<f64> {
+        let cols = x.dims()[1];
+        let values = x.data().iter().enumerate();
+        let values = values.map(|(e, &v)| if live(e / cols, e % cols / 8) { v } else { 0.0 });
+        Tensor::from_vec(values.collect(), x.dims()).unwrap()
+    }
+
     /// A weight gradient `dZᵀ · X` on inputs that are mostly zeros goes to
     /// the kernel that skips them; forward `X · Wᵀ` on them lists them:
     /// both agree with the f64 definition.
@@ -568,16 +577,7 @@ mod tests {
         let dz: Tensor<f64> = rng.normal(&[rows, outs], 0.0, 1.0);
         let w: Tensor<f64> = rng.normal(&[outs, ins], 0.0, 1.0);
         // Two in three eight-column strips zero, as in an image.
-        let x = rng.normal::<f64>(&[rows, ins], 0.0, 1.0);
-        let zeroed = x.data().iter().enumerate();
-        let zeroed = zeroed.map(|(e, &v)| {
-            if (e % ins / 8 + e / ins) % 3 == 0 {
-                v
-            } else {
-                0.0
-            }
-        });
-        let x = Tensor::from_vec(zeroed.collect(), &[rows, ins]).unwrap();
+        let x = strips_zeroed(rng.normal(&[rows, ins], 0.0, 1.0), |r, s| (s + r) % 3 == 0);
         assert!(crate::gemv::mostly_sparse(x.data(), (rows, ins)));
         let dw = naive(&dz.transpose().unwrap(), &x);
         let got = dz
@@ -603,10 +603,7 @@ mod tests {
         let (ins, outs) = (300, 100);
         let w: Tensor<f64> = rng.normal(&[ins, outs], 0.0, 1.0);
         for rows in 1..=5 {
-            let x = rng.normal::<f64>(&[rows, ins], 0.0, 1.0);
-            let zeroed = x.data().iter().enumerate();
-            let zeroed = zeroed.map(|(e, &v)| if e % ins / 8 % 3 == 1 { v } else { 0.0 });
-            let x = Tensor::from_vec(zeroed.collect(), &[rows, ins]).unwrap();
+            let x = strips_zeroed(rng.normal(&[rows, ins], 0.0, 1.0), |_, s| s % 3 == 1);
             let (x32, w32) = (x.cast::<f32>(), w.cast::<f32>());
             assert_eq!(input_major_pays(&x32), rows <= AXPY_MAX_ROWS, "{rows} rows");
             let want = naive(&x, &w);
@@ -634,10 +631,7 @@ mod tests {
         // the dot products take at once (256), and many chunks with a
         // partial last one.
         for &(m, k, n) in &[(200, 300, 300), (1000, 784, 30)] {
-            let x = rng.normal::<f64>(&[m, k], 0.0, 1.0);
-            let zeroed = x.data().iter().enumerate();
-            let zeroed = zeroed.map(|(e, &v)| if (e % k / 8 + e / k) % 3 == 0 { v } else { 0.0 });
-            let x = Tensor::from_vec(zeroed.collect(), &[m, k]).unwrap();
+            let x = strips_zeroed(rng.normal(&[m, k], 0.0, 1.0), |r, s| (s + r) % 3 == 0);
             assert!(crate::gemv::mostly_sparse(x.data(), (m, k)));
             let w: Tensor<f64> = rng.normal(&[n, k], 0.0, 1.0);
             let want = naive(&x, &w.transpose().unwrap());
