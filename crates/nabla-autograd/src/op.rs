@@ -68,4 +68,15 @@ pub trait Op<T: Float>: Any + Send {
         let _ = (inputs, grad_output, input);
         None
     }
+
+    /// Takes over the storage of `previous`, the op of the same type that a
+    /// reused tape recorded at this position before it was reset, so that
+    /// scratch an op keeps for its backward (max pooling's argmax) is not
+    /// allocated again every pass. The default keeps nothing.
+    fn reuse_storage(&mut self, previous: &mut Self)
+    where
+        Self: Sized,
+    {
+        let _ = previous;
+    }
 }

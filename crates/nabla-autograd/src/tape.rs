@@ -213,9 +213,19 @@ impl<T: Float> Tape<T> {
             (values, any, inner.grad_enabled)
         };
         let refs: SmallVec<[&Tensor<T>; INLINE_INPUTS]> = values.iter().collect();
+        // The op recorded at this position before the last reset, if it has
+        // this type: its box and its storage are reused.
+        let position = self.inner.borrow().nodes.len();
+        let mut spare = self.take_spare::<O>(position);
+        if let Some(previous) = spare.as_mut().and_then(|b| downcast::<T, O>(b)) {
+            op.reuse_storage(previous);
+        }
         let value = op.forward(&refs)?;
         let requires_grad = enabled && any_requires;
         if !requires_grad {
+            if let Some(spare) = spare {
+                self.inner.borrow_mut().spare_ops[position] = Some(spare);
+            }
             return Ok(self.push(Node {
                 value,
                 requires_grad,
@@ -224,7 +234,15 @@ impl<T: Float> Tape<T> {
                 param: None,
             }));
         }
-        let boxed = self.box_op(op);
+        let boxed = match spare {
+            Some(mut b) => {
+                if let Some(slot) = downcast::<T, O>(&mut b) {
+                    *slot = op;
+                }
+                b
+            }
+            None => Box::new(op),
+        };
         Ok(self.push(Node {
             value,
             requires_grad,
@@ -234,19 +252,16 @@ impl<T: Float> Tape<T> {
         }))
     }
 
-    /// Boxes `op` for the next node, in the box of the op recorded at that
-    /// position before the last reset when it has the same type.
-    fn box_op<O: Op<T>>(&self, op: O) -> Box<dyn Op<T>> {
+    /// The op recorded at `position` before the last reset, when it is an `O`.
+    fn take_spare<O: Op<T>>(&self, position: usize) -> Option<Box<dyn Op<T>>> {
         let mut inner = self.inner.borrow_mut();
-        let position = inner.nodes.len();
-        if let Some(mut spare) = inner.spare_ops.get_mut(position).and_then(Option::take) {
-            let any: &mut dyn Any = spare.as_mut();
-            if let Some(slot) = any.downcast_mut::<O>() {
-                *slot = op;
-                return spare;
-            }
+        let slot = inner.spare_ops.get_mut(position)?;
+        let is_o = slot.as_mut().is_some_and(|b| downcast::<T, O>(b).is_some());
+        if is_o {
+            slot.take()
+        } else {
+            None
         }
-        Box::new(op)
     }
 
     /// Back-propagates from a one-element output (a loss) with seed gradient 1
@@ -419,4 +434,10 @@ impl<'t, T: Float> Var<'t, T> {
     pub(crate) fn tape_id(&self) -> u64 {
         self.tape.id()
     }
+}
+
+/// The op in `b` as an `O`, when it is one.
+fn downcast<T: Float, O: Op<T>>(b: &mut Box<dyn Op<T>>) -> Option<&mut O> {
+    let any: &mut dyn Any = b.as_mut();
+    any.downcast_mut::<O>()
 }

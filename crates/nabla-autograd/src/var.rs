@@ -148,7 +148,8 @@ impl<'t, T: Float> Var<'t, T> {
     }
     /// The same elements under a new shape.
     pub fn reshape(self, dims: &[usize]) -> Result<Var<'t, T>> {
-        self.tape().apply(Reshape(dims.to_vec()), &[self])
+        self.tape()
+            .apply(Reshape(nabla_tensor::Dims::from_slice(dims)), &[self])
     }
     /// `[N, d1, d2, …] → [N, d1·d2·…]`.
     pub fn flatten(self) -> Result<Var<'t, T>> {

@@ -121,6 +121,10 @@ impl<T: Float> Op<T> for Pool2d {
         Ok(out)
     }
 
+    fn reuse_storage(&mut self, previous: &mut Self) {
+        std::mem::swap(&mut self.argmax, &mut previous.argmax);
+    }
+
     fn backward(
         &self,
         x: &[&Tensor<T>],

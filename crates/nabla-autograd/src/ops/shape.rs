@@ -2,11 +2,12 @@
 
 use super::grad_if;
 use crate::{InputGrads, Op, Result};
-use nabla_tensor::{Float, Tensor};
+use nabla_tensor::{Dims, Float, Tensor};
 use smallvec::smallvec;
 
 /// The same elements under a new shape; backward reshapes the gradient back.
-pub struct Reshape(pub Vec<usize>);
+/// (The shape is kept inline, so recording a reshape allocates nothing.)
+pub struct Reshape(pub Dims);
 
 impl<T: Float> Op<T> for Reshape {
     fn name(&self) -> &'static str {
