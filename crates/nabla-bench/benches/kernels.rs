@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use nabla::autograd::{Reduction, Tape, Target};
-use nabla::nn::{Init, Linear, Module};
+use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
     col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col,
     input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,

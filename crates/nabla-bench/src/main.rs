@@ -116,7 +116,7 @@ fn main() -> Result<()> {
 }
 
 fn run(args: Args) -> Result<()> {
-    let data = nabla_data::Dataset::load_dir(&args.data_dir, nabla_data::DatasetKind::Mnist)
+    let data = nabla_data::ImageDataset::load_dir(&args.data_dir, nabla_data::DatasetKind::Mnist)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?
         .train;
     println!(

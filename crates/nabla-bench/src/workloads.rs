@@ -1,11 +1,12 @@
 //! The nabla side of each workload.
 
 use anyhow::Result;
-use nabla::nn::{preset, Activation, Init, LayerSpec, MlpConfig, Module, NetSpec, Sequential};
+use nabla::autograd::Target;
+use nabla::nn::{preset, Activation, Init, LayerSpec, MlpConfig, NetSpec, Sequential};
 use nabla::optim::{Method, Optimizer, OptimizerConfig};
 use nabla::tensor::{gemm_into, Rng, Tensor, Transpose};
-use nabla_data::{Batches, Dataset};
-use nabla_train::{rows_of, Stepper};
+use nabla_data::{Batches, ImageDataset};
+use nabla_train::{rows_of, BatchTargets, StandardLoss, Stepper};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -111,7 +112,7 @@ impl Workload {
         }
     }
 
-    pub fn run(&self, data: &Dataset, repeats: usize) -> Result<Measured> {
+    pub fn run(&self, data: &ImageDataset, repeats: usize) -> Result<Measured> {
         match *self {
             Workload::Epoch {
                 hidden, activation, ..
@@ -248,7 +249,12 @@ pub fn step(
     labels: &Arc<[usize]>,
 ) -> Result<()> {
     let rows = x.dims()[0];
-    stepper.step(net, opt, rows, |r| rows_of(x, labels.clone(), r))?;
+    stepper.step(net, opt, &StandardLoss::CrossEntropy, rows, |r| {
+        Ok((
+            rows_of(x, r.clone())?,
+            BatchTargets::Classes(Target::Shared(labels.clone(), r)),
+        ))
+    })?;
     Ok(())
 }
 
@@ -257,11 +263,19 @@ fn epoch(
     stepper: &mut Stepper,
     net: &mut Sequential<f32>,
     opt: &mut Optimizer<f32>,
-    data: &Dataset,
+    data: &ImageDataset,
     rng: &mut Rng,
 ) -> Result<()> {
     let batches = Batches::new(data.len(), 100, false, Some(rng))?;
-    stepper.epoch(net, opt, data, &batches, None, |_, _, _| Ok(()))?;
+    stepper.epoch(
+        net,
+        opt,
+        &StandardLoss::CrossEntropy,
+        data,
+        &batches,
+        None,
+        |_, _, _| Ok(()),
+    )?;
     Ok(())
 }
 
@@ -288,7 +302,7 @@ pub fn sgemm_rate(repeats: usize) -> Result<f64> {
 /// Allocations made by one training step of an epoch after five warm-up
 /// steps (the mean): (outside the `gemm` library, inside it).
 pub fn allocations_per_step(
-    data: &Dataset,
+    data: &ImageDataset,
     counter: impl Fn() -> (u64, u64),
 ) -> Result<(f64, f64)> {
     let mut net = network(&[100], Activation::Sigmoid)?;
@@ -300,13 +314,21 @@ pub fn allocations_per_step(
     let mut before = (0, 0);
     // Steps of a real epoch (shuffled batches gathered by the shards); the
     // count starts after five warm-up steps.
-    stepper.epoch(&mut net, &mut opt, data, &batches, None, |b, _, _| {
-        if b == 4 {
-            before = counter();
-        }
-        steps = b.saturating_sub(4);
-        Ok(())
-    })?;
+    stepper.epoch(
+        &mut net,
+        &mut opt,
+        &StandardLoss::CrossEntropy,
+        data,
+        &batches,
+        None,
+        |b, _, _| {
+            if b == 4 {
+                before = counter();
+            }
+            steps = b.saturating_sub(4);
+            Ok(())
+        },
+    )?;
     let after = counter();
     let per_step = |a: u64, b: u64| (a - b) as f64 / steps.max(1) as f64;
     Ok((per_step(after.0, before.0), per_step(after.1, before.1)))

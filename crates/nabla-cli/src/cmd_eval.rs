@@ -1,13 +1,19 @@
-//! `nabla eval` and `nabla predict`.
+//! `nabla eval` and `nabla predict`, for digit, image-folder and CSV models.
 
-use crate::{data_source, plot};
+use crate::data_source::{load_idx, model_inputs, table_for_model};
+use crate::model_file::{load_model, ModelSpec};
+use crate::plot;
+use crate::progress::{describe, in_units};
 use anyhow::{bail, Result};
 use clap::Args;
 use nabla::autograd::{ops::softmax::Softmax, Op};
-use nabla::nn::{load_model, Module};
+use nabla::nn::{Module, Sequential};
 use nabla::tensor::Tensor;
-use nabla_data::{preprocess_digit_file, DatasetKind};
-use nabla_train::{eval_batch_size, evaluate};
+use nabla_data::{
+    load_image, load_image_folder, preprocess_digit_file, Dataset, DatasetKind, ImageFolderOptions,
+    Table, TaskKind,
+};
+use nabla_train::{eval_batch_size, evaluate, Evaluation};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,9 +24,15 @@ pub struct EvalArgs {
     #[arg(long)]
     model: PathBuf,
     /// Directory with the dataset's IDX files; default: the embedded MNIST test digits.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["csv", "images"])]
     data_dir: Option<PathBuf>,
-    /// Also draw the confusion matrix and a grid of misclassified digits into this directory.
+    /// A labelled CSV file (with the model's feature columns and its target column).
+    #[arg(long, conflicts_with = "images")]
+    csv: Option<PathBuf>,
+    /// A folder of class folders of images, for a model trained on one.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Also draw the confusion matrix (and, for digits, a grid of misclassified ones) into this directory.
     #[arg(long)]
     plot_dir: Option<PathBuf>,
     /// Print one JSON object.
@@ -34,32 +46,113 @@ pub struct PredictArgs {
     /// The model file.
     #[arg(long)]
     model: PathBuf,
-    /// PNG or JPEG images, one digit each.
-    #[arg(required = true)]
+    /// PNG or JPEG images: one digit each for a digit model, or images like the training folder's.
+    #[arg(required_unless_present = "csv", conflicts_with = "csv")]
     images: Vec<PathBuf>,
-    /// Print one JSON object per image, one per line.
+    /// A CSV file of new rows with the model's feature columns (a target column, if present, is ignored).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Print one JSON object per image or row, one per line.
     #[arg(long)]
     json: bool,
+}
+
+/// The test data a model is evaluated on, as its flags and file say.
+fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String)> {
+    let data = &spec.data;
+    if let Some(table) = &data.table {
+        let Some(path) = &a.csv else {
+            bail!(
+                "{}: the model was trained on a CSV table: pass --csv FILE with columns {} and {}",
+                a.model.display(),
+                table.features.join(", "),
+                table.target
+            );
+        };
+        let set = table_for_model(path, table, data.task, &data.classes)?;
+        let desc = format!("{}: {} rows", path.display(), Dataset::len(&set));
+        return Ok((Box::new(set), desc));
+    }
+    if let Some(input) = &data.images {
+        let Some(dir) = &a.images else {
+            bail!(
+                "{}: the model was trained on an image folder: pass --images DIR",
+                a.model.display()
+            );
+        };
+        let set = load_image_folder(
+            dir,
+            ImageFolderOptions {
+                color: input.color(),
+                size: input.resize.then_some((input.height, input.width)),
+            },
+        )?;
+        if set.image_dims() != (input.height, input.width) {
+            let (h, w) = set.image_dims();
+            bail!(
+                "{}: the images are {h}x{w}, the model takes {}x{} (it was trained without resizing)",
+                dir.display(),
+                input.height,
+                input.width
+            );
+        }
+        if set.classes() != data.classes.as_slice() {
+            bail!(
+                "{}: the folder's classes ({}) are not the model's ({})",
+                dir.display(),
+                set.classes().join(", "),
+                data.classes.join(", ")
+            );
+        }
+        let desc = format!("{}: {} images", dir.display(), set.len());
+        return Ok((Box::new(set), desc));
+    }
+    if a.csv.is_some() || a.images.is_some() {
+        bail!(
+            "{}: the model reads {} digits; evaluate it with --data-dir",
+            a.model.display(),
+            data.dataset
+        );
+    }
+    let kind = DatasetKind::parse(&data.dataset)?;
+    let (splits, desc) = load_idx(a.data_dir.as_deref(), kind)?;
+    Ok((Box::new(splits.test), desc))
+}
+
+/// The standard deviation of a regression model's standardised target (1 otherwise).
+fn target_scale(spec: &ModelSpec) -> f64 {
+    spec.data
+        .table
+        .as_ref()
+        .and_then(|t| t.targets.as_ref())
+        .and_then(|s| s.std.first().copied())
+        .unwrap_or(1.0)
 }
 
 /// Runs `nabla eval`.
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     let (model, spec) = load_model::<f32>(&a.model)?;
-    let kind = DatasetKind::parse(&spec.dataset)?;
-    let (splits, desc) = data_source::load(a.data_dir.as_deref(), kind)?;
+    let (data, desc) = eval_data(&a, &spec)?;
     let batch = eval_batch_size(&model);
-    let e = evaluate(&model, &splits.test, batch)?;
+    let mut e = evaluate(&model, data.as_ref(), batch)?;
+    e.score = in_units(&e.score, target_scale(&spec));
     if let Some(dir) = &a.plot_dir {
         std::fs::create_dir_all(dir)
             .map_err(|err| anyhow::anyhow!("--plot-dir {}: {err}", dir.display()))?;
-        plot::confusion_matrix(&e.confusion, &spec.classes, &dir.join("confusion"))?;
-        plot::misclassified_grid(
-            &model,
-            &splits.test,
-            &spec.classes,
-            batch,
-            &dir.join("misclassified.png"),
-        )?;
+        if spec.data.task == TaskKind::Classify {
+            plot::confusion_matrix(&e.confusion, &spec.data.classes, &dir.join("confusion"))?;
+        }
+        if spec.data.preprocessing.is_some() {
+            let kind = DatasetKind::parse(&spec.data.dataset)?;
+            let (splits, _) = load_idx(a.data_dir.as_deref(), kind)?;
+            plot::misclassified_grid(
+                &model,
+                &splits.test,
+                &spec.data.classes,
+                batch,
+                &dir.join("misclassified.png"),
+            )?;
+        }
     }
     if a.json {
         println!("{}", serde_json::to_string(&e)?);
@@ -71,14 +164,26 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         spec.architecture.summary()
     );
     println!("data: {desc}");
+    print_evaluation(&e, &spec);
+    if let Some(dir) = &a.plot_dir {
+        println!("plots written to {}", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_evaluation(e: &Evaluation, spec: &ModelSpec) {
+    if spec.data.task == TaskKind::Regress {
+        println!("test {}  ({} samples)", describe(&e.score), e.samples);
+        return;
+    }
     println!(
         "test accuracy {:.2}%  mean loss {:.4}  ({} images)",
-        100.0 * e.accuracy,
-        e.mean_loss,
+        100.0 * e.score.accuracy.unwrap_or(0.0),
+        e.score.loss,
         e.samples
     );
     println!("per-class accuracy:");
-    for (name, acc) in spec.classes.iter().zip(&e.per_class_accuracy) {
+    for (name, acc) in spec.data.classes.iter().zip(&e.per_class_accuracy) {
         println!("  {name:>12}  {:6.2}%", 100.0 * acc);
     }
     println!("confusion matrix (rows: true class, columns: predicted):");
@@ -94,14 +199,10 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         }
         println!();
     }
-    if let Some(dir) = &a.plot_dir {
-        println!("plots written to {}", dir.display());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-/// Softmax probabilities of a model for preprocessed `[n, 784]` inputs,
-/// by inference without a graph.
+/// Softmax probabilities of a model for prepared inputs, by inference
+/// without a graph.
 pub fn probabilities(model: &dyn Module<f32>, x: Tensor<f32>) -> Result<Tensor<f32>> {
     let logits = model.predict(&x)?;
     Ok(Softmax.forward(&[&logits])?)
@@ -110,23 +211,47 @@ pub fn probabilities(model: &dyn Module<f32>, x: Tensor<f32>) -> Result<Tensor<f
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let (model, spec) = load_model::<f32>(&a.model)?;
-    if spec.preprocessing.height * spec.preprocessing.width != 28 * 28 {
+    if let Some(path) = &a.csv {
+        return predict_rows(&model, &spec, &a, path);
+    }
+    let data = &spec.data;
+    if data.table.is_some() {
         bail!(
-            "{}: the model expects {}x{} inputs; predict reads 28x28 digits",
-            a.model.display(),
-            spec.preprocessing.height,
-            spec.preprocessing.width
+            "{}: the model was trained on a CSV table: pass --csv FILE of rows",
+            a.model.display()
         );
     }
     for path in &a.images {
-        let pixels = preprocess_digit_file(path)?;
-        let probs = probabilities(&model, Tensor::from_vec(pixels.to_vec(), &[1, 28 * 28])?)?;
+        let x = match (&data.images, &data.preprocessing) {
+            (Some(input), _) => {
+                let pixels = load_image(
+                    path,
+                    input.color(),
+                    (input.height, input.width),
+                    input.resize,
+                )?;
+                Tensor::from_vec(pixels, &[1, input.channels, input.height, input.width])?
+            }
+            (None, Some(p)) => {
+                if p.height * p.width != 28 * 28 {
+                    bail!(
+                        "{}: the model expects {}x{} inputs; predict reads 28x28 digits",
+                        a.model.display(),
+                        p.height,
+                        p.width
+                    );
+                }
+                let pixels = preprocess_digit_file(path)?;
+                Tensor::from_vec(pixels.to_vec(), &[1, 28 * 28])?
+            }
+            (None, None) => bail!(
+                "{}: the model file says nothing of its inputs",
+                a.model.display()
+            ),
+        };
+        let probs = probabilities(&model, x)?;
         let best = probs.argmax_axis(1)?[0];
-        let name = spec
-            .classes
-            .get(best)
-            .cloned()
-            .unwrap_or_else(|| best.to_string());
+        let name = class_name(&data.classes, best);
         if a.json {
             let obj = serde_json::json!({
                 "image": path,
@@ -141,13 +266,83 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
                 path.display(),
                 100.0 * probs.data()[best]
             );
-            let all: Vec<String> = spec
+            let all: Vec<String> = data
                 .classes
                 .iter()
                 .zip(probs.data())
                 .map(|(c, p)| format!("{c}: {:.3}", p))
                 .collect();
             println!("  {}", all.join("  "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn class_name(classes: &[String], i: usize) -> String {
+    classes.get(i).cloned().unwrap_or_else(|| i.to_string())
+}
+
+/// One line per row of a CSV: the class and its probabilities, or the value.
+fn predict_rows(
+    model: &Sequential<f32>,
+    spec: &ModelSpec,
+    a: &PredictArgs,
+    path: &std::path::Path,
+) -> Result<ExitCode> {
+    let Some(input) = &spec.data.table else {
+        bail!(
+            "{}: the model was not trained on a CSV table; --csv is for table models",
+            a.model.display()
+        );
+    };
+    let table = Table::read(path)?;
+    let mut x = model_inputs(&table, input)?;
+    input.inputs.apply(x.data_mut())?;
+    let y = model.predict(&x)?;
+    let rows = table.len();
+    match spec.data.task {
+        TaskKind::Classify => {
+            let probs = Softmax.forward(&[&y])?;
+            let classes = spec.data.classes.len().max(1);
+            for (r, p) in probs.data().chunks(classes).enumerate() {
+                let best = (0..p.len()).fold(0, |b, k| if p[k] > p[b] { k } else { b });
+                let name = class_name(&spec.data.classes, best);
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"row": r + 1, "prediction": name, "class": best, "probabilities": p})
+                    );
+                } else {
+                    let all: Vec<String> = spec
+                        .data
+                        .classes
+                        .iter()
+                        .zip(p)
+                        .map(|(c, p)| format!("{c}: {p:.3}"))
+                        .collect();
+                    println!(
+                        "row {}: {name} ({:.1}%)  {}",
+                        r + 1,
+                        100.0 * p[best],
+                        all.join("  ")
+                    );
+                }
+            }
+        }
+        TaskKind::Regress => {
+            let mut values = y.to_vec();
+            if let Some(t) = &input.targets {
+                t.invert(&mut values)?;
+            }
+            let width = values.len().checked_div(rows).unwrap_or(1).max(1);
+            for (r, v) in values.chunks(width).enumerate() {
+                if a.json {
+                    println!("{}", serde_json::json!({"row": r + 1, "prediction": v}));
+                } else {
+                    let text: Vec<String> = v.iter().map(|x| format!("{x:.4}")).collect();
+                    println!("row {}: {} = {}", r + 1, input.target, text.join(", "));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

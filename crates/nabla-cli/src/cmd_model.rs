@@ -1,11 +1,13 @@
 //! `nabla inspect`, `nabla gradcheck` and `nabla download`.
 
-use crate::data_source;
+use crate::data_source::load_idx;
+use crate::model_file::load_model;
 use anyhow::Result;
 use clap::Args;
 use nabla::autograd::{Reduction, Target};
-use nabla::nn::{check_model_gradients, load_model, ModelCheckOptions, Module};
-use nabla_data::DatasetKind;
+use nabla::nn::{check_model_gradients, Architecture, ModelCheckOptions, Module};
+use nabla::tensor::{Rng, Tensor};
+use nabla_data::{DatasetKind, TaskKind};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,7 +28,7 @@ pub struct GradcheckArgs {
     /// The model file (loaded in f64 for the check).
     #[arg(long)]
     model: PathBuf,
-    /// Images from the test set to build the loss on.
+    /// Samples to build the loss on (digits from the test set; for other models, random inputs).
     #[arg(long, default_value_t = 4)]
     batch: usize,
     /// Coordinates checked per parameter tensor (0: all of them).
@@ -78,15 +80,32 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
         let input = model.input_shape();
         println!("# {}: {}", a.model.display(), spec.architecture.summary());
         println!(
-            "# input: [N, {}] floats (pixels scaled to [0, 1]); output: logits",
+            "# input: [N, {}] floats ({}); output: {}",
             if input.is_empty() {
-                (spec.preprocessing.height * spec.preprocessing.width).to_string()
+                match &spec.architecture {
+                    Architecture::Mlp { input, .. } => input.to_string(),
+                    Architecture::Layers { input, .. } => input
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
             } else {
                 input
                     .iter()
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            },
+            if spec.data.table.is_some() {
+                "standardised feature columns"
+            } else {
+                "pixels scaled to [0, 1]"
+            },
+            if spec.data.task == TaskKind::Regress {
+                "values"
+            } else {
+                "logits"
             }
         );
         println!("import torch.nn as nn");
@@ -94,18 +113,42 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}: {}", a.model.display(), spec.architecture.summary());
-    println!("dataset: {} ({} classes)", spec.dataset, spec.classes.len());
-    println!(
-        "input: {}x{} pixels, scaled by {:.6}, ink {}",
-        spec.preprocessing.height,
-        spec.preprocessing.width,
-        spec.preprocessing.scale,
-        if spec.preprocessing.ink_is_bright {
-            "bright on dark"
-        } else {
-            "dark on bright"
+    let data = &spec.data;
+    match data.task {
+        TaskKind::Classify => {
+            println!("dataset: {} ({} classes)", data.dataset, data.classes.len())
         }
-    );
+        TaskKind::Regress => println!("dataset: {} (regression)", data.dataset),
+    }
+    if let Some(p) = &data.preprocessing {
+        println!(
+            "input: {}x{} pixels, scaled by {:.6}, ink {}",
+            p.height,
+            p.width,
+            p.scale,
+            if p.ink_is_bright {
+                "bright on dark"
+            } else {
+                "dark on bright"
+            }
+        );
+    }
+    if let Some(i) = &data.images {
+        println!(
+            "input: {}x{} images, {}, pixels scaled to [0, 1]{}",
+            i.height,
+            i.width,
+            if i.channels == 3 { "RGB" } else { "grayscale" },
+            if i.resize { ", resized" } else { "" }
+        );
+    }
+    if let Some(t) = &data.table {
+        println!(
+            "input: columns {} (standardised); target: {}",
+            t.features.join(", "),
+            t.target
+        );
+    }
     println!("layers:");
     for (i, layer) in model.layers().iter().enumerate() {
         println!("  {i:>3}  {}", layer.describe());
@@ -132,33 +175,84 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
 /// Runs `nabla gradcheck`.
 pub fn run_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     let (mut model, spec) = load_model::<f64>(&a.model)?;
-    let kind = DatasetKind::parse(&spec.dataset)?;
-    let (splits, desc) = data_source::load(a.data_dir.as_deref(), kind)?;
-    if splits.test.is_empty() {
-        anyhow::bail!("the test set of {desc} is empty: nothing to build the loss on");
-    }
-    let n = a.batch.clamp(1, splits.test.len());
-    let batch = splits.test.batch(&(0..n).collect::<Vec<_>>())?;
-    let x = batch.x.cast::<f64>();
+    let data = &spec.data;
+    let n = a.batch.max(1);
+    let (x, desc) = if data.preprocessing.is_some() {
+        let kind = DatasetKind::parse(&data.dataset)?;
+        let (splits, desc) = load_idx(a.data_dir.as_deref(), kind)?;
+        if splits.test.is_empty() {
+            anyhow::bail!("the test set of {desc} is empty: nothing to build the loss on");
+        }
+        let n = n.min(splits.test.len());
+        let batch = splits.test.batch(&(0..n).collect::<Vec<_>>())?;
+        (
+            (batch.x.cast::<f64>(), batch.labels),
+            format!("{n} test images from {desc}"),
+        )
+    } else {
+        // Any input will do for comparing two ways of differentiating:
+        // standard normal features (or [0, 1] pixels), seeded.
+        let shape: Vec<usize> = match &spec.architecture {
+            Architecture::Mlp { input, .. } => vec![*input],
+            Architecture::Layers { input, .. } => input.clone(),
+        };
+        let mut dims = vec![n];
+        dims.extend(&shape);
+        let mut rng = Rng::seed(a.seed);
+        let x: Tensor<f64> = if data.images.is_some() {
+            rng.uniform(&dims, 0.0, 1.0)
+        } else {
+            rng.normal(&dims, 0.0, 1.0)
+        };
+        let classes = data.classes.len().max(1);
+        let labels = (0..n).map(|i| i % classes).collect();
+        ((x, labels), format!("{n} random inputs of shape {shape:?}"))
+    };
+    let ((x, labels), regress) = (x, data.task == TaskKind::Regress);
     let opts = ModelCheckOptions {
         samples_per_tensor: (a.samples > 0).then_some(a.samples),
         seed: a.seed,
         ..Default::default()
     };
-    let labels = batch.labels.clone();
-    let report = check_model_gradients(
-        &mut model,
-        move |y| y.softmax_cross_entropy(Target::Indices(labels.clone()), Reduction::Mean),
-        &x,
-        &opts,
-    )?;
+    let report = if regress {
+        let outputs = spec.architecture.net_spec()?.output_shape()?;
+        let mut dims = vec![n];
+        dims.extend(&outputs);
+        let targets = Tensor::<f64>::from_vec(
+            (0..dims.iter().product::<usize>())
+                .map(|i| (i % 7) as f64 / 7.0)
+                .collect(),
+            &dims,
+        )?;
+        check_model_gradients(
+            &mut model,
+            move |y| {
+                let t = y.tape().constant(targets.clone());
+                nabla::nn::loss::mse(y, t, Reduction::Mean)
+            },
+            &x,
+            &opts,
+        )?
+    } else {
+        check_model_gradients(
+            &mut model,
+            move |y| y.softmax_cross_entropy(Target::Indices(labels.clone()), Reduction::Mean),
+            &x,
+            &opts,
+        )?
+    };
     println!(
-        "{}: {} on {n} test images from {desc}",
+        "{}: {} on {desc}",
         a.model.display(),
         spec.architecture.summary()
     );
     println!(
-        "softmax cross-entropy, f64, eps {:e}, atol {:e}, rtol {:e}, {} coordinates per tensor",
+        "{}, f64, eps {:e}, atol {:e}, rtol {:e}, {} coordinates per tensor",
+        if regress {
+            "mean squared error"
+        } else {
+            "softmax cross-entropy"
+        },
         opts.check.eps,
         opts.check.atol,
         opts.check.rtol,

@@ -1,27 +1,54 @@
-//! `nabla train`.
+//! `nabla train`: on MNIST-format files, a CSV table or an image folder.
 
+use crate::data_source::{load_splits, Source};
+use crate::model_file::{save_model, ModelSpec};
 use crate::progress::Progress;
-use crate::{check_writable_parent, data_source, thread_pool};
+use crate::{check_writable_parent, thread_pool};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use nabla::nn::{
-    preset, save_model, Activation, Architecture, Init, MlpConfig, ModelSpec, Module, NetSpec,
-    Preprocessing,
-};
+use nabla::nn::file::build_from_tensors;
+use nabla::nn::{preset, Activation, Architecture, Init, MlpConfig, Module, NetSpec, Sequential};
 use nabla::optim::{LrSchedule, Method, OptimizerConfig};
 use nabla::tensor::Rng;
-use nabla_data::{Augment, DatasetKind};
-use nabla_train::{eval_batch_size, evaluate, load_checkpoint, TrainConfig, Trainer};
+use nabla_data::{Augment, Color, DatasetKind, ImageFolderOptions, TaskChoice, TaskKind};
+use nabla_train::{
+    eval_batch_size, evaluate, load_checkpoint, StandardLoss, TrainConfig, TrainError, Trainer,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The flags of `nabla train`. The defaults are the best MLP recipe found
-/// (see the README's results table).
+/// for MNIST (see the README's results table); a CSV table gets a smaller
+/// network, smaller batches and more epochs.
 #[derive(Args)]
 pub struct TrainArgs {
     /// Directory with the four IDX files (train-/t10k-images/labels, .gz or raw); default: the embedded MNIST subset.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["csv", "images"])]
     data_dir: Option<PathBuf>,
+    /// A CSV file with a header row: train on its rows (numeric features, the --target column to predict).
+    #[arg(long, requires = "target", conflicts_with = "images")]
+    csv: Option<PathBuf>,
+    /// The CSV column to predict.
+    #[arg(long, requires = "csv")]
+    target: Option<String>,
+    /// What the target is: classes or values (default: inferred from the column, and printed).
+    #[arg(long, value_enum, requires = "csv")]
+    task: Option<TaskArg>,
+    /// A folder with one sub-folder of PNG or JPEG images per class (as torchvision's ImageFolder).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Resize every image of --images to HEIGHTxWIDTH (e.g. 28x28); default: all images must have one size.
+    #[arg(long, requires = "images")]
+    image_size: Option<String>,
+    /// Read --images in colour (3 channels) instead of grayscale.
+    #[arg(long, requires = "images")]
+    rgb: bool,
+    /// Fraction of a CSV table's rows or of an image folder held out as the test set (seeded).
+    #[arg(long, default_value_t = 0.2)]
+    test_split: f64,
+    /// What to minimise: cross-entropy for classes; mse or mae for values (default: cross-entropy or mse).
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
     /// Which dataset the files hold.
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     dataset: DatasetArg,
@@ -31,7 +58,7 @@ pub struct TrainArgs {
     /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/convnets.md); replaces --preset.
     #[arg(long, conflicts_with_all = ["preset", "hidden", "activation"])]
     layers: Option<String>,
-    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64; default 512,256); "none" for a linear classifier.
+    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64; default 512,256, for a CSV 64,64); "none" for a linear model.
     #[arg(long)]
     hidden: Option<String>,
     /// Activation after every hidden layer of the mlp (default relu).
@@ -64,18 +91,18 @@ pub struct TrainArgs {
     /// Learning-rate schedule over the epochs.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
-    /// Samples per mini-batch.
-    #[arg(long, default_value_t = 100)]
-    batch_size: usize,
+    /// Samples per mini-batch (default 100, for a CSV 16).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Drop the last partial batch of each epoch.
     #[arg(long)]
     drop_last: bool,
-    /// Epochs (in total, when resuming).
-    #[arg(long, default_value_t = 15)]
-    epochs: usize,
-    /// Fraction of the training images held out for validation.
-    #[arg(long, default_value_t = 0.0)]
-    val_split: f64,
+    /// Epochs (in total, when resuming; default 15, for a CSV 200).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Fraction of the training samples held out for validation (default 0, for a CSV or an image folder 0.1).
+    #[arg(long)]
+    val_split: Option<f64>,
     /// Stop after this many epochs without better validation accuracy (needs --val-split).
     #[arg(long)]
     early_stop: Option<usize>,
@@ -119,6 +146,21 @@ pub struct TrainArgs {
 
 /// The hidden layers of the default network.
 const DEFAULT_HIDDEN: &str = "512,256";
+/// The hidden layers of the default network for a table.
+const TABLE_HIDDEN: &str = "64,64";
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TaskArg {
+    Classify,
+    Regress,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LossArg {
+    CrossEntropy,
+    Mse,
+    Mae,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PresetArg {
@@ -228,16 +270,16 @@ fn optimizer_config(a: &TrainArgs) -> Result<OptimizerConfig> {
     Ok(c)
 }
 
-fn schedule(a: &TrainArgs) -> LrSchedule {
+fn schedule(a: &TrainArgs, epochs: usize) -> LrSchedule {
     match a.schedule {
         ScheduleArg::Constant => LrSchedule::Constant,
         ScheduleArg::Step => LrSchedule::Step {
-            step_size: (a.epochs / 3).max(1),
+            step_size: (epochs / 3).max(1),
             gamma: 0.1,
         },
         ScheduleArg::Exponential => LrSchedule::Exponential { gamma: 0.9 },
         ScheduleArg::Cosine => LrSchedule::Cosine {
-            t_max: a.epochs,
+            t_max: epochs,
             eta_min: 0.0,
         },
     }
@@ -248,12 +290,48 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     thread_pool(a.threads)?.install(|| train(a))
 }
 
+/// `HEIGHTxWIDTH`.
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--image-size {s}: expected HEIGHTxWIDTH, e.g. 28x28");
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    match (h.trim().parse::<usize>(), w.trim().parse::<usize>()) {
+        (Ok(h), Ok(w)) if h > 0 && w > 0 && h <= 4096 && w <= 4096 => Ok((h, w)),
+        _ => Err(bad()),
+    }
+}
+
+/// The data flag of a run, for messages.
+fn data_flag(a: &TrainArgs) -> &'static str {
+    if a.csv.is_some() {
+        "--csv"
+    } else if a.images.is_some() {
+        "--images"
+    } else {
+        "--data-dir"
+    }
+}
+
 fn train(a: TrainArgs) -> Result<ExitCode> {
-    if a.batch_size == 0 {
+    let table = a.csv.is_some();
+    let epochs = a.epochs.unwrap_or(if table { 200 } else { 15 });
+    let batch_size = a.batch_size.unwrap_or(if table { 16 } else { 100 });
+    let val_split = a.val_split.unwrap_or(if table || a.images.is_some() {
+        0.1
+    } else {
+        0.0
+    });
+    if batch_size == 0 {
         bail!("--batch-size 0: must be at least 1");
     }
-    if a.epochs == 0 {
+    if epochs == 0 {
         bail!("--epochs 0: must be at least 1");
+    }
+    if !(0.0..1.0).contains(&a.test_split) {
+        bail!(
+            "--test-split {}: {} is not in [0, 1)",
+            a.test_split,
+            a.test_split
+        );
     }
     check_writable_parent(&a.out, "--out")?;
     let checkpoint = a.checkpoint.clone().unwrap_or_else(|| {
@@ -267,17 +345,44 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     }
     let opt = optimizer_config(&a)?;
     let kind = a.dataset.kind();
-    let (splits, data_desc) = data_source::load(a.data_dir.as_deref(), kind)?;
-    let (train, val) = splits
-        .train
-        .split(a.val_split, a.seed)
-        .context("--val-split")?;
+    let source = match (&a.csv, &a.images) {
+        (Some(csv), _) => Source::Csv(
+            csv,
+            a.target.as_deref().unwrap_or_default(),
+            a.task.map(|t| match t {
+                TaskArg::Classify => TaskChoice::Classify,
+                TaskArg::Regress => TaskChoice::Regress,
+            }),
+        ),
+        (None, Some(dir)) => Source::Images(
+            dir,
+            ImageFolderOptions {
+                color: if a.rgb { Color::Rgb } else { Color::Gray },
+                size: a.image_size.as_deref().map(parse_size).transpose()?,
+            },
+        ),
+        (None, None) => Source::Idx(a.data_dir.as_deref(), kind),
+    };
+    let splits = load_splits(source, val_split, a.test_split, a.seed)?;
+    let classes = splits.spec.task == TaskKind::Classify;
+    let loss = match (a.loss, classes) {
+        (None | Some(LossArg::CrossEntropy), true) => StandardLoss::CrossEntropy,
+        (None | Some(LossArg::Mse), false) => StandardLoss::Mse,
+        (Some(LossArg::Mae), false) => StandardLoss::Mae,
+        (Some(LossArg::CrossEntropy), false) => {
+            bail!("--loss cross-entropy: the target holds values to regress; use mse or mae")
+        }
+        (Some(l), true) => bail!(
+            "--loss {}: the target holds classes; use cross-entropy",
+            if l == LossArg::Mse { "mse" } else { "mae" }
+        ),
+    };
     let config = TrainConfig {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
+        epochs,
+        batch_size,
         drop_last: a.drop_last,
         seed: a.seed,
-        schedule: schedule(&a),
+        schedule: schedule(&a, epochs),
         early_stop: a.early_stop,
         checkpoint: Some(checkpoint.clone()),
         eval_batch_size: 1000, // set from the model below
@@ -288,69 +393,110 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             .context("--augment-shift/--augment-rotate")?,
     };
 
-    let mut trainer = if let Some(path) = &a.resume {
-        Trainer::resume(load_checkpoint(path)?, opt.init(), config)?
+    let human = !a.quiet && !a.json;
+    let (mut trainer, spec) = if let Some(path) = &a.resume {
+        let ckpt = load_checkpoint(path)?;
+        let spec = ModelSpec::from_metadata(path, &ckpt.metadata)?;
+        if spec.data != splits.spec {
+            bail!(
+                "{}: cannot resume: the run was trained on {} ({} {}), this one's data differs (check {} and its splits)",
+                path.display(),
+                spec.data.dataset,
+                spec.data.classes.len(),
+                if spec.data.classes.is_empty() { "values" } else { "classes" },
+                data_flag(&a)
+            );
+        }
+        let model = build_from_tensors(path, &spec.architecture, &ckpt.model, "")?;
+        let (trainer, changes) = Trainer::resume(model, opt.init(), loss, config, ckpt)
+            .map_err(|e| resume_error(e, &a))?;
+        if human {
+            for change in changes {
+                println!("resume: {change}");
+            }
+        }
+        (trainer, spec)
     } else {
-        let (model, spec) = build_model(&a, kind)?;
-        Trainer::new(model, spec, opt.init(), config)
+        let (model, spec) = build_model(&a, &splits, kind)?;
+        (Trainer::new(model, opt.init(), loss, config), spec)
     };
     trainer.config.eval_batch_size = eval_batch_size(&trainer.model);
-    if trainer.spec.dataset != kind.name() {
-        bail!(
-            "the model was made for {}, this run uses {} (pass --dataset {})",
-            trainer.spec.dataset,
-            kind.name(),
-            trainer.spec.dataset
-        );
-    }
-    let human = !a.quiet && !a.json;
+    trainer.checkpoint_metadata = spec.metadata()?;
     if human {
-        println!("data: {data_desc}");
-        if !val.is_empty() {
+        println!("data: {}", splits.desc);
+        for note in &splits.notes {
+            println!("{note}");
+        }
+        if !splits.val.is_empty() && a.csv.is_none() && a.images.is_none() {
             println!(
                 "validation: {} images held out (seed {})",
-                val.len(),
+                splits.val.len(),
                 a.seed
             );
         }
         println!(
-            "model: {} ({} parameters); optimiser {} lr {}",
-            trainer.spec.architecture.summary(),
+            "model: {} ({} parameters); optimiser {} lr {}; loss {}",
+            spec.architecture.summary(),
             trainer.model.num_params(),
             opt.method.name(),
-            opt.lr
+            opt.lr,
+            loss.name()
         );
     }
-    let mut progress = Progress::new(human, a.metrics_out.as_deref(), trainer.epochs_done() > 0)?;
-    let val_ref = (!val.is_empty()).then_some(&val);
-    trainer.fit(&train, val_ref, Some(&splits.test), &mut progress)?;
+    let scale = spec
+        .data
+        .table
+        .as_ref()
+        .and_then(|t| t.targets.as_ref())
+        .map_or(1.0, |s| s.std.first().copied().unwrap_or(1.0));
+    let mut progress = Progress::new(
+        human,
+        a.metrics_out.as_deref(),
+        trainer.epochs_done() > 0,
+        scale,
+    )?;
+    let val = (!splits.val.is_empty()).then_some(splits.val.as_ref());
+    trainer
+        .fit(
+            splits.train.as_ref(),
+            val,
+            Some(splits.test.as_ref()),
+            &mut progress,
+        )
+        .map_err(|e| resume_error(e, &a))?;
     progress.finish()?;
 
-    save_model(&a.out, &trainer.model, &trainer.spec)?;
+    save_model(&a.out, &trainer.model, &spec)?;
     let test = evaluate(
         &trainer.model,
-        &splits.test,
+        splits.test.as_ref(),
         eval_batch_size(&trainer.model),
     )?;
-    let total_seconds: f64 = trainer.history.iter().map(|m| m.seconds).sum();
+    let total_seconds: f64 = trainer.history().iter().map(|m| m.seconds).sum();
+    let score = crate::progress::in_units(&test.score, scale);
     if a.json {
         let summary = serde_json::json!({
             "model": a.out,
             "checkpoint": checkpoint,
-            "architecture": trainer.spec.architecture.summary(),
+            "architecture": spec.architecture.summary(),
+            "task": spec.data.task,
             "parameters": trainer.model.num_params(),
-            "epochs": trainer.history.len(),
-            "test_accuracy": test.accuracy,
-            "test_loss": test.mean_loss,
+            "epochs": trainer.history().len(),
+            "test_accuracy": score.accuracy,
+            "test_loss": score.loss,
+            "test_rmse": score.rmse,
+            "test_mae": score.mae,
+            "test_r2": score.r2,
+            "test_samples": test.samples,
             "train_seconds": total_seconds,
-            "history": trainer.history,
+            "history": trainer.history(),
         });
         println!("{summary}");
     } else if !a.quiet {
         println!(
-            "saved {} — test accuracy {:.2}% ({} images), training {:.1} s",
+            "saved {} — test {} ({} samples), training {:.1} s",
             a.out.display(),
-            100.0 * test.accuracy,
+            crate::progress::describe(&score),
             test.samples,
             total_seconds
         );
@@ -358,12 +504,44 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A refused resume names the flag that differs.
+fn resume_error(e: TrainError, a: &TrainArgs) -> anyhow::Error {
+    match &e {
+        TrainError::Resume { setting, .. } => {
+            let flag = match *setting {
+                "optimizer" => "--optimizer",
+                _ => data_flag(a),
+            };
+            anyhow::anyhow!("{flag}: {e}")
+        }
+        _ => e.into(),
+    }
+}
+
 fn build_model(
     a: &TrainArgs,
+    splits: &crate::data_source::Splits,
     kind: DatasetKind,
-) -> Result<(nabla::nn::Sequential<f32>, ModelSpec)> {
+) -> Result<(Sequential<f32>, ModelSpec)> {
     if let Some(path) = &a.init_weights {
-        let (model, spec) = nabla::nn::load_model::<f32>(path)?;
+        let (model, spec) = crate::model_file::load_model::<f32>(path)?;
+        if spec.data.dataset != splits.spec.dataset || spec.data.classes != splits.spec.classes {
+            bail!(
+                "the model was made for {}, this run uses {}{}",
+                spec.data.dataset,
+                splits.spec.dataset,
+                if a.csv.is_none() && a.images.is_none() {
+                    format!(" (pass --dataset {})", spec.data.dataset)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        // The file's weights, with this run's description of its data.
+        let spec = ModelSpec {
+            architecture: spec.architecture,
+            data: splits.spec.clone(),
+        };
         return Ok((model, spec));
     }
     let init = match a.init {
@@ -379,7 +557,6 @@ fn build_model(
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Tanh => Activation::Tanh,
     };
-    let preprocessing = Preprocessing::default();
     let layers = match (&a.layers, a.preset) {
         (Some(layers), _) => Some(layers.as_str()),
         (None, PresetArg::Mlp) => None,
@@ -387,17 +564,20 @@ fn build_model(
         (None, PresetArg::DeepCnn) => preset("deep-cnn"),
         (None, PresetArg::Lenet) => preset("lenet"),
     };
+    let sample = splits.train.sample_shape().to_vec();
+    let outputs = splits.train.task().model_outputs();
+    let what = match a.csv.is_some() || a.images.is_some() {
+        true => splits.spec.dataset.clone(),
+        false => kind.name().to_string(),
+    };
     let mut rng = Rng::seed(a.seed);
     let (model, architecture) = match layers {
         Some(layers) => {
-            let image = [1, preprocessing.height, preprocessing.width];
-            let net = NetSpec::parse(&image, layers).context("--layers")?;
-            let classes = kind.class_names().len();
-            if net.output_shape()? != [classes] {
+            let net = NetSpec::parse(&sample, layers).context("--layers")?;
+            if net.output_shape()? != [outputs] {
                 bail!(
-                    "--layers {layers}: the network outputs {:?} per image, {} needs [{classes}] (end with linear{classes})",
+                    "--layers {layers}: the network outputs {:?} per sample, {what} needs [{outputs}] (end with linear{outputs})",
                     net.output_shape()?,
-                    kind.name()
                 );
             }
             (
@@ -406,18 +586,23 @@ fn build_model(
             )
         }
         None => {
-            let hidden = parse_hidden(a.hidden.as_deref().unwrap_or(DEFAULT_HIDDEN))?;
-            let mlp = MlpConfig::new(28 * 28, &hidden, 10)
+            let default = if a.csv.is_some() {
+                TABLE_HIDDEN
+            } else {
+                DEFAULT_HIDDEN
+            };
+            let hidden = parse_hidden(a.hidden.as_deref().unwrap_or(default))?;
+            let mlp = MlpConfig::new(sample.iter().product(), &hidden, outputs)
                 .activation(activation)
                 .with_init(init);
             (mlp.init::<f32>(&mut rng)?, Architecture::mlp(&mlp))
         }
     };
-    let spec = ModelSpec {
-        architecture,
-        dataset: kind.name().to_string(),
-        classes: kind.class_names().iter().map(|s| s.to_string()).collect(),
-        preprocessing,
-    };
-    Ok((model, spec))
+    Ok((
+        model,
+        ModelSpec {
+            architecture,
+            data: splits.spec.clone(),
+        },
+    ))
 }

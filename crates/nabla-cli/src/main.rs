@@ -1,4 +1,5 @@
-//! `nabla`: train a digit recogniser, evaluate it, read digits people drew,
+//! `nabla`: train a network on MNIST, a CSV table or a folder of images,
+//! evaluate it, predict with it (digits people drew, new rows, new photos),
 //! check gradients, run the material's demos and draw plots.
 //!
 //! This binary is the only place for argument parsing and `anyhow`; the work
@@ -9,6 +10,7 @@ mod cmd_eval;
 mod cmd_model;
 mod cmd_train;
 mod data_source;
+mod model_file;
 mod plot;
 mod progress;
 
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Backpropagation made real: train and run neural networks on MNIST.
+/// Backpropagation made real: train and run neural networks on MNIST, CSV tables and image folders.
 #[derive(Parser)]
 #[command(name = "nabla", version, about, long_about = None)]
 struct Cli {
@@ -26,11 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a digit recogniser (on the embedded MNIST subset unless --data-dir is given).
+    /// Train a network: on the embedded MNIST subset, --data-dir IDX files, a --csv table or an --images folder.
     Train(Box<cmd_train::TrainArgs>),
     /// Test accuracy, mean loss, per-class accuracy and the confusion matrix of a model.
     Eval(cmd_eval::EvalArgs),
-    /// Read digits from PNG or JPEG images (dark on light or light on dark).
+    /// Predict: digits from PNG or JPEG images, images like a training folder's, or the rows of a --csv file.
     Predict(cmd_eval::PredictArgs),
     /// Show a model file's layers, shapes and parameter count.
     Inspect(cmd_model::InspectArgs),

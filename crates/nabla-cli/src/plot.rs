@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use nabla::nn::file::atomic_write;
 use nabla::nn::Module;
-use nabla_data::Dataset;
+use nabla_data::ImageDataset;
 use nabla_train::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -24,7 +24,7 @@ const SIZE: (u32, u32) = (800, 500);
 pub struct PlotArgs {
     /// A metrics file written by `nabla train --metrics-out`.
     metrics: PathBuf,
-    /// Where to write loss.png/svg and accuracy.png/svg.
+    /// Where to write loss.png/svg and accuracy.png/svg (r2.png/svg for regression).
     #[arg(long, default_value = ".")]
     out_dir: PathBuf,
 }
@@ -59,26 +59,48 @@ pub fn run(a: PlotArgs) -> Result<ExitCode> {
             .filter_map(|m| f(m).map(|v| (m.epoch as f64, v)))
             .collect()
     };
+    let classes = history.iter().any(|m| m.train_accuracy.is_some());
     let loss = a.out_dir.join("loss");
     line_chart(
         &loss,
-        "Training loss",
+        "Loss",
         "epoch",
-        "cross-entropy",
-        &[("train loss", xy(&|m| Some(m.train_loss)))],
-    )?;
-    let acc = a.out_dir.join("accuracy");
-    line_chart(
-        &acc,
-        "Accuracy",
-        "epoch",
-        "accuracy (%)",
+        if classes {
+            "cross-entropy"
+        } else {
+            "loss (standardised units)"
+        },
         &[
-            ("train", xy(&|m| Some(100.0 * m.train_accuracy))),
-            ("validation", xy(&|m| m.val_accuracy.map(|v| 100.0 * v))),
-            ("test", xy(&|m| m.test_accuracy.map(|v| 100.0 * v))),
+            ("train", xy(&|m| Some(m.train_loss))),
+            ("validation", xy(&|m| m.val.as_ref().map(|s| s.loss))),
+            ("test", xy(&|m| m.test.as_ref().map(|s| s.loss))),
         ],
     )?;
+    let acc = a.out_dir.join(if classes { "accuracy" } else { "r2" });
+    if classes {
+        line_chart(
+            &acc,
+            "Accuracy",
+            "epoch",
+            "accuracy (%)",
+            &[
+                ("train", xy(&|m| m.train_accuracy.map(|v| 100.0 * v))),
+                ("validation", xy(&|m| m.val_accuracy().map(|v| 100.0 * v))),
+                ("test", xy(&|m| m.test_accuracy().map(|v| 100.0 * v))),
+            ],
+        )?;
+    } else {
+        line_chart(
+            &acc,
+            "Coefficient of determination",
+            "epoch",
+            "R²",
+            &[
+                ("validation", xy(&|m| m.val.as_ref().and_then(|s| s.r2))),
+                ("test", xy(&|m| m.test.as_ref().and_then(|s| s.r2))),
+            ],
+        )?;
+    }
     println!(
         "wrote {0}.png, {0}.svg, {1}.png and {1}.svg",
         loss.display(),
@@ -355,7 +377,7 @@ pub fn confusion_matrix(confusion: &[Vec<usize>], classes: &[String], stem: &Pat
 /// Up to 100 misclassified test digits in a grid, each labelled `true→predicted`.
 pub fn misclassified_grid(
     model: &dyn Module<f32>,
-    test: &Dataset,
+    test: &ImageDataset,
     classes: &[String],
     batch_size: usize,
     path: &Path,

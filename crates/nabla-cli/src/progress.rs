@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use nabla_train::{EpochMetrics, Observer, RunInfo};
+use nabla_train::{EpochMetrics, Observer, RunInfo, Score};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -17,12 +17,58 @@ pub struct Progress {
     batch_size: usize,
     metrics: Option<(BufWriter<File>, String)>,
     error: Option<anyhow::Error>,
+    /// Standard deviation of standardised regression targets: RMSE and
+    /// MAE are printed in the target's own units.
+    scale: f64,
+}
+
+/// A score with its RMSE and MAE multiplied by `scale` (the target's
+/// standard deviation when the model learnt standardised values) and its
+/// loss (the MSE) by its square. R² and accuracy do not change.
+pub fn in_units(s: &Score, scale: f64) -> Score {
+    Score {
+        loss: if s.rmse.is_some() {
+            s.loss * scale * scale
+        } else {
+            s.loss
+        },
+        accuracy: s.accuracy,
+        rmse: s.rmse.map(|v| v * scale),
+        mae: s.mae.map(|v| v * scale),
+        r2: s.r2,
+    }
+}
+
+/// `accuracy 97.10%`, or `RMSE 3.2 MAE 2.1 R² 0.91`.
+pub fn describe(s: &Score) -> String {
+    match (s.accuracy, s.rmse, s.mae, s.r2) {
+        (Some(a), ..) => format!("accuracy {:.2}%", 100.0 * a),
+        (None, Some(rmse), Some(mae), Some(r2)) => {
+            format!("RMSE {} MAE {} R² {r2:.4}", sig(rmse), sig(mae))
+        }
+        _ => format!("loss {:.4}", s.loss),
+    }
+}
+
+/// Four significant digits.
+fn sig(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{v:.digits$}")
+    }
 }
 
 impl Progress {
     /// `human`: print bars and lines; `metrics_out`: JSON-lines file
     /// (appended to when resuming, otherwise created afresh).
-    pub fn new(human: bool, metrics_out: Option<&Path>, resuming: bool) -> Result<Self> {
+    pub fn new(
+        human: bool,
+        metrics_out: Option<&Path>,
+        resuming: bool,
+        scale: f64,
+    ) -> Result<Self> {
         let metrics = match metrics_out {
             Some(path) => {
                 let file = OpenOptions::new()
@@ -43,6 +89,7 @@ impl Progress {
             batch_size: 0,
             metrics,
             error: None,
+            scale,
         })
     }
 
@@ -94,15 +141,13 @@ impl Observer for Progress {
         done: usize,
         samples_seen: usize,
         loss: f64,
-        accuracy: f64,
+        accuracy: Option<f64>,
     ) {
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
             let per_second = samples_seen as f64 / bar.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {loss:.4} acc {:.2}% {per_second:.0} samples/s",
-                100.0 * accuracy
-            ));
+            let acc = accuracy.map_or(String::new(), |a| format!(" acc {:.2}%", 100.0 * a));
+            bar.set_message(format!("loss {loss:.4}{acc} {per_second:.0} samples/s"));
         }
     }
 
@@ -110,18 +155,27 @@ impl Observer for Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        if self.human {
+        // Long runs (a small table trains for hundreds of epochs) print
+        // about twenty lines, the last epoch always among them.
+        let every = self.epochs.div_ceil(20).max(1);
+        if self.human && (m.epoch % every == 0 || m.epoch == self.epochs || m.epoch == 1) {
+            let scores = if m.train_accuracy.is_some() {
+                format!(
+                    "train {}  val {}  test {}",
+                    pct(m.train_accuracy),
+                    pct(m.val_accuracy()),
+                    pct(m.test_accuracy())
+                )
+            } else {
+                let show = |s: &Option<Score>| {
+                    s.as_ref()
+                        .map_or("-".to_string(), |s| describe(&in_units(s, self.scale)))
+                };
+                format!("val {}  test {}", show(&m.val), show(&m.test))
+            };
             println!(
-                "epoch {:>3}/{}  loss {:.4}  train {}  val {}  test {}  lr {:.2e}  {:.1} s  {:.0} samples/s",
-                m.epoch,
-                self.epochs,
-                m.train_loss,
-                pct(Some(m.train_accuracy)),
-                pct(m.val_accuracy),
-                pct(m.test_accuracy),
-                m.lr,
-                m.seconds,
-                m.samples_per_second
+                "epoch {:>3}/{}  loss {:.4}  {scores}  lr {:.2e}  {:.2} s  {:.0} samples/s",
+                m.epoch, self.epochs, m.train_loss, m.lr, m.seconds, m.samples_per_second
             );
         }
         if let Some((w, name)) = &mut self.metrics {
@@ -140,7 +194,7 @@ impl Observer for Progress {
 
     fn stopped_early(&mut self, best_epoch: usize) {
         if self.human {
-            println!("early stop: validation accuracy stopped improving; keeping epoch {best_epoch}'s weights");
+            println!("early stop: the validation score stopped improving; keeping epoch {best_epoch}'s weights");
         }
     }
 }

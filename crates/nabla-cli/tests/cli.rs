@@ -90,7 +90,7 @@ fn train_eval_inspect_gradcheck_plot() {
     let acc = summary["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.85, "{acc}");
     assert_eq!(summary["history"].as_array().unwrap().len(), 2);
-    assert!(summary["history"][1]["val_accuracy"].as_f64().is_some());
+    assert!(summary["history"][1]["val"]["accuracy"].as_f64().is_some());
     assert!(d.join("j.safetensors").is_file() && d.join("j.safetensors.ckpt").is_file());
 
     let model = small_model(d);

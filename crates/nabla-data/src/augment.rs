@@ -88,7 +88,8 @@ impl Augment {
         }
     }
 
-    /// Transforms every row of a `[N, height·width]` batch; row `i` draws
+    /// Transforms every image of a `[N, height·width]` or `[N, 1, height,
+    /// width]` batch (the shape is kept); image `i` draws
     /// from a generator seeded by `seeds(i)`, so a run is reproducible
     /// however its batches are split.
     ///
@@ -102,7 +103,8 @@ impl Augment {
         seeds: impl Fn(usize) -> u64,
     ) -> Result<Tensor<f32>> {
         let len = height * width;
-        if batch.rank() != 2 || batch.dims()[1] != len {
+        let rows = batch.dims().first().copied().unwrap_or(0);
+        if batch.rank() < 2 || batch.len() != rows * len {
             return Err(DataError::invalid(
                 "augmentation",
                 format!(

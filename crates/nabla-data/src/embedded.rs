@@ -2,7 +2,7 @@
 //! with nothing else on disk.
 
 use crate::idx::parse_idx;
-use crate::{Dataset, DatasetKind, Result, Splits};
+use crate::{DatasetKind, ImageDataset, Result, Splits};
 
 /// How the subset was drawn (shown by the CLI and the docs).
 pub const EMBEDDED_DESCRIPTION: &str = "embedded MNIST subset: 10,000 training and 2,000 test images drawn uniformly \
@@ -18,14 +18,14 @@ const TEST_LABELS: &[u8] = include_bytes!("../assets/t10k-labels-idx1-ubyte.gz")
 /// # Errors
 /// Only if the embedded bytes were corrupted at build time.
 pub fn embedded_mnist() -> Result<Splits> {
-    let load = |images: &[u8], labels: &[u8], prefix: &str| -> Result<Dataset> {
+    let load = |images: &[u8], labels: &[u8], prefix: &str| -> Result<ImageDataset> {
         let (iname, lname) = (
             format!("embedded {prefix}-images"),
             format!("embedded {prefix}-labels"),
         );
         let i = parse_idx(&iname, images, None)?;
         let l = parse_idx(&lname, labels, None)?;
-        Dataset::from_idx(DatasetKind::Mnist, i, &iname, l, &lname)
+        ImageDataset::from_idx(DatasetKind::Mnist, i, &iname, l, &lname)
     };
     Ok(Splits {
         train: load(TRAIN_IMAGES, TRAIN_LABELS, "train")?,

@@ -116,6 +116,26 @@ pub enum DataError {
         /// Why.
         reason: String,
     },
+    /// A CSV record that cannot be used, by file, line and column.
+    #[error("{path}: line {line}{}: {reason}", column.as_ref().map(|c| format!(", column '{c}'")).unwrap_or_default())]
+    Table {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1; the header is line 1).
+        line: u64,
+        /// The column, where one is to blame.
+        column: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An image file that cannot be read or does not fit its folder.
+    #[error("{path}: {reason}")]
+    Image {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A download that failed or did not verify.
     #[error("download of {url}: {reason}")]
     Download {

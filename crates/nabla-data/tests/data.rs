@@ -90,28 +90,28 @@ fn hostile_headers_are_refused_before_allocating() {
 fn dataset_validation_names_the_files() {
     let img = |n| parse_idx("imgs", &images(n)[..], None).unwrap();
     let lab = |v: &[u8]| parse_idx("labs", &encode_idx(&[v.len()], v)[..], None).unwrap();
-    let err =
-        Dataset::from_idx(DatasetKind::Mnist, img(3), "imgs", lab(&[1, 2]), "labs").unwrap_err();
+    let err = ImageDataset::from_idx(DatasetKind::Mnist, img(3), "imgs", lab(&[1, 2]), "labs")
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "imgs holds 3 images but labs holds 2 labels"
     );
-    let err =
-        Dataset::from_idx(DatasetKind::Mnist, img(2), "imgs", lab(&[1, 12]), "labs").unwrap_err();
+    let err = ImageDataset::from_idx(DatasetKind::Mnist, img(2), "imgs", lab(&[1, 12]), "labs")
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "labs: label 12 at index 1 is not a class (must be < 10)"
     );
     let small = parse_idx("small", &encode_idx(&[1, 8, 8], &[0; 64])[..], None).unwrap();
     assert!(matches!(
-        Dataset::from_idx(DatasetKind::Mnist, small, "small", lab(&[0]), "labs"),
+        ImageDataset::from_idx(DatasetKind::Mnist, small, "small", lab(&[0]), "labs"),
         Err(DataError::BadImageSize { .. })
     ));
     assert!(matches!(
-        Dataset::from_idx(DatasetKind::Mnist, lab(&[0]), "l", lab(&[0]), "l"),
+        ImageDataset::from_idx(DatasetKind::Mnist, lab(&[0]), "l", lab(&[0]), "l"),
         Err(DataError::BadRank { .. })
     ));
-    let err = Dataset::load_dir(std::path::Path::new("/nonexistent-dir"), DatasetKind::Mnist)
+    let err = ImageDataset::load_dir(std::path::Path::new("/nonexistent-dir"), DatasetKind::Mnist)
         .unwrap_err();
     assert!(
         err.to_string().contains("train-images-idx3-ubyte.gz"),

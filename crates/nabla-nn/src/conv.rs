@@ -1,6 +1,6 @@
 //! The convolutional layer and the pooling layers.
 
-use crate::{join_name, Init, Module};
+use crate::{Init, Module};
 use nabla_autograd::{Error, Param, Result, Var};
 use nabla_tensor::{Float, Rng, Tensor};
 
@@ -12,7 +12,8 @@ use nabla_tensor::{Float, Rng, Tensor};
 /// - input `[N, in, H, W]`, output `[N, out, ⌊(H + 2p − kh)/s⌋ + 1, ⌊(W + 2p − kw)/s⌋ + 1]`
 ///
 /// Computed by im2col and the GEMM (see `nabla_autograd::ops::conv`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
+#[module(crate = crate, describe)]
 pub struct Conv2d<T: Float = f32> {
     /// Filters `[out, in, kh, kw]`.
     pub weight: Param<T>,
@@ -79,40 +80,21 @@ impl<T: Float> Conv2d<T> {
     }
 }
 
-impl<T: Float> Module<T> for Conv2d<T> {
-    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+/// The layer's own pass and description; its visitors are derived.
+impl<T: Float> Conv2d<T> {
+    /// The convolution on the graph.
+    ///
+    /// # Errors
+    /// An input that is not `[N, in, H, W]` or is smaller than the kernel.
+    pub fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let tape = x.tape();
         let bias = self.bias.as_ref().map(|b| tape.param(b));
         x.conv2d(tape.param(&self.weight), bias, self.stride, self.padding)
             .map_err(|e| Error::invalid("Conv2d", format!("{}: {e}", self.describe())))
     }
 
-    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>)) {
-        f(join_name(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(join_name(prefix, "bias"), b);
-        }
-    }
-
-    fn visit_params_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Param<T>),
-    ) {
-        f(join_name(prefix, "weight"), &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            f(join_name(prefix, "bias"), b);
-        }
-    }
-
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
-        f(&mut self.weight);
-        if let Some(b) = &mut self.bias {
-            f(b);
-        }
-    }
-
-    fn describe(&self) -> String {
+    /// `Conv2d(in → out, kh×kw, stride s, padding p)`.
+    pub fn describe(&self) -> String {
         let (kh, kw) = self.kernel();
         format!(
             "Conv2d({} → {}, {kh}×{kw}, stride {}, padding {}{})",

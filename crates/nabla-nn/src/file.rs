@@ -1,7 +1,14 @@
-//! Model files: safetensors laid out as a PyTorch `nn.Sequential` state dict,
-//! with the architecture and preprocessing as JSON in the file's metadata, so
-//! a model can be rebuilt from the file alone — and loaded by PyTorch with
-//! `load_state_dict(strict=True)`.
+//! Model files: safetensors laid out as a PyTorch state dict, loadable by
+//! PyTorch with `load_state_dict(strict=True)`.
+//!
+//! Any module is saved and loaded in one call each ([`save_state`],
+//! [`load_state`]): its parameters and buffers under their hierarchical names,
+//! checked strictly on the way back (names, shapes, dtypes). A file may also
+//! carry string metadata; the command line keeps there, under the key
+//! [`SPEC_KEY`], a JSON object whose `architecture` ([`Architecture`]) lets
+//! [`load_sequential`] rebuild a network from the file alone. What the rest
+//! of that object says (the data it was trained on) is not this room's
+//! business.
 //!
 //! Files are written atomically: a temporary file in the same directory,
 //! fsync, rename, fsync of the directory. A crash leaves the old file or the
@@ -15,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The metadata key under which the [`ModelSpec`] JSON is stored.
+/// The metadata key of the JSON object holding the `architecture`.
 pub const SPEC_KEY: &str = "nabla";
 
 /// Errors reading or writing model files; each names the file and, where it
@@ -259,43 +266,6 @@ impl Architecture {
     }
 }
 
-/// How raw images become network inputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Preprocessing {
-    /// Input image height and width.
-    pub height: usize,
-    /// Input image width.
-    pub width: usize,
-    /// Each 8-bit pixel `p` becomes `p · scale` (1/255: `[0, 1]`).
-    pub scale: f64,
-    /// Ink is bright on a dark background, as in MNIST.
-    pub ink_is_bright: bool,
-}
-
-impl Default for Preprocessing {
-    fn default() -> Self {
-        Preprocessing {
-            height: 28,
-            width: 28,
-            scale: 1.0 / 255.0,
-            ink_is_bright: true,
-        }
-    }
-}
-
-/// Everything needed to rebuild and use a model, stored in the file's metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSpec {
-    /// The network.
-    pub architecture: Architecture,
-    /// The dataset it was trained on (`mnist`, `fashion-mnist`).
-    pub dataset: String,
-    /// Class names, by output index.
-    pub classes: Vec<String>,
-    /// Input preprocessing.
-    pub preprocessing: Preprocessing,
-}
-
 /// Writes `bytes` to `path` atomically (temporary file in the same directory,
 /// fsync, rename, fsync of the directory).
 ///
@@ -529,45 +499,60 @@ pub fn state_dict<T: Float>(model: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
     all
 }
 
-/// Saves a model and its spec.
+/// Saves any module's parameters and buffers (PyTorch's `state_dict`), with
+/// `metadata` as the file's string metadata. Written atomically.
 ///
 /// # Errors
 /// [`ModelFileError`] naming the file.
-pub fn save_model<T: Float>(
+pub fn save_state<T: Float>(
     path: &Path,
     model: &dyn Module<T>,
-    spec: &ModelSpec,
+    metadata: HashMap<String, String>,
 ) -> Result<(), ModelFileError> {
     let state = state_dict(model);
     let tensors: Vec<(String, &Tensor<T>)> = state.iter().map(|(n, t)| (n.clone(), t)).collect();
-    let json = serde_json::to_string(spec).map_err(|e| ModelFileError::Spec {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let bytes = encode_tensors(
-        path,
-        &tensors,
-        HashMap::from([(SPEC_KEY.to_string(), json)]),
-    )?;
+    let bytes = encode_tensors(path, &tensors, metadata)?;
     atomic_write(path, &bytes)
 }
 
-/// Reads the spec stored in a model file's metadata.
+/// Loads a file written by [`save_state`] (or by PyTorch's
+/// `safetensors.torch.save_file(model.state_dict())`) into `model`, strictly:
+/// every parameter and buffer must be there with its shape, and nothing
+/// else. Returns the file's metadata.
+///
+/// # Errors
+/// [`ModelFileError`] naming the file and, where it applies, the tensor.
+pub fn load_state<T: Float>(
+    path: &Path,
+    model: &mut dyn Module<T>,
+) -> Result<HashMap<String, String>, ModelFileError> {
+    let (tensors, metadata) = read_tensors::<T>(path)?;
+    load_params(path, model, &tensors, "")?;
+    Ok(metadata)
+}
+
+/// The [`Architecture`] stored under [`SPEC_KEY`] in a file's metadata.
 ///
 /// # Errors
 /// [`ModelFileError::Spec`] if the metadata is missing or malformed.
-pub fn spec_from_metadata(
+pub fn architecture_from_metadata(
     path: &Path,
     metadata: &HashMap<String, String>,
-) -> Result<ModelSpec, ModelFileError> {
-    let json = metadata.get(SPEC_KEY).ok_or_else(|| ModelFileError::Spec {
+) -> Result<Architecture, ModelFileError> {
+    let bad = |reason: String| ModelFileError::Spec {
         path: path.to_path_buf(),
-        reason: format!("no '{SPEC_KEY}' metadata: not a model file written by nabla (use --init-weights only with nabla files)"),
+        reason,
+    };
+    let json = metadata.get(SPEC_KEY).ok_or_else(|| {
+        bad(format!("no '{SPEC_KEY}' metadata: not a model file written by nabla (use --init-weights only with nabla files)"))
     })?;
-    serde_json::from_str(json).map_err(|e| ModelFileError::Spec {
-        path: path.to_path_buf(),
-        reason: format!("bad '{SPEC_KEY}' metadata: {e}"),
-    })
+    #[derive(Deserialize)]
+    struct WithArchitecture {
+        architecture: Architecture,
+    }
+    serde_json::from_str::<WithArchitecture>(json)
+        .map(|w| w.architecture)
+        .map_err(|e| bad(format!("bad '{SPEC_KEY}' metadata: {e}")))
 }
 
 /// Rebuilds the network a file describes and fills it with the file's tensors
@@ -621,13 +606,21 @@ pub fn build_from_tensors<T: Float>(
     Ok(model)
 }
 
-/// Loads a model file: rebuilds the network from its spec and fills its parameters.
+/// A network loaded by [`load_sequential`]: the network, its architecture
+/// and the file's metadata.
+pub type LoadedNet<T> = (Sequential<T>, Architecture, HashMap<String, String>);
+
+/// Loads a model file whose metadata holds an [`Architecture`]: rebuilds
+/// the network and fills its parameters. Returns the network, its
+/// architecture and the file's metadata.
 ///
 /// # Errors
 /// [`ModelFileError`] naming the file and, where it applies, the tensor.
-pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec), ModelFileError> {
+pub fn load_sequential<T: Float>(
+    path: &Path,
+) -> Result<LoadedNet<T>, ModelFileError> {
     let (tensors, metadata) = read_tensors::<T>(path)?;
-    let spec = spec_from_metadata(path, &metadata)?;
-    let model = build_from_tensors(path, &spec.architecture, &tensors, "")?;
-    Ok((model, spec))
+    let architecture = architecture_from_metadata(path, &metadata)?;
+    let model = build_from_tensors(path, &architecture, &tensors, "")?;
+    Ok((model, architecture, metadata))
 }

@@ -40,9 +40,7 @@ pub mod spec;
 pub use activation::{Activation, Relu, Sigmoid, Softmax, Tanh};
 pub use batchnorm::BatchNorm;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
-pub use file::{
-    load_model, save_model, state_dict, Architecture, ModelFileError, ModelSpec, Preprocessing,
-};
+pub use file::{load_sequential, load_state, save_state, state_dict, Architecture, ModelFileError};
 pub use gradcheck::{
     check_layer_gradients, check_model_gradients, ModelCheckOptions, ModelGradReport,
 };
@@ -50,6 +48,17 @@ pub use init::Init;
 pub use linear::Linear;
 pub use mlp::{MlpConfig, MAX_PARAMS};
 pub use module::{join_name, Module};
+/// `#[derive(Module)]`: the visitors of a struct's layers, parameters and
+/// buffers, named as PyTorch names them (see the `nabla-derive` crate).
+pub use nabla_derive::Module;
+
+/// What the code written by `#[derive(Module)]` refers to.
+#[doc(hidden)]
+pub mod __derive {
+    pub use crate::{join_name, Module};
+    pub use nabla_autograd::{Param, Result, Var};
+    pub use nabla_tensor::{Float, Tensor};
+}
 pub use regularize::{Dropout, Flatten};
 pub use sequential::Sequential;
 pub use spec::{preset, LayerSpec, NetSpec, PRESETS};

@@ -1,6 +1,6 @@
 //! The fully connected (affine) layer.
 
-use crate::{join_name, Init, Module};
+use crate::{Init, Module};
 use nabla_autograd::{Error, Param, ParamId, Result, Var};
 use nabla_tensor::{input_major_pays, Float, Rng, Shape, Tensor, Transpose};
 use std::sync::Mutex;
@@ -16,13 +16,15 @@ use std::sync::Mutex;
 /// - output `[N, out]`
 ///
 /// Backward (by the graph): `dx = dout · W`, `dW = doutᵀ · x`, `db = Σ_rows dout`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
+#[module(crate = crate, predict, describe)]
 pub struct Linear<T: Float = f32> {
     /// Weight `[out, in]`.
     pub weight: Param<T>,
     /// Bias `[out]`, if the layer has one.
     pub bias: Option<Param<T>>,
     /// The weight stored `[in, out]`, for [`Module::predict`] on a few images.
+    #[module(skip)]
     by_input: InputMajor<T>,
 }
 
@@ -138,8 +140,14 @@ impl<T: Float> Linear<T> {
     }
 }
 
-impl<T: Float> Module<T> for Linear<T> {
-    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+/// The layer's own passes; `Module` hands its `forward`, `predict` and
+/// `describe` here, and its visitors are derived from the fields.
+impl<T: Float> Linear<T> {
+    /// `x · Wᵀ + b` on the graph.
+    ///
+    /// # Errors
+    /// An input whose feature count is not the layer's.
+    pub fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let rows = self.rows(&x.shape())?;
         let x = if x.shape().dims() == rows {
             x
@@ -160,7 +168,7 @@ impl<T: Float> Module<T> for Linear<T> {
     /// change (kept with their [`Param::version`]): it reads only the weight
     /// rows of the nonzero pixels, half the time of `x · Wᵀ` for a digit.
     /// The copy costs as much memory as the weights.
-    fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    pub fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let rows = self.rows(x.shape())?;
         let x = if x.dims() == rows {
             x.clone()
@@ -183,32 +191,8 @@ impl<T: Float> Module<T> for Linear<T> {
         Ok(y)
     }
 
-    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>)) {
-        f(join_name(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(join_name(prefix, "bias"), b);
-        }
-    }
-
-    fn visit_params_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Param<T>),
-    ) {
-        f(join_name(prefix, "weight"), &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            f(join_name(prefix, "bias"), b);
-        }
-    }
-
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
-        f(&mut self.weight);
-        if let Some(b) = &mut self.bias {
-            f(b);
-        }
-    }
-
-    fn describe(&self) -> String {
+    /// `Linear(in → out)`.
+    pub fn describe(&self) -> String {
         format!("Linear({} → {})", self.in_features(), self.out_features())
     }
 }

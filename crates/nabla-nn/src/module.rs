@@ -110,6 +110,48 @@ pub trait Module<T: Float>: Send + Sync {
     }
 }
 
+/// A boxed module is a module, so that a struct deriving `Module` can hold
+/// `Vec<Box<dyn Module<T>>>` as `Sequential` does.
+impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
+    fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        (**self).forward(x)
+    }
+    fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        (**self).predict(x)
+    }
+    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>)) {
+        (**self).visit_params(prefix, f)
+    }
+    fn visit_params_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut Param<T>),
+    ) {
+        (**self).visit_params_mut(prefix, f)
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
+        (**self).for_each_param_mut(f)
+    }
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, Tensor<T>)) {
+        (**self).visit_buffers(prefix, f)
+    }
+    fn visit_buffers_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, &mut Tensor<T>)) {
+        (**self).visit_buffers_mut(prefix, f)
+    }
+    fn couples_batch(&self) -> bool {
+        (**self).couples_batch()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
+        (**self).children_mut()
+    }
+    fn set_training(&mut self, training: bool) {
+        (**self).set_training(training)
+    }
+}
+
 /// `prefix.name`, or `name` alone when the prefix is empty.
 pub fn join_name(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {

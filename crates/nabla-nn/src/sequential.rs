@@ -1,7 +1,7 @@
 //! A chain of layers.
 
 use crate::Module;
-use nabla_autograd::{Param, Result, Var};
+use nabla_autograd::{Result, Var};
 use nabla_tensor::{Float, Tensor};
 
 /// Layers applied in order; child `i` is named `i`, so parameters are named
@@ -10,8 +10,10 @@ use nabla_tensor::{Float, Tensor};
 /// A chain may declare the shape of one sample ([`Sequential::with_input_shape`]):
 /// a convolutional network takes `[C, H, W]` images, and rows of flat pixels
 /// `[N, C·H·W]` (as datasets hand them out) are then viewed as `[N, C, H, W]`.
-#[derive(Default)]
+#[derive(Default, Module)]
+#[module(crate = crate, predict, describe)]
 pub struct Sequential<T: Float = f32> {
+    #[module(flatten)]
     layers: Vec<Box<dyn Module<T>>>,
     input: Vec<usize>,
 }
@@ -85,8 +87,14 @@ impl<T: Float> Sequential<T> {
     }
 }
 
-impl<T: Float> Module<T> for Sequential<T> {
-    fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
+/// The chain's passes; `Module` hands `forward`, `predict` and `describe`
+/// here, and its visitors are derived (children named `0`, `1`, …).
+impl<T: Float> Sequential<T> {
+    /// Each layer's `forward` in turn.
+    ///
+    /// # Errors
+    /// The first layer's error.
+    pub fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
         if let Some(dims) = self.samples_view(x.shape().dims()) {
             x = x.reshape(&dims)?;
         }
@@ -96,7 +104,11 @@ impl<T: Float> Module<T> for Sequential<T> {
         Ok(x)
     }
 
-    fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    /// Each layer's `predict` in turn.
+    ///
+    /// # Errors
+    /// The first layer's error.
+    pub fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let mut x = match self.samples_view(x.dims()) {
             Some(dims) => x.reshape(&dims)?,
             None => x.clone(),
@@ -107,60 +119,9 @@ impl<T: Float> Module<T> for Sequential<T> {
         Ok(x)
     }
 
-    fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param<T>)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit_params(&crate::join_name(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn visit_params_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        f: &mut dyn FnMut(String, &'a mut Param<T>),
-    ) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params_mut(&crate::join_name(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut Param<T>)) {
-        for layer in &mut self.layers {
-            layer.for_each_param_mut(f);
-        }
-    }
-
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, Tensor<T>)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit_buffers(&crate::join_name(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn visit_buffers_mut(&mut self, prefix: &str, f: &mut dyn FnMut(String, &mut Tensor<T>)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_buffers_mut(&crate::join_name(prefix, &i.to_string()), f);
-        }
-    }
-
-    fn couples_batch(&self) -> bool {
-        self.layers.iter().any(|l| l.couples_batch())
-    }
-
-    fn describe(&self) -> String {
+    /// `Sequential[Linear(784 → 100), Relu, …]`.
+    pub fn describe(&self) -> String {
         let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
         format!("Sequential[{}]", inner.join(", "))
-    }
-
-    fn children_mut(&mut self) -> Vec<(String, &mut dyn Module<T>)> {
-        self.layers
-            .iter_mut()
-            .enumerate()
-            .map(|(i, l)| (i.to_string(), l.as_mut() as &mut dyn Module<T>))
-            .collect()
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.layers
-            .iter_mut()
-            .for_each(|l| l.set_training(training));
     }
 }

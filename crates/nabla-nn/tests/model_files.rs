@@ -4,20 +4,38 @@
 use nabla_autograd::Tape;
 use nabla_nn::file::{atomic_write, encode_tensors, read_tensors};
 use nabla_nn::{
-    load_model, save_model, Activation, Architecture, MlpConfig, ModelFileError, ModelSpec, Module,
-    Preprocessing,
+    load_sequential, save_state, Activation, Architecture, MlpConfig, ModelFileError, Module,
+    Sequential,
 };
 use nabla_tensor::{Rng, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-fn spec(config: &MlpConfig) -> ModelSpec {
-    ModelSpec {
-        architecture: Architecture::mlp(config),
-        dataset: "mnist".into(),
-        classes: (0..config.output).map(|i| i.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
-    }
+/// The metadata a file needs for `load_sequential`: its architecture
+/// under `nabla` (the command line adds what the data was beside it).
+fn meta(architecture: &Architecture) -> HashMap<String, String> {
+    HashMap::from([(
+        "nabla".to_string(),
+        serde_json::json!({ "architecture": architecture }).to_string(),
+    )])
+}
+
+fn spec(config: &MlpConfig) -> Architecture {
+    Architecture::mlp(config)
+}
+
+fn save_model(
+    path: &Path,
+    model: &Sequential<f32>,
+    architecture: &Architecture,
+) -> Result<(), ModelFileError> {
+    save_state(path, model, meta(architecture))
+}
+
+fn load_model<T: nabla_tensor::Float>(
+    path: &Path,
+) -> Result<(Sequential<T>, Architecture), ModelFileError> {
+    load_sequential(path).map(|(m, a, _)| (m, a))
 }
 
 #[test]
@@ -47,7 +65,7 @@ fn a_file_written_by_python_safetensors_loads() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mlp_4_3_2_tanh.safetensors");
     let (model, spec) = load_model::<f32>(&path).unwrap();
-    assert_eq!(spec.architecture.summary(), "mlp 4-3-2 tanh");
+    assert_eq!(spec.summary(), "mlp 4-3-2 tanh");
     assert_eq!(
         model.describe(),
         "Sequential[Linear(4 → 3), Tanh, Linear(3 → 2)]"
@@ -108,7 +126,7 @@ fn corrupt_truncated_and_mismatched_files_are_clear_errors() {
         Err(ModelFileError::Io { .. })
     ));
 
-    let json = serde_json::to_string(&spec(&config)).unwrap();
+    let json = meta(&spec(&config)).remove("nabla").unwrap();
     let w = |dims: &[usize]| Tensor::<f32>::zeros(dims);
     let shape = dir.path().join("shape.safetensors");
     write_raw(
@@ -162,20 +180,17 @@ fn corrupt_truncated_and_mismatched_files_are_clear_errors() {
 
     // Metadata claiming a network of 10¹² parameters is refused from the shapes
     // in the file, before anything is allocated.
-    let huge = ModelSpec {
-        architecture: Architecture::Mlp {
-            input: 784,
-            hidden: vec![1 << 30],
-            output: 10,
-            activation: "relu".into(),
-        },
-        ..spec(&config)
+    let huge = Architecture::Mlp {
+        input: 784,
+        hidden: vec![1 << 30],
+        output: 10,
+        activation: "relu".into(),
     };
     let lying = dir.path().join("lying.safetensors");
     write_raw(
         &lying,
         &[("0.weight", w(&[3, 4]))],
-        Some(serde_json::to_string(&huge).unwrap()),
+        Some(meta(&huge).remove("nabla").unwrap()),
     );
     assert!(load_model::<f32>(&lying)
         .unwrap_err()
@@ -209,12 +224,7 @@ fn convnets_with_batch_norm_round_trip_with_their_running_statistics() {
     for _ in 0..2 {
         model.forward(tape.constant(x.clone())).unwrap();
     }
-    let spec = ModelSpec {
-        architecture: Architecture::layers(&net),
-        dataset: "mnist".into(),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
-    };
+    let spec = Architecture::layers(&net);
     save_model(&path, &model, &spec).unwrap();
     let (mut loaded, loaded_spec) = load_model::<f32>(&path).unwrap();
     assert_eq!(loaded_spec, spec);

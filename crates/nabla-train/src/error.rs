@@ -28,6 +28,15 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// A run that cannot continue from its checkpoint as asked: `setting`
+    /// names what differs (`optimizer`, `data`).
+    #[error("cannot resume: {reason}")]
+    Resume {
+        /// The setting that differs.
+        setting: &'static str,
+        /// What differs.
+        reason: String,
+    },
     /// A configuration that cannot run.
     #[error("{0}")]
     Config(String),

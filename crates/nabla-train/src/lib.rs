@@ -1,19 +1,29 @@
 //! # nabla-train
 //!
-//! The training room: a [`Trainer`] runs epochs of mini-batch steps with any
-//! optimiser, records per-epoch [`EpochMetrics`], stops early when validation
-//! accuracy stops improving, writes a checkpoint after every epoch atomically
-//! and resumes from it exactly. Progress is reported through an [`Observer`],
-//! so the library draws nothing itself.
+//! The training room: a [`Trainer`] runs epochs of mini-batch steps of any
+//! [`Module`](nabla_nn::Module) on any [`Dataset`](nabla_data::Dataset) with
+//! any [`Loss`] and optimiser, records per-epoch [`EpochMetrics`] (accuracy
+//! for classes; RMSE, MAE and R² for values), stops early when the
+//! validation score stops improving, writes a checkpoint after every epoch
+//! atomically and resumes from it exactly. Progress is reported through an
+//! [`Observer`], so the library draws nothing itself.
+//!
+//! Classification and regression are two uses of the same loop: the data
+//! set says which its targets are ([`Task`](nabla_data::Task)) and the loss
+//! says how to compare them with the model's outputs.
 
 mod checkpoint;
 mod error;
+mod loss;
 mod metrics;
+mod state;
 mod step;
 mod trainer;
 
-pub use checkpoint::{load_checkpoint, Checkpoint};
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
-pub use metrics::{eval_batch_size, evaluate, EpochMetrics, Evaluation};
+pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
+pub use metrics::{eval_batch_size, evaluate, EpochMetrics, Evaluation, Score};
+pub use state::{Best, RunState};
 pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

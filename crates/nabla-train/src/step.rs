@@ -22,10 +22,11 @@
 //! the next; with tensor buffers cached by the pool, a steady-state step
 //! allocates nothing.
 
-use crate::Result;
-use nabla_autograd::{Gradients, Reduction, Tape, Target};
-use nabla_data::{Augment, Batches, Dataset};
-use nabla_nn::{Module, Sequential};
+use crate::loss::{BatchTargets, Loss, Targets};
+use crate::{Result, TrainError};
+use nabla_autograd::{Gradients, Tape, Target};
+use nabla_data::{class_labels, gather_inputs, gather_targets, Augment, Batches, Dataset, Task};
+use nabla_nn::Module;
 use nabla_optim::Optimizer;
 use nabla_tensor::Tensor;
 use rayon::prelude::*;
@@ -45,9 +46,9 @@ pub const MAX_SHARDS: usize = 8;
 /// What one step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOutcome {
-    /// Mean cross-entropy over the batch (before the update).
+    /// Mean loss over the batch (before the update).
     pub loss: f64,
-    /// Rows classified correctly (before the update).
+    /// Rows classified correctly (before the update); 0 for values.
     pub correct: usize,
 }
 
@@ -99,20 +100,20 @@ impl Stepper {
         self.steps
     }
 
-    /// Forward, softmax cross-entropy (mean over the batch), backward and one
-    /// optimiser update of a batch of `rows` rows, split into shards run in
-    /// parallel. Each shard gets its rows from `fetch(range)`: the inputs and
-    /// their class indices (`Target::Indices` or `Target::Shared`; one-hot
-    /// rows are an error), so that assembling the batch runs in parallel too.
+    /// Forward, `loss` (mean over the batch), backward and one optimiser
+    /// update of a batch of `rows` rows, split into shards run in parallel.
+    /// Each shard gets its rows from `fetch(range)`: the inputs and their
+    /// targets, so that assembling the batch runs in parallel too.
     ///
     /// # Errors
     /// Errors from `fetch`, the model, the loss or the optimiser.
-    pub fn step(
+    pub fn step<M: Module<f32> + ?Sized>(
         &mut self,
-        model: &mut Sequential<f32>,
+        model: &mut M,
         optimizer: &mut Optimizer<f32>,
+        loss: &dyn Loss,
         rows: usize,
-        fetch: impl Fn(Range<usize>) -> Result<(Tensor<f32>, Target<f32>)> + Sync,
+        fetch: impl Fn(Range<usize>) -> Result<(Tensor<f32>, BatchTargets)> + Sync,
     ) -> Result<StepOutcome> {
         let count = if model.couples_batch() {
             1
@@ -122,13 +123,15 @@ impl Stepper {
         if self.shards.len() < count {
             self.shards.resize_with(count, Shard::default);
         }
-        let scale = 1.0 / rows.max(1) as f64;
-        let net: &Sequential<f32> = model;
+        let net: &M = model;
         let stream = mix(self.seed, self.steps);
         self.steps += 1;
         let run = |s: usize, shard: &mut Shard| {
             let range = shard_range(rows, count, s);
-            shard.outcome = Some(shard.run(net, fetch(range), scale, mix(stream, s as u64)));
+            // Each shard's mean weighs by its share of the batch, so the
+            // shards add up to the batch mean.
+            let share = range.len() as f64 / rows.max(1) as f64;
+            shard.outcome = Some(shard.run(net, loss, fetch(range), share, mix(stream, s as u64)));
         };
         let shards = &mut self.shards[..count];
         // One shard's weight gradients at batch 1 are outer products, which
@@ -166,39 +169,58 @@ impl Stepper {
 
 impl Stepper {
     /// One pass over `batches` of `data`: a [`Stepper::step`] per batch, each
-    /// shard gathering its own images; `after(batch index, rows, outcome)`
+    /// shard gathering its own samples; `after(batch index, rows, outcome)`
     /// runs after each step and may stop the pass with an error.
     ///
     /// With `augment = Some((augment, seed))` every image is randomly moved
-    /// and turned first, the image at position `i` of the epoch's order
-    /// drawing from a generator seeded by `(seed, i)`.
+    /// and turned first (grayscale images only), the image at position `i`
+    /// of the epoch's order drawing from a generator seeded by `(seed, i)`.
     ///
     /// # Errors
-    /// Errors from the steps or from `after`.
-    pub fn epoch(
+    /// Errors from the steps or from `after`; augmentation of samples that
+    /// are not grayscale images.
+    #[allow(clippy::too_many_arguments)]
+    pub fn epoch<M: Module<f32> + ?Sized>(
         &mut self,
-        model: &mut Sequential<f32>,
+        model: &mut M,
         optimizer: &mut Optimizer<f32>,
-        data: &Dataset,
+        loss: &dyn Loss,
+        data: &dyn Dataset,
         batches: &Batches,
         augment: Option<(&Augment, u64)>,
         mut after: impl FnMut(usize, usize, StepOutcome) -> Result<()>,
     ) -> Result<()> {
-        let (height, width) = data.image_dims();
-        // The labels in shuffled order, once per epoch, shared by every shard.
-        let labels: Arc<[usize]> = batches.order().iter().map(|&i| data.label(i)).collect();
+        let dims = match augment {
+            Some(_) => Some(data.grayscale_dims().ok_or_else(|| {
+                TrainError::Config(format!(
+                    "augmentation moves and turns grayscale images; these samples have shape {:?}",
+                    data.sample_shape()
+                ))
+            })?),
+            None => None,
+        };
+        // Class labels in shuffled order, once per epoch, shared by every shard.
+        let labels: Option<Arc<[usize]>> = match data.task() {
+            Task::Classify { .. } => Some(class_labels(data, batches.order())?.into()),
+            Task::Regress { .. } => None,
+        };
         for (b, indices) in batches.iter().enumerate() {
             let start = b * batches.batch_size();
-            let outcome = self.step(model, optimizer, indices.len(), |r| {
-                let mut x = data.images(&indices[r.clone()])?;
-                if let Some((aug, seed)) = augment {
+            let outcome = self.step(model, optimizer, loss, indices.len(), |r| {
+                let rows = &indices[r.clone()];
+                let mut x = gather_inputs(data, rows)?;
+                if let (Some((aug, seed)), Some((height, width))) = (augment, dims) {
                     let first = (start + r.start) as u64;
                     x = aug.apply_batch(&x, height, width, |i| mix(seed, first + i as u64))?;
                 }
-                Ok((
-                    x,
-                    Target::Shared(labels.clone(), start + r.start..start + r.end),
-                ))
+                let targets = match &labels {
+                    Some(l) => BatchTargets::Classes(Target::Shared(
+                        l.clone(),
+                        start + r.start..start + r.end,
+                    )),
+                    None => BatchTargets::Values(gather_targets(data, rows)?),
+                };
+                Ok((x, targets))
             })?;
             after(b, indices.len(), outcome)?;
         }
@@ -208,19 +230,20 @@ impl Stepper {
 
 impl Shard {
     /// Forward and backward of one shard; leaves the parameter gradients
-    /// (each shard's loss is Σ(its losses)/B, so the shards add up to the
-    /// batch mean) in `self.grads` and nothing on the tape.
-    fn run(
+    /// (the shard's mean loss times its share of the batch, so the shards
+    /// add up to the batch mean) in `self.grads` and nothing on the tape.
+    fn run<M: Module<f32> + ?Sized>(
         &mut self,
-        net: &Sequential<f32>,
-        input: Result<(Tensor<f32>, Target<f32>)>,
-        scale: f64,
+        net: &M,
+        loss: &dyn Loss,
+        input: Result<(Tensor<f32>, BatchTargets)>,
+        share: f64,
         seed: u64,
     ) -> Result<StepOutcome> {
         self.grads.clear();
         self.tape.reset();
         self.tape.seed_rng(seed);
-        let outcome = self.forward_backward(net, input, scale);
+        let outcome = self.forward_backward(net, loss, input, share);
         // Release the values the tape holds (the parameters among them), so
         // that the optimiser updates the weights in place instead of copying.
         self.tape.reset();
@@ -228,23 +251,31 @@ impl Shard {
         outcome
     }
 
-    fn forward_backward(
+    fn forward_backward<M: Module<f32> + ?Sized>(
         &mut self,
-        net: &Sequential<f32>,
-        input: Result<(Tensor<f32>, Target<f32>)>,
-        scale: f64,
+        net: &M,
+        loss: &dyn Loss,
+        input: Result<(Tensor<f32>, BatchTargets)>,
+        share: f64,
     ) -> Result<StepOutcome> {
-        let (x, target) = input?;
+        let (x, targets) = input?;
         let tape = &self.tape;
-        let logits = net.forward(tape.constant(x))?;
-        // Accuracy needs class indices; a one-hot target is an error here.
-        let correct = count_correct(&logits.value(), target.as_indices()?);
-        let loss = logits
-            .softmax_cross_entropy(target, Reduction::Sum)?
-            .mul_scalar(scale)?;
-        tape.backward_into(loss, &mut self.grads)?;
+        let y = net.forward(tape.constant(x))?;
+        let (targets, correct) = match targets {
+            BatchTargets::Classes(t) => {
+                let correct = match t.as_indices() {
+                    Ok(labels) => count_correct(&y.value(), labels),
+                    Err(_) => count_correct(&y.value(), &t.indices()?),
+                };
+                (Targets::Classes(t), correct)
+            }
+            BatchTargets::Values(v) => (Targets::Values(tape.constant(v)), 0),
+        };
+        let mean = loss.loss(y, targets)?;
+        let weighted = mean.mul_scalar(share)?;
+        tape.backward_into(weighted, &mut self.grads)?;
         Ok(StepOutcome {
-            loss: loss.item()? as f64,
+            loss: weighted.item()? as f64,
             correct,
         })
     }
@@ -280,14 +311,14 @@ fn count_correct(logits: &Tensor<f32>, labels: &[usize]) -> usize {
         .count()
 }
 
-/// [`Stepper::step`] on a batch held in memory, with a fresh stepper: simple,
-/// but it allocates the shard state every call. Loops should keep a
-/// [`Stepper`].
+/// [`Stepper::step`] on a batch of class-labelled rows held in memory, with
+/// softmax cross-entropy and a fresh stepper: simple, but it allocates the
+/// shard state every call. Loops should keep a [`Stepper`].
 ///
 /// # Errors
 /// Shape or label errors from the model or the loss.
-pub fn train_step(
-    model: &mut Sequential<f32>,
+pub fn train_step<M: Module<f32> + ?Sized>(
+    model: &mut M,
     optimizer: &mut Optimizer<f32>,
     x: &Tensor<f32>,
     labels: &[usize],
@@ -296,20 +327,21 @@ pub fn train_step(
     Stepper::new().step(
         model,
         optimizer,
+        &crate::StandardLoss::CrossEntropy,
         x.dims().first().copied().unwrap_or(0),
-        |r| rows_of(x, labels.clone(), r),
+        |r| {
+            let xs = rows_of(x, r.clone())?;
+            Ok((xs, BatchTargets::Classes(Target::Shared(labels.clone(), r))))
+        },
     )
 }
 
-/// Rows `range` of a batch `x` (copied into a pooled buffer) with their labels.
+/// Rows `range` of a batch `x` (copied into a pooled buffer, unless they are
+/// all of it).
 ///
 /// # Errors
 /// If `x` has fewer rows than `range` needs.
-pub fn rows_of(
-    x: &Tensor<f32>,
-    labels: Arc<[usize]>,
-    range: Range<usize>,
-) -> Result<(Tensor<f32>, Target<f32>)> {
+pub fn rows_of(x: &Tensor<f32>, range: Range<usize>) -> Result<Tensor<f32>> {
     let rows = x.dims().first().copied().unwrap_or(0);
     let width = x.len().checked_div(rows).unwrap_or(0);
     let mut dims = nabla_tensor::Dims::from_slice(x.dims());
@@ -325,10 +357,9 @@ pub fn rows_of(
                 format!("rows {range:?} of a batch of {rows}"),
             )
         })?;
-    let xs = if range.len() == rows {
+    Ok(if range.len() == rows {
         x.clone()
     } else {
         Tensor::from_fill(&dims, |v| v.extend_from_slice(values))?
-    };
-    Ok((xs, Target::Shared(labels, range)))
+    })
 }

@@ -1,14 +1,17 @@
-//! The training loop.
+//! The training loop: any module, any loss, any data set.
 
-use crate::checkpoint::{write_checkpoint, Checkpoint};
-use crate::metrics::{evaluate, EpochMetrics};
+use crate::checkpoint::{save_checkpoint, Checkpoint};
+use crate::loss::Loss;
+use crate::metrics::{evaluate, EpochMetrics, Evaluation, Score};
+use crate::state::{Best, RunState};
 use crate::step::{mix, Stepper};
 use crate::{Result, TrainError};
 use nabla_data::{batches_per_epoch, Augment, Batches, Dataset};
-use nabla_nn::{state_dict, ModelSpec, Module, Sequential};
+use nabla_nn::{file::load_params, state_dict, Module, Sequential};
 use nabla_optim::{LrSchedule, Optimizer};
-use nabla_tensor::{Rng, Tensor};
-use std::path::PathBuf;
+use nabla_tensor::Rng;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How a run is organised.
@@ -24,8 +27,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Learning-rate schedule, applied at the start of each epoch.
     pub schedule: LrSchedule,
-    /// Stop after this many epochs without a better validation accuracy, and
-    /// keep the best weights (needs a validation set).
+    /// Stop after this many epochs without a better validation score
+    /// (accuracy, or RMSE for values), and keep the best weights (needs a
+    /// validation set).
     pub early_stop: Option<usize>,
     /// Write a checkpoint here after every epoch.
     pub checkpoint: Option<PathBuf>,
@@ -82,14 +86,15 @@ pub trait Observer {
     fn started(&mut self, _info: &RunInfo) {}
     /// An epoch begins.
     fn epoch_started(&mut self, _epoch: usize, _iterations: usize) {}
-    /// A mini-batch step finished, with the running mean loss and accuracy of the epoch.
+    /// A mini-batch step finished, with the running mean loss of the epoch
+    /// and, for classes, its running accuracy.
     fn batch_done(
         &mut self,
         _epoch: usize,
         _done: usize,
         _samples_seen: usize,
         _loss: f64,
-        _accuracy: f64,
+        _accuracy: Option<f64>,
     ) {
     }
     /// An epoch finished (after evaluation and checkpointing).
@@ -102,33 +107,43 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// The best validation result so far, for early stopping.
-#[derive(Debug, Clone)]
-pub(crate) struct Best {
-    pub accuracy: f64,
-    pub epoch: usize,
-    /// Parameters then buffers, in `state_dict` order.
-    pub params: Vec<Tensor<f32>>,
-}
-
-/// A model, its optimiser and the state of a run.
-pub struct Trainer {
+/// A model, its optimiser and loss, and the state of a run.
+///
+/// ```
+/// use nabla_data::TensorDataset;
+/// use nabla_nn::{MlpConfig, Module};
+/// use nabla_optim::{Method, OptimizerConfig};
+/// use nabla_tensor::{Rng, Tensor};
+/// use nabla_train::{Silent, StandardLoss, TrainConfig, Trainer};
+/// // y = 2x on x = 1, 2, 3 (the material's PyTorch example), by a linear layer.
+/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3, 1])?;
+/// let y = Tensor::from_vec(vec![2.0, 4.0, 6.0], &[3])?;
+/// let data = TensorDataset::regression(x, y)?;
+/// let model = MlpConfig::new(1, &[], 1).init::<f32>(&mut Rng::seed(0))?;
+/// let config = TrainConfig { epochs: 200, batch_size: 3, ..Default::default() };
+/// let opt = OptimizerConfig::new(Method::Sgd, 0.05).init();
+/// let mut t = Trainer::new(model, opt, StandardLoss::Mse, config);
+/// t.fit(&data, None, None, &mut Silent)?;
+/// let w = t.model.named_params()[0].1.value().item()?;
+/// assert!((w - 2.0).abs() < 0.05, "{w}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Trainer<M: Module<f32> = Sequential<f32>> {
     /// The network being trained.
-    pub model: Sequential<f32>,
-    /// What the network is (saved into model files).
-    pub spec: ModelSpec,
+    pub model: M,
     /// The optimiser.
     pub optimizer: Optimizer<f32>,
     /// The run's organisation.
     pub config: TrainConfig,
-    /// Metrics of every finished epoch.
-    pub history: Vec<EpochMetrics>,
-    pub(crate) rng: Rng,
-    pub(crate) epochs_done: usize,
-    pub(crate) base_lr: f64,
-    pub(crate) best: Option<Best>,
+    /// Where the run stands (epochs, shuffle generator, history, best epoch).
+    pub run: RunState,
+    /// Written into every checkpoint's metadata, as given (the command line
+    /// keeps its model description here so that a checkpoint can be
+    /// rebuilt from the file alone).
+    pub checkpoint_metadata: HashMap<String, String>,
+    loss: Box<dyn Loss>,
     /// Shard state reused from step to step.
-    pub(crate) stepper: Stepper,
+    stepper: Stepper,
 }
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
@@ -136,69 +151,117 @@ const SHUFFLE_STREAM: u64 = 0x05ee_d0f5_b0ff_1e00;
 /// Separates the augmentation stream likewise.
 const AUGMENT_STREAM: u64 = 0x0a06_3e47_0000_0001;
 
-impl Trainer {
-    /// A fresh run.
+impl<M: Module<f32>> Trainer<M> {
+    /// A fresh run of `model` minimising `loss`.
     pub fn new(
-        model: Sequential<f32>,
-        spec: ModelSpec,
+        model: M,
         optimizer: Optimizer<f32>,
+        loss: impl Loss + 'static,
         config: TrainConfig,
     ) -> Self {
-        let base_lr = optimizer.learning_rate();
-        let rng = Rng::seed(config.seed ^ SHUFFLE_STREAM);
+        let run = RunState {
+            epochs_done: 0,
+            base_lr: optimizer.learning_rate(),
+            rng: Rng::seed(config.seed ^ SHUFFLE_STREAM),
+            history: Vec::new(),
+            best: None,
+            batch_size: config.batch_size,
+            samples: 0,
+            optimizer: optimizer.config().method.name().to_string(),
+        };
         Trainer {
             model,
-            spec,
             optimizer,
             config,
-            history: Vec::new(),
-            rng,
-            epochs_done: 0,
-            base_lr,
-            best: None,
+            run,
+            checkpoint_metadata: HashMap::new(),
+            loss: Box::new(loss),
             stepper: Stepper::new(),
         }
     }
 
-    /// Continues a run from a checkpoint: weights, optimiser state, shuffle
-    /// generator, epoch count, history and early-stopping state are restored;
-    /// `optimizer` must be of the same method, `config` gives the epochs to reach.
+    /// Continues a run from a checkpoint: `model` (of the checkpoint's
+    /// architecture) gets its weights; the optimiser state, shuffle
+    /// generator, epoch count, history and early-stopping state are
+    /// restored; `config` gives the epochs to reach.
+    ///
+    /// A changed learning rate or batch size is honoured from the next
+    /// epoch on and returned as a line to tell the user; another optimiser
+    /// method is refused ([`TrainError::Resume`], setting `optimizer`), and
+    /// so is another data set, when `fit` sees it (setting `data`).
     ///
     /// # Errors
-    /// [`TrainError::Checkpoint`] if the checkpoint does not fit.
+    /// [`TrainError::Resume`] or a checkpoint that does not fit the model.
     pub fn resume(
-        checkpoint: Checkpoint,
+        mut model: M,
         mut optimizer: Optimizer<f32>,
+        loss: impl Loss + 'static,
         config: TrainConfig,
-    ) -> Result<Self> {
+        checkpoint: Checkpoint,
+    ) -> Result<(Self, Vec<String>)> {
         let method = optimizer.config().method.name();
-        if checkpoint.optimizer_method != method {
-            return Err(TrainError::Checkpoint {
-                path: checkpoint.path.clone(),
+        if checkpoint.run.optimizer != method {
+            return Err(TrainError::Resume {
+                setting: "optimizer",
                 reason: format!(
-                    "it was written with the {} optimiser, this run uses {method}",
-                    checkpoint.optimizer_method
+                    "{} was written with the {} optimiser, this run uses {method}",
+                    checkpoint.path.display(),
+                    checkpoint.run.optimizer
                 ),
             });
         }
-        optimizer.load_state(checkpoint.optimizer_state)?;
-        Ok(Trainer {
-            model: checkpoint.model,
-            spec: checkpoint.spec,
-            optimizer,
-            config,
-            history: checkpoint.history,
-            rng: checkpoint.rng,
-            epochs_done: checkpoint.epochs_done,
-            base_lr: checkpoint.base_lr,
-            best: checkpoint.best,
-            stepper: Stepper::new(),
-        })
+        checkpoint.load_model_into(&mut model)?;
+        optimizer.load_state(checkpoint.optimizer_state.clone())?;
+        let mut run = checkpoint.run;
+        let mut changes = Vec::new();
+        let lr = optimizer.learning_rate();
+        if lr != run.base_lr {
+            changes.push(format!(
+                "learning rate {} → {lr} from epoch {}",
+                run.base_lr,
+                run.epochs_done + 1
+            ));
+            run.base_lr = lr;
+        }
+        if config.batch_size != run.batch_size {
+            changes.push(format!(
+                "batch size {} → {} from epoch {}",
+                run.batch_size,
+                config.batch_size,
+                run.epochs_done + 1
+            ));
+            run.batch_size = config.batch_size;
+        }
+        Ok((
+            Trainer {
+                model,
+                optimizer,
+                config,
+                run,
+                checkpoint_metadata: checkpoint.metadata,
+                loss: Box::new(loss),
+                stepper: Stepper::new(),
+            },
+            changes,
+        ))
     }
 
     /// Epochs finished so far.
     pub fn epochs_done(&self) -> usize {
-        self.epochs_done
+        self.run.epochs_done
+    }
+
+    /// Metrics of every finished epoch.
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.run.history
+    }
+
+    /// Evaluates the model on `data` (see [`evaluate`]).
+    ///
+    /// # Errors
+    /// As [`evaluate`].
+    pub fn evaluate(&self, data: &dyn Dataset) -> Result<Evaluation> {
+        evaluate(&self.model, data, self.config.eval_batch_size)
     }
 
     /// Trains until `config.epochs` (or early stopping). `val` is used for
@@ -206,12 +269,12 @@ impl Trainer {
     ///
     /// # Errors
     /// A bad configuration, a data or engine error, a checkpoint that cannot be
-    /// written, or a diverging loss.
+    /// written, a diverging loss, or (after a resume) another data set.
     pub fn fit(
         &mut self,
-        train: &Dataset,
-        val: Option<&Dataset>,
-        test: Option<&Dataset>,
+        train: &dyn Dataset,
+        val: Option<&dyn Dataset>,
+        test: Option<&dyn Dataset>,
         observer: &mut dyn Observer,
     ) -> Result<()> {
         let c = self.config.clone();
@@ -220,11 +283,23 @@ impl Trainer {
                 "the batch size must be at least 1".into(),
             ));
         }
-        if c.early_stop.is_some() && val.is_none_or(|v| v.is_empty()) {
+        let val = val.filter(|v| !v.is_empty());
+        if c.early_stop.is_some() && val.is_none() {
             return Err(TrainError::Config(
                 "early stopping needs a validation split (e.g. --val-split 0.1)".into(),
             ));
         }
+        if self.run.epochs_done > 0 && self.run.samples != train.len() {
+            return Err(TrainError::Resume {
+                setting: "data",
+                reason: format!(
+                    "the run was trained on {} samples, this data set has {}",
+                    self.run.samples,
+                    train.len()
+                ),
+            });
+        }
+        self.run.samples = train.len();
         let iterations = batches_per_epoch(train.len(), c.batch_size, c.drop_last);
         if iterations == 0 {
             return Err(TrainError::Config(format!(
@@ -237,15 +312,19 @@ impl Trainer {
             samples: train.len(),
             batch_size: c.batch_size,
             iterations_per_epoch: iterations,
-            first_epoch: self.epochs_done + 1,
+            first_epoch: self.run.epochs_done + 1,
             epochs: c.epochs,
         });
         // Dropout masks continue their streams when a run resumes.
         self.stepper
-            .set_position(c.seed, (self.epochs_done * iterations) as u64);
-        while self.epochs_done < c.epochs {
-            let epoch = self.epochs_done + 1;
-            let lr = c.schedule.lr_at(self.base_lr, epoch - 1);
+            .set_position(c.seed, (self.run.epochs_done * iterations) as u64);
+        let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
+            data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))
+                .transpose()
+        };
+        while self.run.epochs_done < c.epochs {
+            let epoch = self.run.epochs_done + 1;
+            let lr = c.schedule.lr_at(self.run.base_lr, epoch - 1);
             self.optimizer.set_learning_rate(lr);
             observer.epoch_started(epoch, iterations);
             let start = Instant::now();
@@ -256,35 +335,27 @@ impl Trainer {
             self.model.set_training(false);
             let (train_loss, train_accuracy) = trained?;
             let seconds = start.elapsed().as_secs_f64();
-            let val_accuracy = val
-                .filter(|v| !v.is_empty())
-                .map(|v| evaluate(&self.model, v, c.eval_batch_size))
-                .transpose()?
-                .map(|e| e.accuracy);
-            let test_accuracy = test
-                .map(|t| evaluate(&self.model, t, c.eval_batch_size))
-                .transpose()?
-                .map(|e| e.accuracy);
+            let val_score = score(&self.model, val)?;
             let metrics = EpochMetrics {
                 epoch,
                 train_loss,
                 train_accuracy,
-                val_accuracy,
-                test_accuracy,
+                test: score(&self.model, test)?,
+                val: val_score.clone(),
                 lr,
                 seconds,
                 samples_per_second: train.len() as f64 / seconds.max(1e-9),
             };
-            self.history.push(metrics.clone());
-            self.epochs_done = epoch;
-            let stop = self.track_best(val_accuracy, epoch);
+            self.run.history.push(metrics.clone());
+            self.run.epochs_done = epoch;
+            let stop = self.track_best(val_score.as_ref(), epoch);
             if let Some(path) = &c.checkpoint {
-                write_checkpoint(path, self)?;
+                self.save_checkpoint(path)?;
             }
             observer.epoch_done(&metrics);
             if stop {
-                let best = self.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
-                self.restore_best();
+                let best = self.run.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
+                self.restore_best()?;
                 observer.stopped_early(best);
                 break;
             }
@@ -292,24 +363,40 @@ impl Trainer {
         Ok(())
     }
 
-    /// One pass over the shuffled training set; returns (mean loss, accuracy).
+    /// Writes a checkpoint of the run as it stands.
+    ///
+    /// # Errors
+    /// [`TrainError::File`] naming the file.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        save_checkpoint(
+            path,
+            &self.model,
+            &self.optimizer,
+            &self.run,
+            &self.checkpoint_metadata,
+        )
+    }
+
+    /// One pass over the shuffled training set; returns (mean loss, accuracy for classes).
     fn train_epoch(
         &mut self,
-        train: &Dataset,
+        train: &dyn Dataset,
         epoch: usize,
         observer: &mut dyn Observer,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<(f64, Option<f64>)> {
         let batches = Batches::new(
             train.len(),
             self.config.batch_size,
             self.config.drop_last,
-            Some(&mut self.rng),
+            Some(&mut self.run.rng),
         )?;
+        let classes = train.task().is_classification();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let Trainer {
             model,
             optimizer,
             stepper,
+            loss,
             ..
         } = self;
         let augment = self
@@ -320,6 +407,7 @@ impl Trainer {
         stepper.epoch(
             model,
             optimizer,
+            loss.as_ref(),
             train,
             &batches,
             augment,
@@ -340,50 +428,42 @@ impl Trainer {
                     b + 1,
                     seen,
                     loss_sum / seen as f64,
-                    correct as f64 / seen as f64,
+                    classes.then(|| correct as f64 / seen as f64),
                 );
                 Ok(())
             },
         )?;
-        Ok((
-            loss_sum / seen.max(1) as f64,
-            correct as f64 / seen.max(1) as f64,
-        ))
+        let seen = seen.max(1) as f64;
+        Ok((loss_sum / seen, classes.then(|| correct as f64 / seen)))
     }
 
-    /// Records a better validation accuracy; true when patience has run out.
-    fn track_best(&mut self, val_accuracy: Option<f64>, epoch: usize) -> bool {
-        let (Some(patience), Some(acc)) = (self.config.early_stop, val_accuracy) else {
+    /// Records a better validation score; true when patience has run out.
+    fn track_best(&mut self, val: Option<&Score>, epoch: usize) -> bool {
+        let (Some(patience), Some(score)) = (self.config.early_stop, val.map(Score::selection))
+        else {
             return false;
         };
-        if self.best.as_ref().is_none_or(|b| acc > b.accuracy) {
-            let params = state_dict(&self.model)
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect();
-            self.best = Some(Best {
-                accuracy: acc,
+        if self.run.best.as_ref().is_none_or(|b| score > b.score) {
+            self.run.best = Some(Best {
+                score,
                 epoch,
-                params,
+                state: state_dict(&self.model),
             });
         }
-        let best_epoch = self.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
+        let best_epoch = self.run.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
         epoch - best_epoch >= patience
     }
 
-    fn restore_best(&mut self) {
-        if let Some(best) = &self.best {
-            let mut saved = best.params.iter();
-            self.model.visit_params_mut("", &mut |_, p| {
-                if let Some(v) = saved.next() {
-                    *p.value_mut() = v.clone();
-                }
-            });
-            self.model.visit_buffers_mut("", &mut |_, b| {
-                if let Some(v) = saved.next() {
-                    *b = v.clone();
-                }
-            });
+    fn restore_best(&mut self) -> Result<()> {
+        if let Some(best) = &self.run.best {
+            let state: BTreeMap<String, _> = best.state.iter().cloned().collect();
+            load_params(
+                Path::new("the best epoch's weights"),
+                &mut self.model,
+                &state,
+                "",
+            )?;
         }
+        Ok(())
     }
 }

@@ -10,11 +10,11 @@
 //! NABLA_MNIST_DIR=path/to/mnist cargo test --release -p nabla-train --test full_mnist -- --ignored --test-threads 1
 //! ```
 
-use nabla_data::{Augment, Dataset, DatasetKind, Splits};
-use nabla_nn::{preset, Architecture, Init, MlpConfig, ModelSpec, NetSpec, Preprocessing};
+use nabla_data::{Augment, DatasetKind, ImageDataset, Splits};
+use nabla_nn::{preset, Init, MlpConfig, NetSpec};
 use nabla_optim::{LrSchedule, Method, OptimizerConfig};
 use nabla_tensor::Rng;
-use nabla_train::{Silent, TrainConfig, Trainer};
+use nabla_train::{Silent, StandardLoss, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[test]
@@ -24,20 +24,10 @@ fn three_epochs_of_full_mnist_reach_96_percent() {
         std::env::var_os("NABLA_MNIST_DIR")
             .expect("set NABLA_MNIST_DIR to the directory with the MNIST files"),
     );
-    let splits = Dataset::load_dir(&dir, DatasetKind::Mnist).unwrap();
+    let splits = ImageDataset::load_dir(&dir, DatasetKind::Mnist).unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
     let mlp = MlpConfig::new(784, &[128, 64], 10);
     let model = mlp.init::<f32>(&mut Rng::seed(1)).unwrap();
-    let spec = ModelSpec {
-        architecture: Architecture::mlp(&mlp),
-        dataset: "mnist".into(),
-        classes: DatasetKind::Mnist
-            .class_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        preprocessing: Preprocessing::default(),
-    };
     let config = TrainConfig {
         epochs: 3,
         batch_size: 100,
@@ -47,14 +37,14 @@ fn three_epochs_of_full_mnist_reach_96_percent() {
     };
     let mut trainer = Trainer::new(
         model,
-        spec,
         OptimizerConfig::new(Method::adam(), 1e-3).init(),
+        StandardLoss::CrossEntropy,
         config,
     );
     trainer
         .fit(&splits.train, None, Some(&splits.test), &mut Silent)
         .unwrap();
-    let acc = trainer.history.last().unwrap().test_accuracy.unwrap();
+    let acc = trainer.history().last().unwrap().test_accuracy().unwrap();
     println!(
         "full MNIST, 784-128-64-10 relu, Adam 1e-3, 3 epochs: test accuracy {:.2}%",
         100.0 * acc
@@ -67,7 +57,7 @@ fn full_mnist() -> Splits {
         std::env::var_os("NABLA_MNIST_DIR")
             .expect("set NABLA_MNIST_DIR to the directory with the MNIST files"),
     );
-    let splits = Dataset::load_dir(&dir, DatasetKind::Mnist).unwrap();
+    let splits = ImageDataset::load_dir(&dir, DatasetKind::Mnist).unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
     splits
 }
@@ -79,12 +69,6 @@ fn train_preset(name: &str, epochs: usize, augment: bool) -> Vec<f64> {
     let splits = full_mnist();
     let net = NetSpec::parse(&[1, 28, 28], preset(name).unwrap()).unwrap();
     let model = net.build::<f32>(Init::He, &mut Rng::seed(42)).unwrap();
-    let spec = ModelSpec {
-        architecture: Architecture::layers(&net),
-        dataset: "mnist".into(),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
-    };
     let config = TrainConfig {
         epochs,
         batch_size: 100,
@@ -98,25 +82,25 @@ fn train_preset(name: &str, epochs: usize, augment: bool) -> Vec<f64> {
     };
     let mut trainer = Trainer::new(
         model,
-        spec,
         OptimizerConfig::new(Method::adam(), 1e-3).init(),
+        StandardLoss::CrossEntropy,
         config,
     );
     trainer
         .fit(&splits.train, None, Some(&splits.test), &mut Silent)
         .unwrap();
-    for m in &trainer.history {
+    for m in trainer.history() {
         println!(
             "{name}: epoch {} test accuracy {:.2}% ({:.1} s)",
             m.epoch,
-            100.0 * m.test_accuracy.unwrap(),
+            100.0 * m.test_accuracy().unwrap(),
             m.seconds
         );
     }
     trainer
-        .history
+        .history()
         .iter()
-        .map(|m| m.test_accuracy.unwrap())
+        .map(|m| m.test_accuracy().unwrap())
         .collect()
 }
 

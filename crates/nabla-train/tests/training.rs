@@ -1,14 +1,15 @@
 //! The trainer: it learns, it resumes exactly, it stops early, it refuses bad configs.
 
-use nabla_data::{embedded_mnist, Dataset};
-use nabla_nn::{preset, Architecture, Init, MlpConfig, ModelSpec, Module, NetSpec, Preprocessing};
+use nabla_data::{embedded_mnist, ImageDataset};
+use nabla_nn::{preset, Init, MlpConfig, Module, NetSpec};
 use nabla_optim::{Method, OptimizerConfig};
 use nabla_tensor::Rng;
 use nabla_train::{
-    evaluate, load_checkpoint, Observer, RunInfo, Silent, TrainConfig, TrainError, Trainer,
+    evaluate, load_checkpoint, Observer, RunInfo, Silent, StandardLoss, TrainConfig, TrainError,
+    Trainer,
 };
 
-fn data(n: usize) -> (Dataset, Dataset) {
+fn data(n: usize) -> (ImageDataset, ImageDataset) {
     let s = embedded_mnist().unwrap();
     let idx: Vec<usize> = (0..n).collect();
     (
@@ -18,24 +19,18 @@ fn data(n: usize) -> (Dataset, Dataset) {
 }
 
 fn trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
-    let mlp = MlpConfig::new(784, &[32], 10);
-    let model = mlp.init::<f32>(&mut Rng::seed(config.seed)).unwrap();
     Trainer::new(
-        model,
-        mnist_spec(Architecture::mlp(&mlp)),
+        mlp(config.seed),
         opt.init(),
+        StandardLoss::CrossEntropy,
         config,
     )
 }
 
-/// The model file's description of a digit classifier of `architecture`.
-fn mnist_spec(architecture: Architecture) -> ModelSpec {
-    ModelSpec {
-        architecture,
-        dataset: "mnist".into(),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-        preprocessing: Preprocessing::default(),
-    }
+fn mlp(seed: u64) -> nabla_nn::Sequential<f32> {
+    MlpConfig::new(784, &[32], 10)
+        .init::<f32>(&mut Rng::seed(seed))
+        .unwrap()
 }
 
 #[derive(Default)]
@@ -49,7 +44,7 @@ impl Observer for Record {
     fn started(&mut self, info: &RunInfo) {
         self.start = Some(info.to_string());
     }
-    fn batch_done(&mut self, _: usize, _: usize, _: usize, _: f64, _: f64) {
+    fn batch_done(&mut self, _: usize, _: usize, _: usize, _: f64, _: Option<f64>) {
         self.batches += 1;
     }
     fn epoch_done(&mut self, _: &nabla_train::EpochMetrics) {
@@ -75,11 +70,12 @@ fn it_learns_and_reports() {
         Some("2000 samples, batch 64 → 32 iterations/epoch")
     );
     assert_eq!((rec.batches, rec.epochs), (96, 3));
-    assert_eq!(t.history.len(), 3);
-    assert!(t.history[2].train_loss < t.history[0].train_loss);
+    assert_eq!(t.history().len(), 3);
+    assert!(t.history()[2].train_loss < t.history()[0].train_loss);
     let eval = evaluate(&t.model, &test, 128).unwrap();
-    assert!(eval.accuracy > 0.8, "{}", eval.accuracy);
-    assert_eq!(Some(eval.accuracy), t.history[2].test_accuracy);
+    let accuracy = eval.score.accuracy.unwrap();
+    assert!(accuracy > 0.8, "{accuracy}");
+    assert_eq!(Some(accuracy), t.history()[2].test_accuracy());
     assert_eq!(eval.confusion.iter().flatten().sum::<usize>(), 500);
 }
 
@@ -104,12 +100,15 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
         let mut first = trainer(opt, config(1, &ckpt));
         first.fit(&train, None, None, &mut Silent).unwrap();
         drop(first); // the process "dies" here
-        let mut resumed = Trainer::resume(
-            load_checkpoint(&ckpt).unwrap(),
+        let (mut resumed, changes) = Trainer::resume(
+            mlp(11),
             opt.init(),
+            StandardLoss::CrossEntropy,
             config(3, &ckpt),
+            load_checkpoint(&ckpt).unwrap(),
         )
         .unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
         assert_eq!(resumed.epochs_done(), 1);
         resumed.fit(&train, None, None, &mut Silent).unwrap();
 
@@ -126,10 +125,10 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
                 method.name()
             );
         }
-        assert_eq!(straight.history.len(), resumed.history.len());
+        assert_eq!(straight.history().len(), resumed.history().len());
         assert_eq!(
-            straight.history[2].train_loss,
-            resumed.history[2].train_loss
+            straight.history()[2].train_loss,
+            resumed.history()[2].train_loss
         );
         // The checkpoint of the straight run equals the resumed one's, weight for weight.
         let a = load_checkpoint(&straight_ckpt).unwrap();
@@ -154,15 +153,65 @@ fn resuming_with_another_optimiser_is_refused() {
     );
     t.fit(&train, None, None, &mut Silent).unwrap();
     let err = Trainer::resume(
-        load_checkpoint(&ckpt).unwrap(),
+        mlp(0),
         OptimizerConfig::new(Method::Sgd, 0.1).init(),
+        StandardLoss::CrossEntropy,
         TrainConfig::default(),
+        load_checkpoint(&ckpt).unwrap(),
     )
     .err()
     .unwrap();
     assert!(
-        err.to_string()
+        matches!(
+            err,
+            TrainError::Resume {
+                setting: "optimizer",
+                ..
+            }
+        ) && err
+            .to_string()
             .contains("written with the adam optimiser, this run uses sgd"),
+        "{err}"
+    );
+    // Another learning rate and batch size are honoured, and said so.
+    let resume = |lr: f64, batch_size: usize| {
+        Trainer::resume(
+            mlp(0),
+            OptimizerConfig::new(Method::adam(), lr).init(),
+            StandardLoss::CrossEntropy,
+            TrainConfig {
+                epochs: 2,
+                batch_size,
+                ..Default::default()
+            },
+            load_checkpoint(&ckpt).unwrap(),
+        )
+        .unwrap()
+    };
+    let (mut t, changes) = resume(0.001, 25);
+    assert_eq!(
+        changes,
+        [
+            "learning rate 0.01 → 0.001 from epoch 2",
+            "batch size 50 → 25 from epoch 2"
+        ]
+    );
+    t.fit(&train, None, None, &mut Silent).unwrap();
+    assert_eq!(t.history()[1].lr, 0.001, "the new rate is used");
+    // Another data set is refused.
+    let (mut t, _) = resume(0.01, 50);
+    let (other, _) = data(60);
+    let err = t.fit(&other, None, None, &mut Silent).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Resume {
+                setting: "data",
+                ..
+            }
+        ) && err
+            .to_string()
+            .contains("trained on 100 samples, this data set has 60"),
         "{err}"
     );
     std::fs::write(&ckpt, b"garbage").unwrap();
@@ -190,7 +239,7 @@ fn early_stopping_restores_the_best_epoch() {
     }
     let mut obs = Stopped(None);
     t.fit(&train, Some(&val), None, &mut obs).unwrap();
-    assert_eq!(t.history.len(), 3);
+    assert_eq!(t.history().len(), 3);
     assert_eq!(obs.0, Some(1));
 }
 
@@ -239,12 +288,7 @@ fn lenet_trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
     let model = net
         .build::<f32>(Init::He, &mut Rng::seed(config.seed))
         .unwrap();
-    Trainer::new(
-        model,
-        mnist_spec(Architecture::layers(&net)),
-        opt.init(),
-        config,
-    )
+    Trainer::new(model, opt.init(), StandardLoss::CrossEntropy, config)
 }
 
 #[test]
@@ -256,7 +300,7 @@ fn one_and_two_threads_give_bit_identical_weights() {
 }
 
 fn bit_identical_on_one_and_two_threads(
-    train: &Dataset,
+    train: &ImageDataset,
     make: fn(OptimizerConfig, TrainConfig) -> Trainer,
 ) {
     let run = |threads: usize| {
@@ -306,17 +350,19 @@ fn shards_depend_only_on_the_batch_size() {
 }
 
 #[test]
-fn a_step_needs_class_indices_and_says_so() {
-    let mut net = MlpConfig::new(4, &[3], 2).init(&mut Rng::seed(1)).unwrap();
-    let mut opt = OptimizerConfig::new(Method::Sgd, 0.1).init();
-    let x = nabla_tensor::Tensor::<f32>::ones(&[2, 4]);
-    let one_hot = nabla_tensor::Tensor::<f32>::one_hot(&[0, 1], 2).unwrap();
-    let err = nabla_train::Stepper::new()
-        .step(&mut net, &mut opt, 2, |_| {
-            Ok((x.clone(), nabla_autograd::Target::OneHot(one_hot.clone())))
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("class indices"), "{err}");
+fn a_loss_for_values_refuses_classes_and_says_so() {
+    let (train, _) = data(100);
+    let mut t = Trainer::new(
+        mlp(1),
+        OptimizerConfig::new(Method::Sgd, 0.1).init(),
+        StandardLoss::Mse,
+        TrainConfig {
+            epochs: 1,
+            ..Default::default()
+        },
+    );
+    let err = t.fit(&train, None, None, &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("needs values to regress"), "{err}");
 }
 
 /// At batch 1 plain SGD applies each weight's gradient as an outer product,

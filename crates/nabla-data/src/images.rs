@@ -1,9 +1,11 @@
-//! MNIST-format datasets: images and labels, validated together.
+//! Labelled images held as 8-bit pixels: the MNIST-format data sets and
+//! image folders. Pixels become `f32` in `[0, 1]` only when a batch is made.
 
 use crate::batch::Batch;
 use crate::idx::{read_idx, Idx};
-use crate::{DataError, Result};
-use nabla_tensor::{Rng, Tensor};
+use crate::source::{check_indices, split_indices};
+use crate::{DataError, Dataset, Result, Task};
+use nabla_tensor::Tensor;
 use std::path::{Path, PathBuf};
 
 /// Which MNIST-format dataset: same files and shapes, different classes.
@@ -60,24 +62,24 @@ impl DatasetKind {
     }
 }
 
-/// Images (`u8` pixels, kept compact) with their labels. Pixels are scaled to
-/// `[0, 1]` as `f32` only when a batch is made.
+/// Images (`u8` pixels, kept compact, channels first) with their class
+/// labels. Pixels are scaled to `[0, 1]` as `f32` only when a batch is made.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Dataset {
-    kind: DatasetKind,
+pub struct ImageDataset {
+    task: Task,
     pixels: Vec<u8>,
-    labels: Vec<u8>,
-    rows: usize,
-    cols: usize,
+    labels: Vec<u32>,
+    /// `[channels, rows, cols]`.
+    shape: [usize; 3],
 }
 
 /// A training set and a test set.
 #[derive(Debug, Clone)]
 pub struct Splits {
     /// Training images.
-    pub train: Dataset,
+    pub train: ImageDataset,
     /// Test images (never used for training or model selection).
-    pub test: Dataset,
+    pub test: ImageDataset,
 }
 
 /// Number of classes of both supported datasets.
@@ -85,7 +87,44 @@ pub const CLASSES: usize = 10;
 /// Image side of both supported datasets.
 pub const SIDE: usize = 28;
 
-impl Dataset {
+impl ImageDataset {
+    /// Images of `shape` (`[channels, rows, cols]`, pixels channel by
+    /// channel) with a label each, classes named by `classes`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] when the pixel count does not match, or a label
+    /// is not a class.
+    pub fn from_pixels(
+        pixels: Vec<u8>,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        classes: Vec<String>,
+    ) -> Result<Self> {
+        let per = shape.iter().product::<usize>();
+        if labels.len().checked_mul(per) != Some(pixels.len()) {
+            return Err(DataError::invalid(
+                "images",
+                format!(
+                    "{} pixels are not {} images of {shape:?}",
+                    pixels.len(),
+                    labels.len()
+                ),
+            ));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes.len()) {
+            return Err(DataError::invalid(
+                "images",
+                format!("label {bad} is not one of the {} classes", classes.len()),
+            ));
+        }
+        Ok(ImageDataset {
+            task: Task::Classify { classes },
+            pixels,
+            labels,
+            shape,
+        })
+    }
+
     /// Builds a dataset from an image file (`[N, 28, 28]`) and a label file
     /// (`[N]`), checking ranks, sizes, counts and every label.
     ///
@@ -144,12 +183,13 @@ impl Dataset {
                 classes: CLASSES,
             });
         }
-        Ok(Dataset {
-            kind,
+        Ok(ImageDataset {
+            task: Task::Classify {
+                classes: kind.class_names().iter().map(|c| c.to_string()).collect(),
+            },
             pixels: images.data,
-            labels: labels.data,
-            rows,
-            cols,
+            labels: labels.data.iter().map(|&l| u32::from(l)).collect(),
+            shape: [1, rows, cols],
         })
     }
 
@@ -159,11 +199,11 @@ impl Dataset {
     /// # Errors
     /// A missing file (naming the paths tried) or any validation error.
     pub fn load_dir(dir: &Path, kind: DatasetKind) -> Result<Splits> {
-        let load = |prefix: &str| -> Result<Dataset> {
+        let load = |prefix: &str| -> Result<ImageDataset> {
             let images = find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
             let labels = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
             let (i, l) = (read_idx(&images)?, read_idx(&labels)?);
-            Dataset::from_idx(
+            ImageDataset::from_idx(
                 kind,
                 i,
                 &images.display().to_string(),
@@ -177,11 +217,6 @@ impl Dataset {
         })
     }
 
-    /// Which dataset this is.
-    pub fn kind(&self) -> DatasetKind {
-        self.kind
-    }
-
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -192,14 +227,27 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Pixels per image (784).
+    /// Pixels per image, all channels (784 for MNIST).
     pub fn image_size(&self) -> usize {
-        self.rows * self.cols
+        self.shape.iter().product()
     }
 
     /// Image height and width.
     pub fn image_dims(&self) -> (usize, usize) {
-        (self.rows, self.cols)
+        (self.shape[1], self.shape[2])
+    }
+
+    /// Channels: 1 (grayscale) or 3 (RGB).
+    pub fn channels(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// The class names, by label.
+    pub fn classes(&self) -> &[String] {
+        match &self.task {
+            Task::Classify { classes } => classes,
+            Task::Regress { .. } => &[],
+        }
     }
 
     /// The label of image `i` (panics if `i` is out of range, like slice indexing).
@@ -213,7 +261,7 @@ impl Dataset {
         &self.pixels[i * s..(i + 1) * s]
     }
 
-    /// The images at `indices` as a `[n, 784]` tensor scaled to `[0, 1]`, with labels.
+    /// The images at `indices` as a `[n, pixels]` tensor scaled to `[0, 1]`, with labels.
     ///
     /// # Errors
     /// [`DataError::Invalid`] for an index out of range.
@@ -231,50 +279,44 @@ impl Dataset {
     /// # Errors
     /// [`DataError::Invalid`] for an index out of range.
     pub fn images(&self, indices: &[usize]) -> Result<Tensor<f32>> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(DataError::invalid(
-                "batch",
-                format!("index {bad} is out of range for {} images", self.len()),
-            ));
-        }
+        check_indices(indices, self.len())?;
         Tensor::from_fill(&[indices.len(), self.image_size()], |x| {
-            // The images lie at random places in the dataset, so the time
-            // goes to waiting for their bytes: keep asking for those a few
-            // images ahead while this one is converted.
-            for &i in indices.iter().take(PREFETCH_AHEAD) {
-                prefetch(self.pixels(i));
-            }
-            for (k, &i) in indices.iter().enumerate() {
-                if let Some(&ahead) = indices.get(k + PREFETCH_AHEAD) {
-                    prefetch(self.pixels(ahead));
-                }
-                push_unit(x, self.pixels(i));
-            }
+            self.push_images(indices, x)
         })
         .map_err(|e| DataError::invalid("batch", e.to_string()))
+    }
+
+    /// Appends the images at `indices` (in range) scaled to `[0, 1]`.
+    fn push_images(&self, indices: &[usize], x: &mut Vec<f32>) {
+        // The images lie at random places in the dataset, so the time
+        // goes to waiting for their bytes: keep asking for those a few
+        // images ahead while this one is converted.
+        for &i in indices.iter().take(PREFETCH_AHEAD) {
+            prefetch(self.pixels(i));
+        }
+        for (k, &i) in indices.iter().enumerate() {
+            if let Some(&ahead) = indices.get(k + PREFETCH_AHEAD) {
+                prefetch(self.pixels(ahead));
+            }
+            push_unit(x, self.pixels(i));
+        }
     }
 
     /// The images at `indices`, as a new dataset.
     ///
     /// # Errors
     /// [`DataError::Invalid`] for an index out of range.
-    pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(DataError::invalid(
-                "subset",
-                format!("index {bad} is out of range for {} images", self.len()),
-            ));
-        }
+    pub fn subset(&self, indices: &[usize]) -> Result<ImageDataset> {
+        check_indices(indices, self.len())?;
         let mut pixels = Vec::with_capacity(indices.len() * self.image_size());
         for &i in indices {
             pixels.extend_from_slice(self.pixels(i));
         }
-        Ok(Dataset {
-            kind: self.kind,
+        Ok(ImageDataset {
+            task: self.task.clone(),
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            rows: self.rows,
-            cols: self.cols,
+            shape: self.shape,
         })
     }
 
@@ -284,30 +326,44 @@ impl Dataset {
     ///
     /// # Errors
     /// [`DataError::Invalid`] unless `0 <= fraction < 1`.
-    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
-        if !(0.0..1.0).contains(&fraction) {
-            return Err(DataError::invalid(
-                "validation split",
-                format!("{fraction} is not in [0, 1)"),
-            ));
-        }
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        Rng::seed(seed).shuffle(&mut order);
-        let n_val = (self.len() as f64 * fraction).round() as usize;
-        let (val, train) = order.split_at(n_val);
-        let (mut train, mut val) = (train.to_vec(), val.to_vec());
-        train.sort_unstable();
-        val.sort_unstable();
+    pub fn split(&self, fraction: f64, seed: u64) -> Result<(ImageDataset, ImageDataset)> {
+        let (train, val) = split_indices(self.len(), fraction, seed)?;
         Ok((self.subset(&train)?, self.subset(&val)?))
     }
 
-    /// How many images of each class.
-    pub fn class_counts(&self) -> [usize; CLASSES] {
-        let mut counts = [0; CLASSES];
+    /// How many images of each class, by label.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes().len()];
         for &l in &self.labels {
             counts[l as usize] += 1;
         }
         counts
+    }
+}
+
+impl Dataset for ImageDataset {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn sample_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn task(&self) -> &Task {
+        &self.task
+    }
+
+    fn fill_inputs(&self, indices: &[usize], out: &mut Vec<f32>) -> Result<()> {
+        check_indices(indices, self.len())?;
+        self.push_images(indices, out);
+        Ok(())
+    }
+
+    fn fill_targets(&self, indices: &[usize], out: &mut Vec<f32>) -> Result<()> {
+        check_indices(indices, self.len())?;
+        out.extend(indices.iter().map(|&i| self.labels[i] as f32));
+        Ok(())
     }
 }
 

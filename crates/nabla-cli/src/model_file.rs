@@ -1,0 +1,62 @@
+//! The command line's model files: a module's state (PyTorch state-dict
+//! names) with a [`ModelSpec`] as JSON under the metadata key `nabla` — the
+//! architecture, so the network can be rebuilt from the file alone, and
+//! what the data was, so `eval` and `predict` prepare new inputs the same way.
+
+use anyhow::Result;
+use nabla::nn::file::{build_from_tensors, read_tensors, SPEC_KEY};
+use nabla::nn::{save_state, Architecture, ModelFileError, Sequential};
+use nabla::tensor::Float;
+use nabla_data::DataSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Everything needed to rebuild and use a model, stored in the file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The network.
+    pub architecture: Architecture,
+    /// What it was trained on and how inputs are made.
+    #[serde(flatten)]
+    pub data: DataSpec,
+}
+
+impl ModelSpec {
+    /// The spec as a file's metadata.
+    pub fn metadata(&self) -> Result<HashMap<String, String>> {
+        Ok(HashMap::from([(
+            SPEC_KEY.to_string(),
+            serde_json::to_string(self)?,
+        )]))
+    }
+
+    /// The spec stored in a file's metadata.
+    pub fn from_metadata(path: &Path, metadata: &HashMap<String, String>) -> Result<Self> {
+        let json = metadata.get(SPEC_KEY).ok_or_else(|| ModelFileError::Spec {
+            path: path.to_path_buf(),
+            reason: format!("no '{SPEC_KEY}' metadata: not a model file written by nabla (use --init-weights only with nabla files)"),
+        })?;
+        serde_json::from_str(json)
+            .map_err(|e| ModelFileError::Spec {
+                path: path.to_path_buf(),
+                reason: format!("bad '{SPEC_KEY}' metadata: {e}"),
+            })
+            .map_err(Into::into)
+    }
+}
+
+/// Saves a model and its spec, atomically.
+pub fn save_model(path: &Path, model: &Sequential<f32>, spec: &ModelSpec) -> Result<()> {
+    save_state(path, model, spec.metadata()?)?;
+    Ok(())
+}
+
+/// Loads a model file: rebuilds the network from its spec and fills its
+/// parameters, strictly.
+pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec)> {
+    let (tensors, metadata) = read_tensors::<T>(path)?;
+    let spec = ModelSpec::from_metadata(path, &metadata)?;
+    let model = build_from_tensors(path, &spec.architecture, &tensors, "")?;
+    Ok((model, spec))
+}
