@@ -177,7 +177,7 @@ fn print_evaluation(e: &Evaluation, spec: &ModelSpec) {
         return;
     }
     println!(
-        "test accuracy {:.2}%  mean loss {:.4}  ({} images)",
+        "test accuracy {:.2}%  mean loss {:.4}  ({} samples)",
         100.0 * e.score.accuracy.unwrap_or(0.0),
         e.score.loss,
         e.samples

@@ -58,7 +58,7 @@ pub struct TrainArgs {
     /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/convnets.md); replaces --preset.
     #[arg(long, conflicts_with_all = ["preset", "hidden", "activation"])]
     layers: Option<String>,
-    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64; default 512,256, for a CSV 64,64); "none" for a linear model.
+    /// Hidden layer sizes of the mlp, comma-separated (e.g. 128,64; default 512,256, for a CSV 32); "none" for a linear model.
     #[arg(long)]
     hidden: Option<String>,
     /// Activation after every hidden layer of the mlp (default relu).
@@ -147,7 +147,7 @@ pub struct TrainArgs {
 /// The hidden layers of the default network.
 const DEFAULT_HIDDEN: &str = "512,256";
 /// The hidden layers of the default network for a table.
-const TABLE_HIDDEN: &str = "64,64";
+const TABLE_HIDDEN: &str = "32";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TaskArg {

@@ -118,3 +118,44 @@ fn ex06_two_layer_net_reaches_100_percent() {
         "a linear classifier cannot separate the moons"
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/07_custom_module.rs"]
+mod ex07;
+#[allow(dead_code)]
+#[path = "../examples/08_regression.rs"]
+mod ex08;
+
+#[test]
+fn ex07_a_derived_module_learns_iris_and_survives_save_and_load() {
+    ex07::main().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = ex07::run(200, dir.path()).unwrap();
+    assert_eq!(out.test_rows, 30);
+    // 27 of the 30 held-out flowers here; the floor leaves room for another
+    // CPU's kernels rounding otherwise.
+    assert!(out.accuracy >= 0.85, "iris test accuracy {}", out.accuracy);
+    assert_eq!(
+        out.accuracy, out.accuracy_after_loading,
+        "the loaded network is the same"
+    );
+}
+
+#[test]
+fn ex08_regression_matches_the_least_squares_baseline() {
+    ex08::main().unwrap();
+    let out = ex08::run(150).unwrap();
+    let (net, lin) = (out.network, out.linear);
+    assert!(lin.r2 > 0.3, "least squares R² {}", lin.r2);
+    assert!(net.r2 > 0.3, "network R² {}", net.r2);
+    assert!(
+        net.rmse < 1.1 * lin.rmse,
+        "network RMSE {} against {}",
+        net.rmse,
+        lin.rmse
+    );
+    // The loss curve falls.
+    let first = out.history.first().unwrap().train_loss;
+    let last = out.history.last().unwrap().train_loss;
+    assert!(last < 0.7 * first, "{first} → {last}");
+}
