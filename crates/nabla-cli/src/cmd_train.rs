@@ -456,24 +456,28 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         scale,
     )?;
     let val = (!splits.val.is_empty()).then_some(splits.val.as_ref());
+    // With --test-split 0 there is no test set to report (evaluate on
+    // another folder or file with `nabla eval`).
+    let test_set = (!splits.test.is_empty()).then_some(splits.test.as_ref());
     trainer
-        .fit(
-            splits.train.as_ref(),
-            val,
-            Some(splits.test.as_ref()),
-            &mut progress,
-        )
+        .fit(splits.train.as_ref(), val, test_set, &mut progress)
         .map_err(|e| resume_error(e, &a))?;
     progress.finish()?;
 
     save_model(&a.out, &trainer.model, &spec)?;
-    let test = evaluate(
-        &trainer.model,
-        splits.test.as_ref(),
-        eval_batch_size(&trainer.model),
-    )?;
+    let test = match test_set {
+        Some(t) => Some(evaluate(
+            &trainer.model,
+            t,
+            eval_batch_size(&trainer.model),
+        )?),
+        None => None,
+    };
     let total_seconds: f64 = trainer.history().iter().map(|m| m.seconds).sum();
-    let score = crate::progress::in_units(&test.score, scale);
+    let score = test
+        .as_ref()
+        .map(|t| crate::progress::in_units(&t.score, scale));
+    let field = |f: fn(&nabla_train::Score) -> Option<f64>| score.as_ref().and_then(f);
     if a.json {
         let summary = serde_json::json!({
             "model": a.out,
@@ -482,22 +486,28 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             "task": spec.data.task,
             "parameters": trainer.model.num_params(),
             "epochs": trainer.history().len(),
-            "test_accuracy": score.accuracy,
-            "test_loss": score.loss,
-            "test_rmse": score.rmse,
-            "test_mae": score.mae,
-            "test_r2": score.r2,
-            "test_samples": test.samples,
+            "test_accuracy": field(|s| s.accuracy),
+            "test_loss": field(|s| Some(s.loss)),
+            "test_rmse": field(|s| s.rmse),
+            "test_mae": field(|s| s.mae),
+            "test_r2": field(|s| s.r2),
+            "test_samples": test.as_ref().map_or(0, |t| t.samples),
             "train_seconds": total_seconds,
             "history": trainer.history(),
         });
         println!("{summary}");
     } else if !a.quiet {
+        let tested = match (&score, &test) {
+            (Some(s), Some(t)) => format!(
+                "test {} ({} samples)",
+                crate::progress::describe(s),
+                t.samples
+            ),
+            _ => "no test set held out".to_string(),
+        };
         println!(
-            "saved {} — test {} ({} samples), training {:.1} s",
+            "saved {} — {tested}, training {:.1} s",
             a.out.display(),
-            crate::progress::describe(&score),
-            test.samples,
             total_seconds
         );
     }

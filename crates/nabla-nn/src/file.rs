@@ -616,9 +616,7 @@ pub type LoadedNet<T> = (Sequential<T>, Architecture, HashMap<String, String>);
 ///
 /// # Errors
 /// [`ModelFileError`] naming the file and, where it applies, the tensor.
-pub fn load_sequential<T: Float>(
-    path: &Path,
-) -> Result<LoadedNet<T>, ModelFileError> {
+pub fn load_sequential<T: Float>(path: &Path) -> Result<LoadedNet<T>, ModelFileError> {
     let (tensors, metadata) = read_tensors::<T>(path)?;
     let architecture = architecture_from_metadata(path, &metadata)?;
     let model = build_from_tensors(path, &architecture, &tensors, "")?;
