@@ -40,6 +40,9 @@ pub struct ImageFolderOptions {
     pub size: Option<(usize, usize)>,
 }
 
+/// The longest side an image is resized to.
+pub const MAX_SIDE: usize = 4096;
+
 /// The largest total of pixel bytes a folder may hold (4 GiB), checked as
 /// images are read.
 pub const MAX_FOLDER_BYTES: usize = 4 << 30;
@@ -51,6 +54,9 @@ pub const MAX_FOLDER_BYTES: usize = 4 << 30;
 /// images, an unreadable image, or images of differing sizes when no size
 /// is given — each naming the folder or file.
 pub fn load_image_folder(dir: &Path, options: ImageFolderOptions) -> Result<ImageDataset> {
+    if let Some(size) = options.size {
+        check_size(size)?;
+    }
     let classes = class_folders(dir)?;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
@@ -117,6 +123,7 @@ pub fn load_image(
     size: (usize, usize),
     resize: bool,
 ) -> Result<Vec<f32>> {
+    check_size(size)?;
     let img = open(path)?;
     let found = (img.height() as usize, img.width() as usize);
     if !resize && found != size {
@@ -131,6 +138,18 @@ pub fn load_image(
     let mut bytes = Vec::new();
     push_pixels(&img, color, size, &mut bytes);
     Ok(bytes.iter().map(|&p| f32::from(p) / 255.0).collect())
+}
+
+/// Refuses a size to resize to with a side of 0 or over [`MAX_SIDE`].
+fn check_size((h, w): (usize, usize)) -> Result<()> {
+    if (1..=MAX_SIDE).contains(&h) && (1..=MAX_SIDE).contains(&w) {
+        Ok(())
+    } else {
+        Err(DataError::invalid(
+            "image size",
+            format!("{h}x{w}: sides must be between 1 and {MAX_SIDE} pixels"),
+        ))
+    }
 }
 
 fn open(path: &Path) -> Result<DynamicImage> {
