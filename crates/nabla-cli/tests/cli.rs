@@ -1,47 +1,10 @@
 //! The `nabla` binary end to end: every command, and every user error as one
 //! line on stderr with a non-zero exit (never a panic).
 
+mod common;
+
+use common::{fails_with, nabla, stderr, stdout};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn nabla(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, one `nabla: error:` line containing `needle`.
-fn fails_with(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success: {}",
-        stdout(o)
-    );
-    assert!(
-        !err.contains("internal error") && !err.contains("panicked"),
-        "panic: {err}"
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    assert!(
-        err.starts_with("nabla: error: ") && err.contains(needle),
-        "{needle:?} not in: {err}"
-    );
-}
 
 /// Trains a small model once per test (1 epoch of 784-32-10 on the embedded subset).
 fn small_model(dir: &Path) -> PathBuf {

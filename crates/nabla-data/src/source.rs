@@ -119,16 +119,7 @@ pub fn gather_inputs(data: &dyn Dataset, indices: &[usize]) -> Result<Tensor<f32
     let mut dims = nabla_tensor::Dims::new();
     dims.push(indices.len());
     dims.extend_from_slice(data.sample_shape());
-    let mut failed = None;
-    let t = Tensor::from_fill(&dims, |out| {
-        if let Err(e) = data.fill_inputs(indices, out) {
-            failed = Some(e);
-        }
-    });
-    match (failed, t) {
-        (Some(e), _) => Err(e),
-        (None, t) => t.map_err(|e| DataError::invalid("batch inputs", e.to_string())),
-    }
+    pooled(&dims, "batch inputs", |out| data.fill_inputs(indices, out))
 }
 
 /// The targets of the samples at `indices` as a `[n, target width]` tensor
@@ -137,16 +128,24 @@ pub fn gather_inputs(data: &dyn Dataset, indices: &[usize]) -> Result<Tensor<f32
 /// # Errors
 /// As [`gather_inputs`].
 pub fn gather_targets(data: &dyn Dataset, indices: &[usize]) -> Result<Tensor<f32>> {
-    let width = data.task().target_width();
+    let dims = [indices.len(), data.task().target_width()];
+    pooled(&dims, "batch targets", |out| {
+        data.fill_targets(indices, out)
+    })
+}
+
+/// A tensor of `dims` in a pooled buffer filled by `fill`, whose error (or
+/// a wrong number of values, named `what`) is returned.
+fn pooled(
+    dims: &[usize],
+    what: &str,
+    fill: impl FnOnce(&mut Vec<f32>) -> Result<()>,
+) -> Result<Tensor<f32>> {
     let mut failed = None;
-    let t = Tensor::from_fill(&[indices.len(), width], |out| {
-        if let Err(e) = data.fill_targets(indices, out) {
-            failed = Some(e);
-        }
-    });
+    let t = Tensor::from_fill(dims, |out| failed = fill(out).err());
     match (failed, t) {
         (Some(e), _) => Err(e),
-        (None, t) => t.map_err(|e| DataError::invalid("batch targets", e.to_string())),
+        (None, t) => t.map_err(|e| DataError::invalid(what, e.to_string())),
     }
 }
 
