@@ -6,14 +6,13 @@ use crate::plot;
 use crate::progress::{describe, in_units};
 use anyhow::{bail, Result};
 use clap::Args;
-use nabla::autograd::{ops::softmax::Softmax, Op};
-use nabla::nn::{Module, Sequential};
+use nabla::nn::Sequential;
 use nabla::tensor::Tensor;
 use nabla_data::{
     load_image, load_image_folder, preprocess_digit_file, Dataset, DatasetKind, ImageFolderOptions,
     Table, TaskKind,
 };
-use nabla_train::{eval_batch_size, evaluate, Evaluation};
+use nabla_train::{eval_batch_size, evaluate, probabilities, Evaluation};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -201,13 +200,6 @@ fn print_evaluation(e: &Evaluation, spec: &ModelSpec) {
     }
 }
 
-/// Softmax probabilities of a model for prepared inputs, by inference
-/// without a graph.
-pub fn probabilities(model: &dyn Module<f32>, x: Tensor<f32>) -> Result<Tensor<f32>> {
-    let logits = model.predict(&x)?;
-    Ok(Softmax.forward(&[&logits])?)
-}
-
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let (model, spec) = load_model::<f32>(&a.model)?;
@@ -249,7 +241,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
                 a.model.display()
             ),
         };
-        let probs = probabilities(&model, x)?;
+        let probs = probabilities(&model, &x)?;
         let best = probs.argmax_axis(1)?[0];
         let name = class_name(&data.classes, best);
         if a.json {
@@ -298,11 +290,10 @@ fn predict_rows(
     let table = Table::read(path)?;
     let mut x = model_inputs(&table, input)?;
     input.inputs.apply(x.data_mut())?;
-    let y = model.predict(&x)?;
     let rows = table.len();
     match spec.data.task {
         TaskKind::Classify => {
-            let probs = Softmax.forward(&[&y])?;
+            let probs = probabilities(model, &x)?;
             let classes = spec.data.classes.len().max(1);
             for (r, p) in probs.data().chunks(classes).enumerate() {
                 let best = (0..p.len()).fold(0, |b, k| if p[k] > p[b] { k } else { b });
@@ -330,7 +321,7 @@ fn predict_rows(
             }
         }
         TaskKind::Regress => {
-            let mut values = y.to_vec();
+            let mut values = model.predict(&x)?.to_vec();
             if let Some(t) = &input.targets {
                 t.invert(&mut values)?;
             }

@@ -387,7 +387,7 @@ pub fn misclassified_grid(
     let indices: Vec<usize> = (0..test.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
         let batch = test.batch(chunk)?;
-        let probs = crate::cmd_eval::probabilities(model, batch.x)?;
+        let probs = nabla_train::probabilities(model, &batch.x)?;
         for (k, p) in probs.argmax_axis(1)?.into_iter().enumerate() {
             if p != batch.labels[k] && wrong.len() < 100 {
                 wrong.push((chunk[k], batch.labels[k], p));

@@ -23,7 +23,7 @@ mod trainer;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
-pub use metrics::{eval_batch_size, evaluate, EpochMetrics, Evaluation, Score};
+pub use metrics::{eval_batch_size, evaluate, probabilities, EpochMetrics, Evaluation, Score};
 pub use state::{Best, RunState};
 pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -5,6 +5,7 @@ use crate::{Result, TrainError};
 use nabla_autograd::{Reduction, Tape, Target};
 use nabla_data::{class_labels, gather_inputs, gather_targets, Dataset, Task};
 use nabla_nn::{Module, Sequential};
+use nabla_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// How well a model does on a data set.
@@ -98,6 +99,17 @@ pub fn eval_batch_size(model: &Sequential<f32>) -> usize {
     } else {
         1000
     }
+}
+
+/// Class probabilities (the softmax of the logits) of a classifier for a
+/// batch of prepared inputs, by inference without a graph.
+///
+/// # Errors
+/// Inputs the model cannot take.
+pub fn probabilities(model: &dyn Module<f32>, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+    use nabla_autograd::Op;
+    let logits = model.predict(x)?;
+    Ok(nabla_autograd::ops::softmax::Softmax.forward(&[&logits])?)
 }
 
 /// Evaluates a model in no-grad mode, in batches of `batch_size`: accuracy,
