@@ -29,13 +29,18 @@
 //! `couples_batch`, each of which hands that method to an inherent method
 //! of the same name instead of writing it.
 //!
+//! A struct that derives `Module` but has no inherent `forward` (or no
+//! inherent method for an option it hands over) does not compile: the
+//! error names a trait called `AddAnInherentFnForwardToTheStruct` (or
+//! `…Predict…`, `…Describe…`), which says what is missing.
+//!
 //! A struct with a type parameter implements `Module<T>` for that
 //! parameter (the first one, which must be the float type); a struct
 //! without one implements `Module<f32>`.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
-use quote::{format_ident, quote};
+use quote::quote;
 use syn::{
     parse_macro_input, parse_quote, Data, DeriveInput, Fields, GenericArgument, Ident, LitStr,
     Path, PathArguments, Type,
@@ -252,7 +257,12 @@ fn expand(mut input: DeriveInput) -> syn::Result<Tokens> {
         .filter(|f| matches!(f.role, Role::Module | Role::OptModule | Role::Modules))
         .collect();
     let set_training = if options.set_training {
-        quote!(Self::set_training(self, training);)
+        let call = inherent(
+            "set_training",
+            quote!(fn(&mut Self, bool)),
+            "AddAnInherentFnSetTrainingToTheStruct",
+        );
+        quote!((#call)(self, training);)
     } else {
         let each = modules.iter().map(|f| {
             let id = &f.ident;
@@ -269,7 +279,12 @@ fn expand(mut input: DeriveInput) -> syn::Result<Tokens> {
         quote!(let _ = training; #(#each)*)
     };
     let couples_batch = if options.couples_batch {
-        quote!(Self::couples_batch(self))
+        let call = inherent(
+            "couples_batch",
+            quote!(fn(&Self) -> bool),
+            "AddAnInherentFnCouplesBatchToTheStruct",
+        );
+        quote!((#call)(self))
     } else {
         let each = modules.iter().map(|f| {
             let id = &f.ident;
@@ -284,7 +299,12 @@ fn expand(mut input: DeriveInput) -> syn::Result<Tokens> {
         quote!(false #(#each)*)
     };
     let describe = if options.describe {
-        quote!(Self::describe(self))
+        let call = inherent(
+            "describe",
+            quote!(fn(&Self) -> String),
+            "AddAnInherentFnDescribeToTheStruct",
+        );
+        quote!((#call)(self))
     } else {
         let parts = modules.iter().map(|f| {
             let id = &f.ident;
@@ -314,21 +334,27 @@ fn expand(mut input: DeriveInput) -> syn::Result<Tokens> {
         })
     };
     let predict = options.predict.then(|| {
+        let call = inherent(
+            "predict",
+            quote!(fn(&Self, &#d::Tensor<#float>) -> #d::Result<#d::Tensor<#float>>),
+            "AddAnInherentFnPredictToTheStruct",
+        );
         quote!(
-            #[deny(unconditional_recursion)]
             fn predict(&self, x: &#d::Tensor<#float>) -> #d::Result<#d::Tensor<#float>> {
-                Self::predict(self, x)
+                (#call)(self, x)
             }
         )
     });
-    let forward_note = format_ident!("forward");
+    let forward = inherent(
+        "forward",
+        quote!(fn(&Self, #d::Var<'t, #float>) -> #d::Result<#d::Var<'t, #float>>),
+        "AddAnInherentFnForwardToTheStruct",
+    );
 
     Ok(quote! {
         impl #impl_generics #d::Module<#float> for #name #ty_generics #where_clause {
-            // Recursion here means the struct has no inherent `forward` of its own.
-            #[deny(unconditional_recursion)]
             fn forward<'t>(&self, x: #d::Var<'t, #float>) -> #d::Result<#d::Var<'t, #float>> {
-                Self::#forward_note(self, x)
+                (#forward)(self, x)
             }
 
             #predict
@@ -381,6 +407,29 @@ fn expand(mut input: DeriveInput) -> syn::Result<Tokens> {
                 #set_training
             }
         }
+    })
+}
+
+/// An expression naming the struct's own (inherent) method `name` as a
+/// function pointer of type `sig`, refusing to compile when there is none.
+///
+/// `Self::name` would otherwise fall back to the `Module` method of the
+/// same name, which calls this very code: a recursion no warning reports
+/// from inside a macro. So a local trait whose only method has that name is
+/// put in scope beside it: an inherent method still wins, but without one
+/// the path is ambiguous (or, without `Module` in scope, of the wrong type),
+/// and the compiler's message names the trait, which says what to do.
+fn inherent(name: &str, sig: Tokens, hint: &str) -> Tokens {
+    let method = Ident::new(name, Span::call_site());
+    let hint = Ident::new(hint, Span::call_site());
+    quote!({
+        #[allow(non_camel_case_types, dead_code)]
+        trait #hint {
+            fn #method(&self, _: ()) {}
+        }
+        impl<X: ?Sized> #hint for X {}
+        let own: #sig = Self::#method;
+        own
     })
 }
 

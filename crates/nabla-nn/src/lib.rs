@@ -49,7 +49,51 @@ pub use linear::Linear;
 pub use mlp::{MlpConfig, MAX_PARAMS};
 pub use module::{join_name, Module};
 /// `#[derive(Module)]`: the visitors of a struct's layers, parameters and
-/// buffers, named as PyTorch names them (see the `nabla-derive` crate).
+/// buffers, named as PyTorch names them (see the `nabla-derive` crate); the
+/// struct writes `forward` itself, as an inherent method.
+///
+/// ```
+/// use nabla_autograd::{Result, Var};
+/// use nabla_nn::{Init, Linear, Module};
+/// use nabla_tensor::Rng;
+///
+/// #[derive(Module)]
+/// #[module(crate = nabla_nn)] // inside nabla-nn's own docs; users of `nabla` leave it out
+/// struct Net {
+///     fc1: Linear,
+///     layers: Vec<Linear>,
+/// }
+///
+/// impl Net {
+///     fn forward<'t>(&self, x: Var<'t, f32>) -> Result<Var<'t, f32>> {
+///         let mut h = self.fc1.forward(x)?.relu()?;
+///         for l in &self.layers {
+///             h = l.forward(h)?.relu()?;
+///         }
+///         Ok(h)
+///     }
+/// }
+///
+/// let mut rng = Rng::seed(0);
+/// let net = Net {
+///     fc1: Linear::new(2, 3, Init::He, &mut rng),
+///     layers: vec![Linear::new(3, 3, Init::He, &mut rng)],
+/// };
+/// let names: Vec<String> = net.named_params().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["fc1.weight", "fc1.bias", "layers.0.weight", "layers.0.bias"]);
+/// ```
+///
+/// Without an inherent `forward` the struct does not compile (the error
+/// names the trait `AddAnInherentFnForwardToTheStruct`):
+///
+/// ```compile_fail
+/// use nabla_nn::{Linear, Module};
+/// #[derive(Module)]
+/// #[module(crate = nabla_nn)]
+/// struct Net {
+///     fc1: Linear,
+/// }
+/// ```
 pub use nabla_derive::Module;
 
 /// What the code written by `#[derive(Module)]` refers to.
