@@ -18,6 +18,24 @@ struct Node<T: Float> {
     param: Option<ParamId>,
 }
 
+/// One recorded node, as [`Tape::visit_nodes`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a, T: Float> {
+    /// The node's id (its position on the tape).
+    pub id: usize,
+    /// The name of the op that computed it; `None` for inputs, parameters
+    /// and results computed without a graph (no-grad, or constant inputs).
+    pub op: Option<&'static str>,
+    /// Whether the node is a parameter.
+    pub is_param: bool,
+    /// Whether gradients flow to it.
+    pub requires_grad: bool,
+    /// Its value.
+    pub value: &'a Tensor<T>,
+    /// The ids of the nodes it was computed from.
+    pub inputs: &'a [usize],
+}
+
 struct Inner<T: Float> {
     nodes: Vec<Node<T>>,
     grad_enabled: bool,
@@ -192,6 +210,24 @@ impl<T: Float> Tape<T> {
     /// True when nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Calls `f` for every node recorded so far, in creation (topological)
+    /// order: what it is (the op's name, a parameter, or an input), its value
+    /// and the nodes it was computed from. Reading only; for probes and
+    /// inspectors that look inside a pass.
+    pub fn visit_nodes(&self, mut f: impl FnMut(NodeView<'_, T>)) {
+        let inner = self.inner.borrow();
+        for (id, node) in inner.nodes.iter().enumerate() {
+            f(NodeView {
+                id,
+                op: node.op.as_ref().map(|o| o.name()),
+                is_param: node.param.is_some(),
+                requires_grad: node.requires_grad,
+                value: &node.value,
+                inputs: &node.inputs,
+            });
+        }
     }
 
     /// Runs `op` on `inputs` and records the result. This is how every op

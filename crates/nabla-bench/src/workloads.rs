@@ -274,7 +274,7 @@ fn epoch(
         data,
         &batches,
         None,
-        |_, _, _| Ok(()),
+        |_, _, _, _| Ok(()),
     )?;
     Ok(())
 }
@@ -321,7 +321,7 @@ pub fn allocations_per_step(
         data,
         &batches,
         None,
-        |b, _, _| {
+        |b, _, _, _| {
             if b == 4 {
                 before = counter();
             }

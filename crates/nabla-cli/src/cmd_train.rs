@@ -12,7 +12,8 @@ use nabla::optim::{LrSchedule, Method, OptimizerConfig};
 use nabla::tensor::Rng;
 use nabla_data::{Augment, Color, DatasetKind, ImageFolderOptions, TaskChoice, TaskKind};
 use nabla_train::{
-    eval_batch_size, evaluate, load_checkpoint, StandardLoss, TrainConfig, TrainError, Trainer,
+    eval_batch_size, evaluate, load_checkpoint, ProbeConfig, StandardLoss, TrainConfig, TrainError,
+    Trainer,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -136,6 +137,15 @@ pub struct TrainArgs {
     /// Start from the weights of a saved model (its architecture replaces --hidden/--activation).
     #[arg(long)]
     init_weights: Option<PathBuf>,
+    /// Probe every layer's learning at the end of each epoch (gradient norms, update ratios, activations, dead and saturated units, zero weights), print warnings and write them to --metrics-out.
+    #[arg(long)]
+    probes: bool,
+    /// Also probe every this many steps.
+    #[arg(long, requires = "probes")]
+    probe_every: Option<usize>,
+    /// Training samples in the probe's fixed sample.
+    #[arg(long, default_value_t = 256, requires = "probes")]
+    probe_samples: usize,
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -391,7 +401,15 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             .then(|| Augment::new(a.augment_shift, a.augment_rotate))
             .transpose()
             .context("--augment-shift/--augment-rotate")?,
+        probes: a.probes.then(|| ProbeConfig {
+            samples: a.probe_samples,
+            every: a.probe_every,
+            ..Default::default()
+        }),
     };
+    if a.probe_every == Some(0) || (a.probes && a.probe_samples == 0) {
+        bail!("--probe-every and --probe-samples must be at least 1");
+    }
 
     let human = !a.quiet && !a.json;
     let (mut trainer, spec) = if let Some(path) = &a.resume {

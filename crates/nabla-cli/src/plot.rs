@@ -106,7 +106,72 @@ pub fn run(a: PlotArgs) -> Result<ExitCode> {
         loss.display(),
         acc.display()
     );
+    if history.iter().any(|m| !m.probes.is_empty()) {
+        let (grads, units) = probe_charts(&history, &a.out_dir)?;
+        println!(
+            "wrote {0}.png, {0}.svg, {1}.png and {1}.svg (probes)",
+            grads.display(),
+            units.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probes' charts: each weight's gradient norm (log scale) and each
+/// activation's dead or saturated fraction, against training steps.
+fn probe_charts(history: &[EpochMetrics], dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let probes: Vec<&nabla_train::ProbeReport> = history.iter().flat_map(|m| &m.probes).collect();
+    let mut grads: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut units: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let add = |set: &mut Vec<(String, Vec<(f64, f64)>)>, name: String, point: (f64, f64)| match set
+        .iter_mut()
+        .find(|(n, _)| *n == name)
+    {
+        Some((_, points)) => points.push(point),
+        None => set.push((name, vec![point])),
+    };
+    for p in &probes {
+        let x = p.step as f64;
+        for t in p
+            .params
+            .iter()
+            .filter(|t| t.shape.len() > 1 && t.grad_norm > 0.0)
+        {
+            add(&mut grads, t.name.clone(), (x, t.grad_norm.log10()));
+        }
+        for act in &p.activations {
+            if let Some(d) = act.dead_fraction {
+                add(&mut units, format!("{} dead", act.name), (x, 100.0 * d));
+            }
+            if let Some(s) = act.saturated_fraction {
+                add(
+                    &mut units,
+                    format!("{} saturated", act.name),
+                    (x, 100.0 * s),
+                );
+            }
+        }
+    }
+    fn as_str(set: &[(String, Vec<(f64, f64)>)]) -> Vec<(&str, Vec<(f64, f64)>)> {
+        set.iter().map(|(n, p)| (n.as_str(), p.clone())).collect()
+    }
+    let grads_stem = dir.join("gradients");
+    line_chart(
+        &grads_stem,
+        "Gradient norm per weight",
+        "step",
+        "log10 of the gradient norm",
+        &as_str(&grads),
+    )?;
+    let units_stem = dir.join("units");
+    line_chart(
+        &units_stem,
+        "Dead ReLU units and saturated sigmoid/tanh outputs",
+        "step",
+        "% of the layer",
+        &as_str(&units),
+    )?;
+    Ok((grads_stem, units_stem))
 }
 
 fn register_font() {
@@ -148,11 +213,15 @@ macro_rules! both_backends {
     }};
 }
 
-const PALETTE: [RGBColor; 4] = [
+const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
 /// A chart of several (x, y) series.

@@ -178,6 +178,13 @@ impl Observer for Progress {
                 m.epoch, self.epochs, m.train_loss, m.lr, m.seconds, m.samples_per_second
             );
         }
+        if self.human {
+            // The epoch's last probe (its end) speaks; the probes every K
+            // steps are in the metrics file.
+            for w in m.probes.last().iter().flat_map(|p| &p.warnings) {
+                println!("  warning (epoch {}): {w}", m.epoch);
+            }
+        }
         if let Some((w, name)) = &mut self.metrics {
             let line = serde_json::to_string(m).map_err(anyhow::Error::from);
             let written = line.and_then(|l| {

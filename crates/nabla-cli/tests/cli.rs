@@ -499,3 +499,57 @@ fn bad_layer_specs_are_one_line_errors_naming_the_layer() {
     );
     assert!(!d.join("x.safetensors").exists(), "nothing written");
 }
+
+#[test]
+fn probes_warn_in_words_and_are_plotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(
+        &[
+            "train",
+            "--hidden",
+            "32,32,32",
+            "--activation",
+            "sigmoid",
+            "--init",
+            "normal",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--epochs",
+            "1",
+            "--probes",
+            "--probe-every",
+            "40",
+            "--metrics-out",
+            "probes.jsonl",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("warning (epoch 1): vanishing gradients: 0.weight"),
+        "{}",
+        stdout(&o)
+    );
+    let line = std::fs::read_to_string(d.join("probes.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    // 100 steps: probes at steps 40 and 80, and at the end.
+    let steps: Vec<u64> = m["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [40, 80, 100]);
+    assert_eq!(m["probes"][2]["activations"][0]["name"], "sigmoid 1");
+    let o = nabla(&["plot", "probes.jsonl", "--out-dir", "plots"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("plots/gradients.png").is_file() && d.join("plots/units.svg").is_file());
+    fails_with(
+        &nabla(&["train", "--probes", "--probe-every", "0"], d),
+        "--probe-every and --probe-samples must be at least 1",
+    );
+    fails_with(&nabla(&["train", "--probe-every", "5"], d), "--probes");
+}

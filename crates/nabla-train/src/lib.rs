@@ -16,6 +16,7 @@ mod checkpoint;
 mod error;
 mod loss;
 mod metrics;
+mod probe;
 mod state;
 mod step;
 mod trainer;
@@ -24,6 +25,10 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
 pub use metrics::{eval_batch_size, evaluate, probabilities, EpochMetrics, Evaluation, Score};
+pub use probe::{
+    ActivationProbe, ParamProbe, ProbeConfig, ProbeReport, Prober, EXPLODING, RATIO_TOO_LARGE,
+    RATIO_TOO_SMALL, UNIT_FRACTION, VANISHING,
+};
 pub use state::{Best, RunState};
 pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -60,6 +60,9 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training throughput.
     pub samples_per_second: f64,
+    /// Probes taken in the epoch (every K steps, if asked, and at its end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<crate::ProbeReport>,
 }
 
 impl EpochMetrics {

@@ -169,8 +169,9 @@ impl Stepper {
 
 impl Stepper {
     /// One pass over `batches` of `data`: a [`Stepper::step`] per batch, each
-    /// shard gathering its own samples; `after(batch index, rows, outcome)`
-    /// runs after each step and may stop the pass with an error.
+    /// shard gathering its own samples; `after(batch index, rows, outcome,
+    /// model)` runs after each step (the model updated) and may stop the
+    /// pass with an error.
     ///
     /// With `augment = Some((augment, seed))` every image is randomly moved
     /// and turned first (grayscale images only), the image at position `i`
@@ -188,7 +189,7 @@ impl Stepper {
         data: &dyn Dataset,
         batches: &Batches,
         augment: Option<(&Augment, u64)>,
-        mut after: impl FnMut(usize, usize, StepOutcome) -> Result<()>,
+        mut after: impl FnMut(usize, usize, StepOutcome, &mut M) -> Result<()>,
     ) -> Result<()> {
         let dims = match augment {
             Some(_) => Some(data.grayscale_dims().ok_or_else(|| {
@@ -222,7 +223,7 @@ impl Stepper {
                 };
                 Ok((x, targets))
             })?;
-            after(b, indices.len(), outcome)?;
+            after(b, indices.len(), outcome, model)?;
         }
         Ok(())
     }

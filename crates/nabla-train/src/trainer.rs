@@ -3,6 +3,7 @@
 use crate::checkpoint::{save_checkpoint, Checkpoint};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, EpochMetrics, Evaluation, Score};
+use crate::probe::{ProbeConfig, ProbeReport, Prober};
 use crate::state::{Best, RunState};
 use crate::step::{mix, Stepper};
 use crate::{Result, TrainError};
@@ -37,6 +38,8 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Random shifts and rotations of the training images, if any.
     pub augment: Option<Augment>,
+    /// Probes of the layers' learning (see [`crate::Prober`]), if any.
+    pub probes: Option<ProbeConfig>,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +54,7 @@ impl Default for TrainConfig {
             checkpoint: None,
             eval_batch_size: 1000,
             augment: None,
+            probes: None,
         }
     }
 }
@@ -318,6 +322,7 @@ impl<M: Module<f32>> Trainer<M> {
         // Dropout masks continue their streams when a run resumes.
         self.stepper
             .set_position(c.seed, (self.run.epochs_done * iterations) as u64);
+        let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
             data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))
                 .transpose()
@@ -331,9 +336,13 @@ impl<M: Module<f32>> Trainer<M> {
             // Training behaviour (dropout on, batch statistics) for the
             // epoch only; evaluation and the saved model use evaluation mode.
             self.model.set_training(true);
-            let trained = self.train_epoch(train, epoch, observer);
+            let trained = self.train_epoch(train, epoch, prober.as_mut(), observer);
             self.model.set_training(false);
-            let (train_loss, train_accuracy) = trained?;
+            let (train_loss, train_accuracy, mut probes) = trained?;
+            if let Some(p) = prober.as_mut() {
+                let step = self.stepper.steps();
+                probes.push(p.measure(&self.model, self.loss.as_ref(), train, step)?);
+            }
             let seconds = start.elapsed().as_secs_f64();
             let val_score = score(&self.model, val)?;
             let metrics = EpochMetrics {
@@ -345,6 +354,7 @@ impl<M: Module<f32>> Trainer<M> {
                 lr,
                 seconds,
                 samples_per_second: train.len() as f64 / seconds.max(1e-9),
+                probes,
             };
             self.run.history.push(metrics.clone());
             self.run.epochs_done = epoch;
@@ -377,13 +387,15 @@ impl<M: Module<f32>> Trainer<M> {
         )
     }
 
-    /// One pass over the shuffled training set; returns (mean loss, accuracy for classes).
+    /// One pass over the shuffled training set; returns the mean loss, the
+    /// accuracy for classes, and the probes taken every K steps if asked.
     fn train_epoch(
         &mut self,
         train: &dyn Dataset,
         epoch: usize,
+        mut prober: Option<&mut Prober>,
         observer: &mut dyn Observer,
-    ) -> Result<(f64, Option<f64>)> {
+    ) -> Result<(f64, Option<f64>, Vec<ProbeReport>)> {
         let batches = Batches::new(
             train.len(),
             self.config.batch_size,
@@ -392,11 +404,13 @@ impl<M: Module<f32>> Trainer<M> {
         )?;
         let classes = train.task().is_classification();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut probes = Vec::new();
+        let first_step = self.stepper.steps();
         let Trainer {
             model,
             optimizer,
             stepper,
-            loss,
+            loss: loss_fn,
             ..
         } = self;
         let augment = self
@@ -407,11 +421,11 @@ impl<M: Module<f32>> Trainer<M> {
         stepper.epoch(
             model,
             optimizer,
-            loss.as_ref(),
+            loss_fn.as_ref(),
             train,
             &batches,
             augment,
-            |b, rows, outcome| {
+            |b, rows, outcome, model| {
                 let (loss, right) = (outcome.loss, outcome.correct);
                 if !loss.is_finite() {
                     return Err(TrainError::Diverged {
@@ -430,11 +444,29 @@ impl<M: Module<f32>> Trainer<M> {
                     loss_sum / seen as f64,
                     classes.then(|| correct as f64 / seen as f64),
                 );
+                if let Some(p) = prober.as_deref_mut() {
+                    let step = first_step + b as u64 + 1;
+                    if p.config()
+                        .every
+                        .is_some_and(|k| k > 0 && step % k as u64 == 0)
+                    {
+                        // In evaluation mode, so that probing changes no
+                        // state (batch norm's running statistics).
+                        model.set_training(false);
+                        let report = p.measure(&*model, loss_fn.as_ref(), train, step);
+                        model.set_training(true);
+                        probes.push(report?);
+                    }
+                }
                 Ok(())
             },
         )?;
         let seen = seen.max(1) as f64;
-        Ok((loss_sum / seen, classes.then(|| correct as f64 / seen)))
+        Ok((
+            loss_sum / seen,
+            classes.then(|| correct as f64 / seen),
+            probes,
+        ))
     }
 
     /// Records a better validation score; true when patience has run out.

@@ -122,26 +122,40 @@ fn steady_state(what: &str, mut net: impl Module<f32>, data: &dyn Dataset, loss:
     // an epoch's steps take no buffer at all; that must happen within a few
     // epochs (a step that allocated every time would never get there).
     stepper
-        .epoch(&mut net, &mut opt, loss, data, &batches, None, |_, _, _| {
-            Ok(())
-        })
+        .epoch(
+            &mut net,
+            &mut opt,
+            loss,
+            data,
+            &batches,
+            None,
+            |_, _, _, _| Ok(()),
+        )
         .unwrap();
     let mut per_epoch = Vec::new();
     for _ in 0..3 {
         let (mut before, mut gemm_before, mut counted) = (0, 0, 0);
         stepper
-            .epoch(&mut net, &mut opt, loss, data, &batches, None, |b, _, _| {
-                if b == 3 {
-                    TRACE.store(
-                        std::env::var_os("NABLA_TRACE_ALLOCATIONS").is_some(),
-                        Ordering::Relaxed,
-                    );
-                    before = ALLOCATIONS.load(Ordering::Relaxed);
-                    gemm_before = GEMM_ALLOCATIONS.load(Ordering::Relaxed);
-                }
-                counted = b.saturating_sub(3);
-                Ok(())
-            })
+            .epoch(
+                &mut net,
+                &mut opt,
+                loss,
+                data,
+                &batches,
+                None,
+                |b, _, _, _| {
+                    if b == 3 {
+                        TRACE.store(
+                            std::env::var_os("NABLA_TRACE_ALLOCATIONS").is_some(),
+                            Ordering::Relaxed,
+                        );
+                        before = ALLOCATIONS.load(Ordering::Relaxed);
+                        gemm_before = GEMM_ALLOCATIONS.load(Ordering::Relaxed);
+                    }
+                    counted = b.saturating_sub(3);
+                    Ok(())
+                },
+            )
             .unwrap();
         TRACE.store(false, Ordering::Relaxed);
         let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
