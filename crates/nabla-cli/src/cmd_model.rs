@@ -153,12 +153,14 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
     for (i, layer) in model.layers().iter().enumerate() {
         println!("  {i:>3}  {}", layer.describe());
     }
-    println!("parameters:");
+    println!("parameters:                      count    zeros");
     for (name, p) in model.named_params() {
+        let zeros = p.value().data().iter().filter(|&&v| v == 0.0).count();
         println!(
-            "  {name:<12} {:<16} {:>9}",
+            "  {name:<12} {:<16} {:>9}  {:>6.1}%",
             p.value().shape().to_string(),
-            p.value().len()
+            p.value().len(),
+            100.0 * zeros as f64 / p.value().len().max(1) as f64
         );
     }
     let buffers = model.named_buffers();

@@ -86,6 +86,9 @@ pub struct TrainArgs {
     /// L1 regularisation λ₁.
     #[arg(long, default_value_t = 0.0)]
     l1: f64,
+    /// How --l1 is applied: the subgradient λ₁·sign(w) added to the gradient, or a proximal soft-threshold after each step (weights reach exactly 0).
+    #[arg(long, value_enum, default_value_t = L1ModeArg::Subgradient)]
+    l1_mode: L1ModeArg,
     /// Clip the global gradient norm to this value.
     #[arg(long)]
     clip_norm: Option<f64>,
@@ -163,6 +166,12 @@ const TABLE_HIDDEN: &str = "32";
 enum TaskArg {
     Classify,
     Regress,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum L1ModeArg {
+    Subgradient,
+    Proximal,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,9 +277,11 @@ fn optimizer_config(a: &TrainArgs) -> Result<OptimizerConfig> {
         OptimizerArg::Adam => Method::adam(),
         OptimizerArg::Adamw => Method::adamw(),
     };
-    let mut c = OptimizerConfig::new(method, a.lr)
-        .weight_decay(a.weight_decay)
-        .l1(a.l1);
+    let mut c = OptimizerConfig::new(method, a.lr).weight_decay(a.weight_decay);
+    c = match a.l1_mode {
+        L1ModeArg::Subgradient => c.l1(a.l1),
+        L1ModeArg::Proximal => c.l1_proximal(a.l1),
+    };
     if let Some(max) = a.clip_norm {
         if !(max.is_finite() && max > 0.0) {
             bail!("--clip-norm {max}: must be a positive number");
@@ -492,6 +503,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         None => None,
     };
     let total_seconds: f64 = trainer.history().iter().map(|m| m.seconds).sum();
+    let sparsity = crate::model_file::sparsity(&trainer.model);
     let score = test
         .as_ref()
         .map(|t| crate::progress::in_units(&t.score, scale));
@@ -511,6 +523,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             "test_r2": field(|s| s.r2),
             "test_samples": test.as_ref().map_or(0, |t| t.samples),
             "train_seconds": total_seconds,
+            "sparsity": sparsity.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "history": trainer.history(),
         });
         println!("{summary}");
@@ -528,6 +541,13 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             a.out.display(),
             total_seconds
         );
+        if a.l1 > 0.0 || sparsity.iter().any(|(_, z)| *z > 0.0) {
+            let parts: Vec<String> = sparsity
+                .iter()
+                .map(|(n, z)| format!("{n} {:.1}%", 100.0 * z))
+                .collect();
+            println!("exact zeros per weight: {}", parts.join(", "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

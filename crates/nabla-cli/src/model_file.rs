@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use nabla::nn::file::{build_from_tensors, read_tensors, SPEC_KEY};
-use nabla::nn::{save_state, Architecture, ModelFileError, Sequential};
+use nabla::nn::{save_state, Architecture, ModelFileError, Module, Sequential};
 use nabla::tensor::Float;
 use nabla_data::DataSpec;
 use serde::{Deserialize, Serialize};
@@ -59,4 +59,19 @@ pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec)> {
     let spec = ModelSpec::from_metadata(path, &metadata)?;
     let model = build_from_tensors(path, &spec.architecture, &tensors, "")?;
     Ok((model, spec))
+}
+
+/// The fraction of exactly zero weights of each parameter tensor of more
+/// than one axis (what L1 regularisation makes sparse), by name.
+pub fn sparsity<T: Float>(model: &dyn Module<T>) -> Vec<(String, f64)> {
+    model
+        .named_params()
+        .into_iter()
+        .filter(|(_, p)| p.value().rank() > 1)
+        .map(|(name, p)| {
+            let v = p.value();
+            let zeros = v.data().iter().filter(|x| x.to_f64() == 0.0).count();
+            (name, zeros as f64 / v.len().max(1) as f64)
+        })
+        .collect()
 }

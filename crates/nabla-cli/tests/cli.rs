@@ -553,3 +553,38 @@ fn probes_warn_in_words_and_are_plotted() {
     );
     fails_with(&nabla(&["train", "--probe-every", "5"], d), "--probes");
 }
+
+#[test]
+fn proximal_l1_makes_weights_exactly_zero_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |mode: &str| {
+        nabla(
+            &[
+                "train",
+                "--hidden",
+                "32",
+                "--epochs",
+                "1",
+                "--l1",
+                "0.3",
+                "--l1-mode",
+                mode,
+                "--json",
+                "--out",
+                "l1.safetensors",
+            ],
+            d,
+        )
+    };
+    let o = run("proximal");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let zeros = s["sparsity"]["0.weight"].as_f64().unwrap();
+    assert!(zeros > 0.1, "{s}");
+    let o = nabla(&["inspect", "--model", "l1.safetensors"], d);
+    assert!(stdout(&o).contains("zeros"), "{}", stdout(&o));
+    let o = run("subgradient");
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(s["sparsity"]["0.weight"].as_f64().unwrap() < zeros);
+}

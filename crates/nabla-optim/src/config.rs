@@ -141,6 +141,20 @@ impl Method {
     }
 }
 
+/// How an L1 penalty `λ₁·Σ|w|` enters the update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum L1Mode {
+    /// Add the subgradient `λ₁·sign(w)` to each gradient (sign(0) = 0):
+    /// weights shrink towards 0 but oscillate around it rather than reach it.
+    #[default]
+    Subgradient,
+    /// After the method's step, soft-threshold each weight:
+    /// `w ← sign(w)·max(|w| − lr·λ₁, 0)`, the proximal operator of the
+    /// penalty, so weights smaller than `lr·λ₁` become exactly 0 (ISTA's
+    /// step; for adaptive methods the threshold is not rescaled per weight).
+    Proximal,
+}
+
 /// Everything that defines an optimiser; [`OptimizerConfig::init`] builds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OptimizerConfig {
@@ -151,8 +165,10 @@ pub struct OptimizerConfig {
     /// L2 regularisation λ: adds `λ·w` to each gradient (for AdamW: decoupled
     /// decay `w ← w - lr·λ·w`). The penalty it corresponds to is `λ/2·Σw²`.
     pub weight_decay: f64,
-    /// L1 regularisation λ₁: adds `λ₁·sign(w)` to each gradient (penalty `λ₁·Σ|w|`; sign(0) = 0).
+    /// L1 regularisation λ₁ (penalty `λ₁·Σ|w|`), applied as `l1_mode` says.
     pub l1: f64,
+    /// How the L1 penalty is applied.
+    pub l1_mode: L1Mode,
     /// Rescales all gradients together when their global L2 norm exceeds this.
     pub clip_norm: Option<f64>,
 }
@@ -165,6 +181,7 @@ impl OptimizerConfig {
             lr,
             weight_decay: 0.0,
             l1: 0.0,
+            l1_mode: L1Mode::Subgradient,
             clip_norm: None,
         }
     }
@@ -178,6 +195,14 @@ impl OptimizerConfig {
     /// Sets L1 regularisation.
     pub fn l1(mut self, l1: f64) -> Self {
         self.l1 = l1;
+        self
+    }
+
+    /// Sets proximal L1 regularisation (weights reach exactly 0): the step,
+    /// then `w ← sign(w)·max(|w| − lr·λ₁, 0)`.
+    pub fn l1_proximal(mut self, l1: f64) -> Self {
+        self.l1 = l1;
+        self.l1_mode = L1Mode::Proximal;
         self
     }
 

@@ -27,6 +27,6 @@ mod optimizer;
 mod schedule;
 
 pub use clip::{clip_grad_norm, grad_norm};
-pub use config::{Method, OptimizerConfig};
+pub use config::{L1Mode, Method, OptimizerConfig};
 pub use optimizer::{Optimizer, OptimizerState};
 pub use schedule::LrSchedule;

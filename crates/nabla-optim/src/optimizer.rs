@@ -454,7 +454,8 @@ fn update<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
     let (first, others) = grads.split_first().expect("at least one gradient");
     if others.is_empty() && !k.regularised {
         // The gradient as it is: no block to build.
-        return k.apply(w, &first[start..start + w.len()], b0, b1);
+        k.apply(w, &first[start..start + w.len()], b0, b1);
+        return k.shrink(w);
     }
     let mut g = [T::ZERO; BLOCK];
     for (b, w) in w.chunks_mut(BLOCK).enumerate() {
@@ -486,6 +487,7 @@ fn update<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
         let b0 = b0.get_mut(from..to).unwrap_or_default();
         let b1 = b1.get_mut(from..to).unwrap_or_default();
         k.apply(w, g, b0, b1);
+        k.shrink(w);
     }
 }
 
@@ -496,6 +498,8 @@ struct Coefficients<T> {
     scale: T,
     coupled_wd: T,
     l1: T,
+    /// The proximal L1 threshold `lr·λ₁` (0 for the subgradient form).
+    prox: T,
     regularised: bool,
     /// AdamW's factor on `w` before the Adam step, `1 - lr·λ` (1 otherwise).
     keep: T,
@@ -515,7 +519,13 @@ impl<T: Float> Coefficients<T> {
         let lr = T::from_f64(c.lr);
         let decoupled = matches!(c.method, Method::AdamW { .. });
         let wd = T::from_f64(c.weight_decay);
-        let l1 = T::from_f64(c.l1);
+        let proximal = c.l1_mode == crate::L1Mode::Proximal;
+        let l1 = if proximal { T::ZERO } else { T::from_f64(c.l1) };
+        let prox = if proximal {
+            T::from_f64(c.lr * c.l1)
+        } else {
+            T::ZERO
+        };
         let scale = T::from_f64(scale);
         let coupled_wd = if decoupled { T::ZERO } else { wd };
         let (c1, c2) = match c.method {
@@ -531,10 +541,23 @@ impl<T: Float> Coefficients<T> {
             scale,
             coupled_wd,
             l1,
+            prox,
             regularised: scale != T::ONE || coupled_wd != T::ZERO || l1 != T::ZERO,
             keep: if decoupled { T::ONE - lr * wd } else { T::ONE },
             c1,
             c2,
+        }
+    }
+
+    /// The proximal L1 step after the update: `w ← sign(w)·max(|w| − τ, 0)`.
+    #[inline(always)]
+    fn shrink(&self, w: &mut [T]) {
+        let tau = self.prox;
+        if tau > T::ZERO {
+            for wi in w.iter_mut() {
+                let m = wi.abs() - tau;
+                *wi = if m > T::ZERO { m * sign(*wi) } else { T::ZERO };
+            }
         }
     }
 

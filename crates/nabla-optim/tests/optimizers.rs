@@ -130,6 +130,43 @@ fn l2_and_l1_regularisation() {
 }
 
 #[test]
+fn proximal_l1_reaches_exact_zeros_where_the_subgradient_oscillates() {
+    // No data gradient; λ₁ = 1, lr 0.1: the threshold is 0.1 per step.
+    let start = [0.05, -0.3, 1.0, 0.0];
+    let step = |config: OptimizerConfig, steps: usize| {
+        let mut w = Param::new(Tensor::<f64>::from_vec(start.to_vec(), &[4]).unwrap());
+        let mut opt = config.init::<f64>();
+        for _ in 0..steps {
+            let g = grads_of(&[&w], &[0.0]);
+            opt.step(&mut [&mut w], &g).unwrap();
+        }
+        w.value().to_vec()
+    };
+    // w ← sign(w)·max(|w| − 0.1, 0): 0.05 → 0, −0.3 → −0.2, 1 → 0.9, 0 stays 0.
+    close(
+        &step(OptimizerConfig::new(Method::Sgd, 0.1).l1_proximal(1.0), 1),
+        &[0.0, -0.2, 0.9, 0.0],
+    );
+    // Four steps: −0.3 reaches 0 and stays there, as 0.05 does.
+    close(
+        &step(OptimizerConfig::new(Method::Sgd, 0.1).l1_proximal(1.0), 4),
+        &[0.0, 0.0, 0.6, 0.0],
+    );
+    // The subgradient form steps over 0 and back: 0.05 → −0.05 → 0.05 …
+    let sub = step(OptimizerConfig::new(Method::Sgd, 0.1).l1(1.0), 4);
+    assert!(
+        (sub[0] - 0.05).abs() < 1e-12 && sub[1].abs() > 0.05,
+        "{sub:?}"
+    );
+    // With Adam too, small weights become exact zeros.
+    let adam = step(
+        OptimizerConfig::new(Method::adam(), 0.1).l1_proximal(1.0),
+        1,
+    );
+    assert_eq!(adam[0], 0.0);
+}
+
+#[test]
 fn clipping_by_global_norm() {
     let a = Param::new(Tensor::<f64>::scalar(0.0));
     let b = Param::new(Tensor::<f64>::scalar(0.0));
