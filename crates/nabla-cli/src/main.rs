@@ -5,6 +5,7 @@
 //! This binary is the only place for argument parsing and `anyhow`; the work
 //! is done by the library crates.
 
+mod cmd_compare;
 mod cmd_demo;
 mod cmd_eval;
 mod cmd_model;
@@ -34,6 +35,8 @@ enum Command {
     Eval(cmd_eval::EvalArgs),
     /// Predict: digits from PNG or JPEG images, images like a training folder's, or the rows of a --csv file.
     Predict(cmd_eval::PredictArgs),
+    /// Train two or more configurations on the same seeds and say whether they differ beyond seed noise.
+    Compare(Box<cmd_compare::CompareArgs>),
     /// Show a model file's layers, shapes and parameter count.
     Inspect(cmd_model::InspectArgs),
     /// Compare a model's backprop gradients with numerical differentiation (f64).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => cmd_train::run(*args),
+        Command::Compare(args) => cmd_compare::run(*args),
         Command::Eval(args) => cmd_eval::run_eval(args),
         Command::Predict(args) => cmd_eval::run_predict(args),
         Command::Inspect(args) => cmd_model::run_inspect(args),

@@ -588,3 +588,59 @@ fn proximal_l1_makes_weights_exactly_zero_and_says_how_many() {
     let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert!(s["sparsity"]["0.weight"].as_f64().unwrap() < zeros);
 }
+
+#[test]
+fn compare_pairs_configurations_on_the_same_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "compare",
+        "--seeds",
+        "2",
+        "--json",
+        "--config",
+        "--activation sigmoid",
+        "--config",
+        "--activation relu",
+        "--",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+    ];
+    let o = nabla(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(s["metric"], "accuracy");
+    assert_eq!(s["seeds"], serde_json::json!([1, 2]));
+    let b = &s["configs"][1];
+    let (va, vb) = (&s["configs"][0]["values"], &b["values"]);
+    let d0 = vb[0].as_f64().unwrap() - va[0].as_f64().unwrap();
+    let d1 = vb[1].as_f64().unwrap() - va[1].as_f64().unwrap();
+    assert!(
+        (b["difference"].as_f64().unwrap() - (d0 + d1) / 2.0).abs() < 1e-9,
+        "{s}"
+    );
+    // The same seed gives the same run: compare is reproducible.
+    let again = nabla(&args, d);
+    let t: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(s["configs"][0]["values"], t["configs"][0]["values"]);
+    fails_with(
+        &nabla(&["compare", "--config", "--hidden 8"], d),
+        "give two or more configurations",
+    );
+    fails_with(
+        &nabla(
+            &["compare", "--config", "--seed 3", "--config", "--hidden 8"],
+            d,
+        ),
+        "configuration '--seed 3': --seed is set by compare itself",
+    );
+    fails_with(
+        &nabla(
+            &["compare", "--config", "--hiden 8", "--config", "--hidden 8"],
+            d,
+        ),
+        "configuration '--hiden 8': unexpected argument '--hiden'",
+    );
+}

@@ -1,0 +1,225 @@
+//! One training run from the flags of `nabla train`: the data, the model
+//! (fresh, from a file, or resumed), the fit, the saved file and the test.
+
+use super::*;
+
+/// The data flag of a run, for messages.
+pub(super) fn data_flag(a: &TrainArgs) -> &'static str {
+    if a.csv.is_some() {
+        "--csv"
+    } else if a.images.is_some() {
+        "--images"
+    } else {
+        "--data-dir"
+    }
+}
+
+/// What a run leaves: the trained model, its description, where it was
+/// saved, and its test evaluation.
+pub struct Trained {
+    /// The trainer, with the model and the history.
+    pub trainer: Trainer,
+    /// The model file's description.
+    pub spec: ModelSpec,
+    /// The checkpoint written after every epoch.
+    pub checkpoint: PathBuf,
+    /// The test evaluation, when a test set was held out.
+    pub test: Option<nabla_train::Evaluation>,
+    /// The deviation of a standardised regression target (1 otherwise):
+    /// RMSE and MAE are reported in the target's units.
+    pub scale: f64,
+}
+
+/// Trains as the flags say, saves the model, and evaluates it on the test set.
+pub fn fit(a: &TrainArgs) -> Result<Trained> {
+    let table = a.csv.is_some();
+    let epochs = a.epochs.unwrap_or(if table { 200 } else { 15 });
+    let batch_size = a.batch_size.unwrap_or(if table { 16 } else { 100 });
+    let val_split = a.val_split.unwrap_or(if table || a.images.is_some() {
+        0.1
+    } else {
+        0.0
+    });
+    if batch_size == 0 {
+        bail!("--batch-size 0: must be at least 1");
+    }
+    if epochs == 0 {
+        bail!("--epochs 0: must be at least 1");
+    }
+    if !(0.0..1.0).contains(&a.test_split) {
+        bail!(
+            "--test-split {}: {} is not in [0, 1)",
+            a.test_split,
+            a.test_split
+        );
+    }
+    check_writable_parent(&a.out, "--out")?;
+    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(".ckpt");
+        PathBuf::from(p)
+    });
+    check_writable_parent(&checkpoint, "--checkpoint")?;
+    if let Some(m) = &a.metrics_out {
+        check_writable_parent(m, "--metrics-out")?;
+    }
+    let opt = optimizer_config(a)?;
+    let kind = a.dataset.kind();
+    let source = match (&a.csv, &a.images) {
+        (Some(csv), _) => Source::Csv(
+            csv,
+            a.target.as_deref().unwrap_or_default(),
+            a.task.map(|t| match t {
+                TaskArg::Classify => TaskChoice::Classify,
+                TaskArg::Regress => TaskChoice::Regress,
+            }),
+        ),
+        (None, Some(dir)) => Source::Images(
+            dir,
+            ImageFolderOptions {
+                color: if a.rgb { Color::Rgb } else { Color::Gray },
+                size: a.image_size.as_deref().map(parse_size).transpose()?,
+            },
+        ),
+        (None, None) => Source::Idx(a.data_dir.as_deref(), kind),
+    };
+    let splits = load_splits(source, val_split, a.test_split, a.seed)?;
+    let classes = splits.spec.task == TaskKind::Classify;
+    let loss = match (a.loss, classes) {
+        (None | Some(LossArg::CrossEntropy), true) => StandardLoss::CrossEntropy,
+        (None | Some(LossArg::Mse), false) => StandardLoss::Mse,
+        (Some(LossArg::Mae), false) => StandardLoss::Mae,
+        (Some(LossArg::CrossEntropy), false) => {
+            bail!("--loss cross-entropy: the target holds values to regress; use mse or mae")
+        }
+        (Some(l), true) => bail!(
+            "--loss {}: the target holds classes; use cross-entropy",
+            if l == LossArg::Mse { "mse" } else { "mae" }
+        ),
+    };
+    let config = TrainConfig {
+        epochs,
+        batch_size,
+        drop_last: a.drop_last,
+        seed: a.seed,
+        schedule: schedule(a, epochs),
+        early_stop: a.early_stop,
+        checkpoint: Some(checkpoint.clone()),
+        eval_batch_size: 1000, // set from the model below
+        augment: a
+            .augment
+            .then(|| Augment::new(a.augment_shift, a.augment_rotate))
+            .transpose()
+            .context("--augment-shift/--augment-rotate")?,
+        probes: a.probes.then(|| ProbeConfig {
+            samples: a.probe_samples,
+            every: a.probe_every,
+            ..Default::default()
+        }),
+    };
+    if a.probe_every == Some(0) || (a.probes && a.probe_samples == 0) {
+        bail!("--probe-every and --probe-samples must be at least 1");
+    }
+
+    let human = !a.quiet && !a.json;
+    let (mut trainer, spec) = if let Some(path) = &a.resume {
+        let ckpt = load_checkpoint(path)?;
+        let spec = ModelSpec::from_metadata(path, &ckpt.metadata)?;
+        if spec.data != splits.spec {
+            bail!(
+                "{}: cannot resume: the run was trained on {} ({} {}), this one's data differs (check {} and its splits)",
+                path.display(),
+                spec.data.dataset,
+                spec.data.classes.len(),
+                if spec.data.classes.is_empty() { "values" } else { "classes" },
+                data_flag(a)
+            );
+        }
+        let model = build_from_tensors(path, &spec.architecture, &ckpt.model, "")?;
+        let (trainer, changes) = Trainer::resume(model, opt.init(), loss, config, ckpt)
+            .map_err(|e| resume_error(e, a))?;
+        if human {
+            for change in changes {
+                println!("resume: {change}");
+            }
+        }
+        (trainer, spec)
+    } else {
+        let (model, spec) = build_model(a, &splits, kind)?;
+        (Trainer::new(model, opt.init(), loss, config), spec)
+    };
+    trainer.config.eval_batch_size = eval_batch_size(&trainer.model);
+    trainer.checkpoint_metadata = spec.metadata()?;
+    if human {
+        println!("data: {}", splits.desc);
+        for note in &splits.notes {
+            println!("{note}");
+        }
+        if !splits.val.is_empty() && a.csv.is_none() && a.images.is_none() {
+            println!(
+                "validation: {} images held out (seed {})",
+                splits.val.len(),
+                a.seed
+            );
+        }
+        println!(
+            "model: {} ({} parameters); optimiser {} lr {}; loss {}",
+            spec.architecture.summary(),
+            trainer.model.num_params(),
+            opt.method.name(),
+            opt.lr,
+            loss.name()
+        );
+    }
+    let scale = spec
+        .data
+        .table
+        .as_ref()
+        .and_then(|t| t.targets.as_ref())
+        .map_or(1.0, |s| s.std.first().copied().unwrap_or(1.0));
+    let mut progress = Progress::new(
+        human,
+        a.metrics_out.as_deref(),
+        trainer.epochs_done() > 0,
+        scale,
+    )?;
+    let val = (!splits.val.is_empty()).then_some(splits.val.as_ref());
+    // With --test-split 0 there is no test set to report (evaluate on
+    // another folder or file with `nabla eval`).
+    let test_set = (!splits.test.is_empty()).then_some(splits.test.as_ref());
+    trainer
+        .fit(splits.train.as_ref(), val, test_set, &mut progress)
+        .map_err(|e| resume_error(e, a))?;
+    progress.finish()?;
+
+    save_model(&a.out, &trainer.model, &spec)?;
+    let test = match test_set {
+        Some(t) => Some(evaluate(
+            &trainer.model,
+            t,
+            eval_batch_size(&trainer.model),
+        )?),
+        None => None,
+    };
+    Ok(Trained {
+        trainer,
+        spec,
+        checkpoint,
+        test,
+        scale,
+    })
+}
+
+/// A refused resume names the flag that differs.
+pub(super) fn resume_error(e: TrainError, a: &TrainArgs) -> anyhow::Error {
+    match &e {
+        TrainError::Resume { setting, .. } => {
+            let flag = match *setting {
+                "optimizer" => "--optimizer",
+                _ => data_flag(a),
+            };
+            anyhow::anyhow!("{flag}: {e}")
+        }
+        _ => e.into(),
+    }
+}

@@ -1,0 +1,171 @@
+//! Turning the flags of `nabla train` into an optimiser, a schedule and a network.
+
+use super::*;
+
+pub(super) fn parse_hidden(s: &str) -> Result<Vec<usize>> {
+    if s.trim().is_empty() || s == "none" {
+        return Ok(vec![]);
+    }
+    s.split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => {
+                bail!("--hidden {s}: '{part}' is not a positive layer size (expected e.g. 128,64)")
+            }
+        })
+        .collect()
+}
+
+pub(super) fn optimizer_config(a: &TrainArgs) -> Result<OptimizerConfig> {
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr {}: the learning rate must be a positive number", a.lr);
+    }
+    for (flag, v) in [
+        ("--weight-decay", a.weight_decay),
+        ("--l1", a.l1),
+        ("--momentum", a.momentum),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v}: must be a non-negative number");
+        }
+    }
+    let method = match a.optimizer {
+        OptimizerArg::Sgd => Method::Sgd,
+        OptimizerArg::Momentum => Method::Momentum {
+            momentum: a.momentum,
+        },
+        OptimizerArg::Nesterov => Method::Nesterov {
+            momentum: a.momentum,
+        },
+        OptimizerArg::Adagrad => Method::adagrad(),
+        OptimizerArg::Rmsprop => Method::rmsprop(),
+        OptimizerArg::Adam => Method::adam(),
+        OptimizerArg::Adamw => Method::adamw(),
+    };
+    let mut c = OptimizerConfig::new(method, a.lr).weight_decay(a.weight_decay);
+    c = match a.l1_mode {
+        L1ModeArg::Subgradient => c.l1(a.l1),
+        L1ModeArg::Proximal => c.l1_proximal(a.l1),
+    };
+    if let Some(max) = a.clip_norm {
+        if !(max.is_finite() && max > 0.0) {
+            bail!("--clip-norm {max}: must be a positive number");
+        }
+        c = c.clip_norm(max);
+    }
+    Ok(c)
+}
+
+pub(super) fn schedule(a: &TrainArgs, epochs: usize) -> LrSchedule {
+    match a.schedule {
+        ScheduleArg::Constant => LrSchedule::Constant,
+        ScheduleArg::Step => LrSchedule::Step {
+            step_size: (epochs / 3).max(1),
+            gamma: 0.1,
+        },
+        ScheduleArg::Exponential => LrSchedule::Exponential { gamma: 0.9 },
+        ScheduleArg::Cosine => LrSchedule::Cosine {
+            t_max: epochs,
+            eta_min: 0.0,
+        },
+    }
+}
+
+/// `HEIGHTxWIDTH`.
+pub(super) fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--image-size {s}: expected HEIGHTxWIDTH, e.g. 28x28");
+    let (h, w) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    match (h.trim().parse::<usize>(), w.trim().parse::<usize>()) {
+        (Ok(h), Ok(w)) if h > 0 && w > 0 && h <= 4096 && w <= 4096 => Ok((h, w)),
+        _ => Err(bad()),
+    }
+}
+
+pub(super) fn build_model(
+    a: &TrainArgs,
+    splits: &crate::data_source::Splits,
+    kind: DatasetKind,
+) -> Result<(Sequential<f32>, ModelSpec)> {
+    if let Some(path) = &a.init_weights {
+        let (model, spec) = crate::model_file::load_model::<f32>(path)?;
+        if spec.data.dataset != splits.spec.dataset || spec.data.classes != splits.spec.classes {
+            bail!(
+                "the model was made for {}, this run uses {}{}",
+                spec.data.dataset,
+                splits.spec.dataset,
+                if a.csv.is_none() && a.images.is_none() {
+                    format!(" (pass --dataset {})", spec.data.dataset)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        // The file's weights, with this run's description of its data.
+        let spec = ModelSpec {
+            architecture: spec.architecture,
+            data: splits.spec.clone(),
+        };
+        return Ok((model, spec));
+    }
+    let init = match a.init {
+        InitArg::Normal => Init::Normal { std: a.init_std },
+        InitArg::Xavier => Init::Xavier,
+        InitArg::He => Init::He,
+    };
+    if a.preset != PresetArg::Mlp && (a.hidden.is_some() || a.activation.is_some()) {
+        bail!("--hidden and --activation describe the mlp preset; the other presets are fixed layer lists (use --layers for your own)");
+    }
+    let activation = match a.activation.unwrap_or(ActivationArg::Relu) {
+        ActivationArg::Relu => Activation::Relu,
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Tanh => Activation::Tanh,
+    };
+    let layers = match (&a.layers, a.preset) {
+        (Some(layers), _) => Some(layers.as_str()),
+        (None, PresetArg::Mlp) => None,
+        (None, PresetArg::Cnn) => preset("cnn"),
+        (None, PresetArg::DeepCnn) => preset("deep-cnn"),
+        (None, PresetArg::Lenet) => preset("lenet"),
+    };
+    let sample = splits.train.sample_shape().to_vec();
+    let outputs = splits.train.task().model_outputs();
+    let what = match a.csv.is_some() || a.images.is_some() {
+        true => splits.spec.dataset.clone(),
+        false => kind.name().to_string(),
+    };
+    let mut rng = Rng::seed(a.seed);
+    let (model, architecture) = match layers {
+        Some(layers) => {
+            let net = NetSpec::parse(&sample, layers).context("--layers")?;
+            if net.output_shape()? != [outputs] {
+                bail!(
+                    "--layers {layers}: the network outputs {:?} per sample, {what} needs [{outputs}] (end with linear{outputs})",
+                    net.output_shape()?,
+                );
+            }
+            (
+                net.build::<f32>(init, &mut rng)?,
+                Architecture::layers(&net),
+            )
+        }
+        None => {
+            let default = if a.csv.is_some() {
+                TABLE_HIDDEN
+            } else {
+                DEFAULT_HIDDEN
+            };
+            let hidden = parse_hidden(a.hidden.as_deref().unwrap_or(default))?;
+            let mlp = MlpConfig::new(sample.iter().product(), &hidden, outputs)
+                .activation(activation)
+                .with_init(init);
+            (mlp.init::<f32>(&mut rng)?, Architecture::mlp(&mlp))
+        }
+    };
+    Ok((
+        model,
+        ModelSpec {
+            architecture,
+            data: splits.spec.clone(),
+        },
+    ))
+}
