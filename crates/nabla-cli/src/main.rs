@@ -8,6 +8,7 @@
 mod cmd_compare;
 mod cmd_demo;
 mod cmd_eval;
+mod cmd_lr_find;
 mod cmd_model;
 mod cmd_train;
 mod data_source;
@@ -37,6 +38,8 @@ enum Command {
     Predict(cmd_eval::PredictArgs),
     /// Train two or more configurations on the same seeds and say whether they differ beyond seed noise.
     Compare(Box<cmd_compare::CompareArgs>),
+    /// The learning-rate range test: one pass with the rate growing exponentially, the loss against it, a suggested rate.
+    LrFind(Box<cmd_lr_find::LrFindArgs>),
     /// Show a model file's layers, shapes and parameter count.
     Inspect(cmd_model::InspectArgs),
     /// Compare a model's backprop gradients with numerical differentiation (f64).
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd_train::run(*args),
         Command::Compare(args) => cmd_compare::run(*args),
         Command::Eval(args) => cmd_eval::run_eval(args),
+        Command::LrFind(args) => cmd_lr_find::run(*args),
         Command::Predict(args) => cmd_eval::run_predict(args),
         Command::Inspect(args) => cmd_model::run_inspect(args),
         Command::Gradcheck(args) => cmd_model::run_gradcheck(args),

@@ -644,3 +644,43 @@ fn compare_pairs_configurations_on_the_same_seeds() {
         "configuration '--hiden 8': unexpected argument '--hiden'",
     );
 }
+
+#[test]
+fn lr_find_suggests_a_rate_and_draws_the_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(
+        &[
+            "lr-find",
+            "--hidden",
+            "16",
+            "--lr-steps",
+            "40",
+            "--plot",
+            "curve",
+            "--json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let lr = s["suggestion"].as_f64().unwrap();
+    assert!((1e-5..1.0).contains(&lr), "{s}");
+    assert!(d.join("curve.png").is_file() && d.join("curve.svg").is_file());
+    assert!(
+        !d.join("model.safetensors").exists(),
+        "nothing is trained for keeps"
+    );
+    fails_with(
+        &nabla(&["lr-find", "--start-lr", "1", "--end-lr", "0.1"], d),
+        "the rates must grow from a positive start",
+    );
+    // The warm-up is a flag of train.
+    let o = nabla(
+        &[
+            "train", "--hidden", "16", "--epochs", "1", "--warmup", "20", "--quiet",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -15,6 +15,7 @@
 mod checkpoint;
 mod error;
 mod loss;
+mod lr_find;
 mod metrics;
 mod probe;
 mod state;
@@ -24,6 +25,7 @@ mod trainer;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
+pub use lr_find::{lr_find, LrFindConfig, LrFinding, LrPoint};
 pub use metrics::{eval_batch_size, evaluate, probabilities, EpochMetrics, Evaluation, Score};
 pub use probe::{
     ActivationProbe, ParamProbe, ProbeConfig, ProbeReport, Prober, EXPLODING, RATIO_TOO_LARGE,

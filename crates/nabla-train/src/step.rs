@@ -72,6 +72,8 @@ pub struct Stepper {
     shards: Vec<Shard>,
     seed: u64,
     steps: u64,
+    /// Steps of linear learning-rate warm-up (0: none).
+    warmup: u64,
 }
 
 /// The state one shard keeps from step to step.
@@ -98,6 +100,14 @@ impl Stepper {
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Warms the learning rate up linearly over the first `steps` steps of
+    /// the run: in [`Stepper::epoch`], step `s` (from 0) uses the epoch's
+    /// rate times `(s + 1) / steps`, so the warm-up composes with any
+    /// per-epoch schedule.
+    pub fn set_warmup(&mut self, steps: u64) {
+        self.warmup = steps;
     }
 
     /// Forward, `loss` (mean over the batch), backward and one optimiser
@@ -205,8 +215,16 @@ impl Stepper {
             Task::Classify { .. } => Some(class_labels(data, batches.order())?.into()),
             Task::Regress { .. } => None,
         };
+        // The epoch's rate, which a warm-up scales step by step.
+        let epoch_lr = optimizer.learning_rate();
         for (b, indices) in batches.iter().enumerate() {
             let start = b * batches.batch_size();
+            if self.steps < self.warmup {
+                optimizer
+                    .set_learning_rate(epoch_lr * (self.steps + 1) as f64 / self.warmup as f64);
+            } else if self.warmup > 0 {
+                optimizer.set_learning_rate(epoch_lr);
+            }
             let outcome = self.step(model, optimizer, loss, indices.len(), |r| {
                 let rows = &indices[r.clone()];
                 let mut x = gather_inputs(data, rows)?;

@@ -40,6 +40,9 @@ pub struct TrainConfig {
     pub augment: Option<Augment>,
     /// Probes of the layers' learning (see [`crate::Prober`]), if any.
     pub probes: Option<ProbeConfig>,
+    /// Steps of linear learning-rate warm-up at the start of the run (0:
+    /// none), within whatever the schedule gives each epoch.
+    pub warmup_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +58,7 @@ impl Default for TrainConfig {
             eval_batch_size: 1000,
             augment: None,
             probes: None,
+            warmup_steps: 0,
         }
     }
 }
@@ -322,6 +326,7 @@ impl<M: Module<f32>> Trainer<M> {
         // Dropout masks continue their streams when a run resumes.
         self.stepper
             .set_position(c.seed, (self.run.epochs_done * iterations) as u64);
+        self.stepper.set_warmup(c.warmup_steps as u64);
         let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
             data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))

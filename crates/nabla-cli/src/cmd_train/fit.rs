@@ -30,8 +30,23 @@ pub struct Trained {
     pub scale: f64,
 }
 
-/// Trains as the flags say, saves the model, and evaluates it on the test set.
-pub fn fit(a: &TrainArgs) -> Result<Trained> {
+/// What the flags of a run set up before any training: the data, the
+/// optimiser, the loss and the run's configuration.
+pub struct Setup {
+    /// Training, validation and test samples, and their description.
+    pub splits: crate::data_source::Splits,
+    /// The optimiser.
+    pub opt: OptimizerConfig,
+    /// The loss.
+    pub loss: StandardLoss,
+    /// The run's configuration (epochs, batch size, schedule, …).
+    pub config: TrainConfig,
+    /// The checkpoint written after every epoch.
+    pub checkpoint: PathBuf,
+}
+
+/// Reads the data and checks the flags of a run.
+pub fn prepare(a: &TrainArgs) -> Result<Setup> {
     let table = a.csv.is_some();
     let epochs = a.epochs.unwrap_or(if table { 200 } else { 15 });
     let batch_size = a.batch_size.unwrap_or(if table { 16 } else { 100 });
@@ -111,6 +126,7 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
             .then(|| Augment::new(a.augment_shift, a.augment_rotate))
             .transpose()
             .context("--augment-shift/--augment-rotate")?,
+        warmup_steps: a.warmup,
         probes: a.probes.then(|| ProbeConfig {
             samples: a.probe_samples,
             every: a.probe_every,
@@ -120,7 +136,25 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
     if a.probe_every == Some(0) || (a.probes && a.probe_samples == 0) {
         bail!("--probe-every and --probe-samples must be at least 1");
     }
+    Ok(Setup {
+        splits,
+        opt,
+        loss,
+        config,
+        checkpoint,
+    })
+}
 
+/// Trains as the flags say, saves the model, and evaluates it on the test set.
+pub fn fit(a: &TrainArgs) -> Result<Trained> {
+    let Setup {
+        splits,
+        opt,
+        loss,
+        config,
+        checkpoint,
+    } = prepare(a)?;
+    let kind = a.dataset.kind();
     let human = !a.quiet && !a.json;
     let (mut trainer, spec) = if let Some(path) = &a.resume {
         let ckpt = load_checkpoint(path)?;

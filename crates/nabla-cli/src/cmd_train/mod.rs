@@ -92,6 +92,9 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value.
     #[arg(long)]
     clip_norm: Option<f64>,
+    /// Warm the learning rate up linearly over the first STEPS steps (within the schedule).
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    warmup: usize,
     /// Learning-rate schedule over the epochs.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
@@ -240,8 +243,26 @@ impl DatasetArg {
 mod fit;
 mod setup;
 
-pub use fit::{fit, Trained};
-use setup::{build_model, optimizer_config, parse_size, schedule};
+impl TrainArgs {
+    /// `--threads`.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// `--dataset`, for IDX data.
+    pub fn dataset_kind(&self) -> DatasetKind {
+        self.dataset.kind()
+    }
+
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+pub use fit::{fit, prepare, Trained};
+pub(crate) use setup::build_model;
+use setup::{optimizer_config, parse_size, schedule};
 
 /// Runs `nabla train`.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {

@@ -81,7 +81,7 @@ pub(super) fn parse_size(s: &str) -> Result<(usize, usize)> {
     }
 }
 
-pub(super) fn build_model(
+pub(crate) fn build_model(
     a: &TrainArgs,
     splits: &crate::data_source::Splits,
     kind: DatasetKind,
