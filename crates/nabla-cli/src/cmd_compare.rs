@@ -11,10 +11,10 @@
 //! interval `d̄ ± t₀.₉₇₅,ₖ₋₁ · s_d / √k`. When the interval excludes 0 the
 //! difference is said to be distinguishable from seed noise.
 
-use crate::cmd_train::{fit, TrainArgs};
+use crate::cmd_train::{fit, parse_flags};
 use crate::thread_pool;
 use anyhow::{anyhow, bail, Result};
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -48,14 +48,6 @@ pub struct CompareArgs {
 enum OnArg {
     Test,
     Val,
-}
-
-/// `nabla train`'s flags, parsed from a configuration string.
-#[derive(Parser)]
-#[command(name = "nabla train", no_binary_name = true)]
-struct TrainCommand {
-    #[command(flatten)]
-    args: TrainArgs,
 }
 
 /// The quantile t₀.₉₇₅ of Student's t with `df` degrees of freedom (the
@@ -123,8 +115,7 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         if let Some(w) = words.iter().find(|w| set_by_compare(w)) {
             bail!("configuration '{config}': {w} is set by compare itself");
         }
-        TrainCommand::try_parse_from(words)
-            .map_err(|e| anyhow!("configuration '{config}': {}", first_line(&e)))?;
+        parse_flags(words).map_err(|e| anyhow!("configuration '{config}': {e}"))?;
     }
     let parsed: Vec<(usize, &String)> = a.configs.iter().enumerate().collect();
     let mut metric_name = "";
@@ -144,9 +135,8 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
                     .chain(config.split_whitespace())
                     .chain(["--seed", &seed_text, "--quiet", "--out"])
                     .chain(out.to_str());
-                let args = TrainCommand::try_parse_from(words)
-                    .map_err(|e| anyhow!("configuration '{config}': {}", first_line(&e)))?
-                    .args;
+                let args =
+                    parse_flags(words).map_err(|e| anyhow!("configuration '{config}': {e}"))?;
                 let run_start = Instant::now();
                 let trained = fit(&args)
                     .map_err(|e| e.context(format!("configuration '{config}', seed {seed}")))?;
@@ -217,15 +207,6 @@ fn label(c: usize) -> String {
     char::from_u32('A' as u32 + (c % 26) as u32)
         .map(String::from)
         .unwrap_or_else(|| c.to_string())
-}
-
-fn first_line(e: &clap::Error) -> String {
-    let text = e.render().to_string();
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .trim_start_matches("error: ")
-        .to_string()
 }
 
 fn report(a: &CompareArgs, results: &[Vec<f64>], name: &str, seconds: f64) {

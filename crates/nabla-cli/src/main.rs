@@ -5,11 +5,13 @@
 //! This binary is the only place for argument parsing and `anyhow`; the work
 //! is done by the library crates.
 
+mod charts;
 mod cmd_compare;
 mod cmd_demo;
 mod cmd_eval;
 mod cmd_lr_find;
 mod cmd_model;
+mod cmd_search;
 mod cmd_train;
 mod data_source;
 mod model_file;
@@ -40,6 +42,8 @@ enum Command {
     Compare(Box<cmd_compare::CompareArgs>),
     /// The learning-rate range test: one pass with the rate growing exponentially, the loss against it, a suggested rate.
     LrFind(Box<cmd_lr_find::LrFindArgs>),
+    /// Random search (optionally successive halving) over hyper-parameter ranges, chosen on the validation split.
+    Search(Box<cmd_search::SearchArgs>),
     /// Show a model file's layers, shapes and parameter count.
     Inspect(cmd_model::InspectArgs),
     /// Compare a model's backprop gradients with numerical differentiation (f64).
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => cmd_compare::run(*args),
         Command::Eval(args) => cmd_eval::run_eval(args),
         Command::LrFind(args) => cmd_lr_find::run(*args),
+        Command::Search(args) => cmd_search::run(*args),
         Command::Predict(args) => cmd_eval::run_predict(args),
         Command::Inspect(args) => cmd_model::run_inspect(args),
         Command::Gradcheck(args) => cmd_model::run_gradcheck(args),

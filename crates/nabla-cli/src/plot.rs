@@ -107,7 +107,7 @@ pub fn run(a: PlotArgs) -> Result<ExitCode> {
         acc.display()
     );
     if history.iter().any(|m| !m.probes.is_empty()) {
-        let (grads, units) = probe_charts(&history, &a.out_dir)?;
+        let (grads, units) = crate::charts::probe_charts(&history, &a.out_dir)?;
         println!(
             "wrote {0}.png, {0}.svg, {1}.png and {1}.svg (probes)",
             grads.display(),
@@ -115,63 +115,6 @@ pub fn run(a: PlotArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The probes' charts: each weight's gradient norm (log scale) and each
-/// activation's dead or saturated fraction, against training steps.
-fn probe_charts(history: &[EpochMetrics], dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let probes: Vec<&nabla_train::ProbeReport> = history.iter().flat_map(|m| &m.probes).collect();
-    let mut grads: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut units: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let add = |set: &mut Vec<(String, Vec<(f64, f64)>)>, name: String, point: (f64, f64)| match set
-        .iter_mut()
-        .find(|(n, _)| *n == name)
-    {
-        Some((_, points)) => points.push(point),
-        None => set.push((name, vec![point])),
-    };
-    for p in &probes {
-        let x = p.step as f64;
-        for t in p
-            .params
-            .iter()
-            .filter(|t| t.shape.len() > 1 && t.grad_norm > 0.0)
-        {
-            add(&mut grads, t.name.clone(), (x, t.grad_norm.log10()));
-        }
-        for act in &p.activations {
-            if let Some(d) = act.dead_fraction {
-                add(&mut units, format!("{} dead", act.name), (x, 100.0 * d));
-            }
-            if let Some(s) = act.saturated_fraction {
-                add(
-                    &mut units,
-                    format!("{} saturated", act.name),
-                    (x, 100.0 * s),
-                );
-            }
-        }
-    }
-    fn as_str(set: &[(String, Vec<(f64, f64)>)]) -> Vec<(&str, Vec<(f64, f64)>)> {
-        set.iter().map(|(n, p)| (n.as_str(), p.clone())).collect()
-    }
-    let grads_stem = dir.join("gradients");
-    line_chart(
-        &grads_stem,
-        "Gradient norm per weight",
-        "step",
-        "log10 of the gradient norm",
-        &as_str(&grads),
-    )?;
-    let units_stem = dir.join("units");
-    line_chart(
-        &units_stem,
-        "Dead ReLU units and saturated sigmoid/tanh outputs",
-        "step",
-        "% of the layer",
-        &as_str(&units),
-    )?;
-    Ok((grads_stem, units_stem))
 }
 
 fn register_font() {
@@ -223,6 +166,54 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
 ];
+
+/// A scatter of (x, y) points, one colour per series.
+pub fn scatter_chart(
+    stem: &Path,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    let (x0, x1) = bounds(all.iter().map(|p| p.0));
+    let (y0, y1) = bounds(all.iter().map(|p| p.1));
+    both_backends!(stem, SIZE, |root| {
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(xlabel)
+            .y_desc(ylabel)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(err)?
+                .label(*name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
+        if series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(err)?;
+        }
+    });
+    Ok(())
+}
 
 /// A chart of several (x, y) series.
 pub fn line_chart(

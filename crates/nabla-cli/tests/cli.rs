@@ -684,3 +684,112 @@ fn lr_find_suggests_a_rate_and_draws_the_curve() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn search_draws_trials_selects_on_validation_and_resumes_after_an_interruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("space.toml"),
+        "lr = { log = [1e-4, 1e-1] }\nhidden = { choice = [\"16\", \"32,16\"] }\n",
+    )
+    .unwrap();
+    let args = [
+        "search",
+        "--space",
+        "space.toml",
+        "--trials",
+        "4",
+        "--halving",
+        "--eta",
+        "2",
+        "--",
+        "--epochs",
+        "2",
+    ];
+    let o = nabla(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("successive halving (keep 1/2 each rung): 4 trials × 1 epochs, then 2 trials × 2 epochs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("training it again on all the training data: nabla train"),
+        "{text}"
+    );
+    assert!(text.contains("(the test set used once, here)"), "{text}");
+    assert!(d.join("best.safetensors").is_file() && d.join("search-lr.png").is_file());
+    let table = std::fs::read_to_string(d.join("search.csv")).unwrap();
+    assert_eq!(table.lines().count(), 1 + 4 + 2, "{table}");
+    assert!(
+        table.starts_with("rung,trial,epochs,val_accuracy,seconds,hidden,lr"),
+        "{table}"
+    );
+    // Interrupted after two trials, mid-line: the same command finishes it
+    // with the same results.
+    let jsonl = std::fs::read_to_string(d.join("search.jsonl")).unwrap();
+    let kept: Vec<&str> = jsonl.lines().take(3).collect();
+    std::fs::write(
+        d.join("search.jsonl"),
+        format!("{}\n{{\"rung\": 0, \"tri", kept.join("\n")),
+    )
+    .unwrap();
+    let o = nabla(&args, d);
+    assert!(
+        stdout(&o).contains("resuming: 2 trials already in search.jsonl"),
+        "{}",
+        stdout(&o)
+    );
+    let strip = |csv: &str| -> Vec<String> {
+        // Everything but the seconds, which vary.
+        csv.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                [&f[..4], &f[5..]].concat().join(",")
+            })
+            .collect()
+    };
+    let again = std::fs::read_to_string(d.join("search.csv")).unwrap();
+    assert_eq!(strip(&table), strip(&again));
+    // Another search over the same results file is refused.
+    fails_with(
+        &nabla(
+            &[
+                "search",
+                "--param",
+                "lr=log:1e-3:1e-2",
+                "--trials",
+                "2",
+                "--",
+                "--epochs",
+                "1",
+            ],
+            d,
+        ),
+        "search.jsonl: holds another search",
+    );
+    fails_with(
+        &nabla(
+            &["search", "--param", "lr=normal:0:1", "--results", "other"],
+            d,
+        ),
+        "--param lr: 'normal:0:1': unknown kind",
+    );
+    fails_with(
+        &nabla(
+            &[
+                "search",
+                "--param",
+                "lr=log:1e-3:1e-2",
+                "--results",
+                "other",
+                "--",
+                "--val-split",
+                "0",
+            ],
+            d,
+        ),
+        "search selects on the validation split",
+    );
+}

@@ -18,6 +18,7 @@ mod loss;
 mod lr_find;
 mod metrics;
 mod probe;
+mod search;
 mod state;
 mod step;
 mod trainer;
@@ -31,6 +32,7 @@ pub use probe::{
     ActivationProbe, ParamProbe, ProbeConfig, ProbeReport, Prober, EXPLODING, RATIO_TOO_LARGE,
     RATIO_TOO_SMALL, UNIT_FRACTION, VANISHING,
 };
+pub use search::{halving_plan, ChoiceValue, Range, Rung, SearchSpace};
 pub use state::{Best, RunState};
 pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -61,7 +61,7 @@ pub enum BatchTargets {
 }
 
 /// A loss: the mean over a batch of how far the outputs are from the targets.
-pub trait Loss: Sync {
+pub trait Loss: Send + Sync {
     /// The batch's mean loss, a scalar on the graph.
     ///
     /// # Errors
@@ -71,7 +71,7 @@ pub trait Loss: Sync {
 
 impl<F> Loss for F
 where
-    F: for<'t> Fn(Var<'t, f32>, Targets<'t>) -> Result<Var<'t, f32>> + Sync,
+    F: for<'t> Fn(Var<'t, f32>, Targets<'t>) -> Result<Var<'t, f32>> + Send + Sync,
 {
     fn loss<'t>(&self, output: Var<'t, f32>, targets: Targets<'t>) -> Result<Var<'t, f32>> {
         self(output, targets)
@@ -93,7 +93,7 @@ where
 /// ```
 pub fn loss_fn<F>(f: F) -> F
 where
-    F: for<'t> Fn(Var<'t, f32>, Targets<'t>) -> Result<Var<'t, f32>> + Sync,
+    F: for<'t> Fn(Var<'t, f32>, Targets<'t>) -> Result<Var<'t, f32>> + Send + Sync,
 {
     f
 }

@@ -243,7 +243,43 @@ impl DatasetArg {
 mod fit;
 mod setup;
 
+/// `nabla train`'s flags as a command of their own, to parse words.
+#[derive(clap::Parser)]
+#[command(name = "nabla train", no_binary_name = true)]
+struct TrainCommand {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+/// Parses flags of `nabla train` (for the commands that run it: compare,
+/// search); an error is clap's first line.
+pub fn parse_flags<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<TrainArgs> {
+    use clap::Parser;
+    TrainCommand::try_parse_from(words)
+        .map(|c| c.args)
+        .map_err(|e| {
+            let text = e.render().to_string();
+            anyhow::anyhow!(
+                "{}",
+                text.lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+            )
+        })
+}
+
 impl TrainArgs {
+    /// `--epochs`, if given.
+    pub fn epochs(&self) -> Option<usize> {
+        self.epochs
+    }
+
+    /// `--val-split`, if given.
+    pub fn val_split(&self) -> Option<f64> {
+        self.val_split
+    }
+
     /// `--threads`.
     pub fn threads(&self) -> usize {
         self.threads
