@@ -6,7 +6,7 @@ use crate::plot;
 use crate::progress::{describe, in_units};
 use anyhow::{bail, Result};
 use clap::Args;
-use nabla::nn::Sequential;
+use nabla::nn::{Ensemble, Module};
 use nabla::tensor::Tensor;
 use nabla_data::{
     load_image, load_image_folder, preprocess_digit_file, Dataset, DatasetKind, ImageFolderOptions,
@@ -19,9 +19,9 @@ use std::process::ExitCode;
 /// The flags of `nabla eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The model file.
-    #[arg(long)]
-    model: PathBuf,
+    /// The model file; give several to evaluate their ensemble (the average of their class probabilities).
+    #[arg(long = "model", required = true)]
+    models: Vec<PathBuf>,
     /// Directory with the dataset's IDX files; default: the embedded MNIST test digits.
     #[arg(long, conflicts_with_all = ["csv", "images"])]
     data_dir: Option<PathBuf>,
@@ -42,9 +42,9 @@ pub struct EvalArgs {
 /// The flags of `nabla predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// The model file.
-    #[arg(long)]
-    model: PathBuf,
+    /// The model file; give several to predict with their ensemble (the average of their class probabilities).
+    #[arg(long = "model", required = true)]
+    models: Vec<PathBuf>,
     /// PNG or JPEG images: one digit each for a digit model, or images like the training folder's.
     #[arg(required_unless_present = "csv", conflicts_with = "csv")]
     images: Vec<PathBuf>,
@@ -56,6 +56,51 @@ pub struct PredictArgs {
     json: bool,
 }
 
+/// The model files, named for messages (`a.safetensors + b.safetensors`).
+fn name(models: &[PathBuf]) -> String {
+    models
+        .iter()
+        .map(|m| m.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// One model, or the ensemble of several trained on the same data; with
+/// its description and a batch size for evaluating it.
+fn load_models(paths: &[PathBuf]) -> Result<(Box<dyn Module<f32>>, ModelSpec, usize)> {
+    let mut members = Vec::with_capacity(paths.len());
+    let mut first: Option<ModelSpec> = None;
+    for path in paths {
+        let (model, spec) = load_model::<f32>(path)?;
+        if let Some(f) = &first {
+            if f.data != spec.data {
+                bail!(
+                    "{}: trained on other data than {} ({} against {}): an ensemble needs models of the same data and classes",
+                    path.display(),
+                    paths[0].display(),
+                    spec.data.dataset,
+                    f.data.dataset
+                );
+            }
+        }
+        first.get_or_insert(spec);
+        members.push(model);
+    }
+    let spec = first.ok_or_else(|| anyhow::anyhow!("--model: give at least one model file"))?;
+    let batch = members.first().map_or(1000, eval_batch_size);
+    if members.len() == 1 {
+        let model = members.pop().expect("one member");
+        return Ok((Box::new(model), spec, batch));
+    }
+    if spec.data.task != TaskKind::Classify {
+        bail!(
+            "{}: an ensemble averages class probabilities; these models regress values",
+            name(paths)
+        );
+    }
+    Ok((Box::new(Ensemble::new(members)?), spec, batch))
+}
+
 /// The test data a model is evaluated on, as its flags and file say.
 fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String)> {
     let data = &spec.data;
@@ -63,7 +108,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
         let Some(path) = &a.csv else {
             bail!(
                 "{}: the model was trained on a CSV table: pass --csv FILE with columns {} and {}",
-                a.model.display(),
+                name(&a.models),
                 table.features.join(", "),
                 table.target
             );
@@ -76,7 +121,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
         let Some(dir) = &a.images else {
             bail!(
                 "{}: the model was trained on an image folder: pass --images DIR",
-                a.model.display()
+                name(&a.models)
             );
         };
         let set = load_image_folder(
@@ -109,7 +154,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
     if a.csv.is_some() || a.images.is_some() {
         bail!(
             "{}: the model reads {} digits; evaluate it with --data-dir",
-            a.model.display(),
+            name(&a.models),
             data.dataset
         );
     }
@@ -130,10 +175,9 @@ fn target_scale(spec: &ModelSpec) -> f64 {
 
 /// Runs `nabla eval`.
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
-    let (model, spec) = load_model::<f32>(&a.model)?;
+    let (model, spec, batch) = load_models(&a.models)?;
     let (data, desc) = eval_data(&a, &spec)?;
-    let batch = eval_batch_size(&model);
-    let mut e = evaluate(&model, data.as_ref(), batch)?;
+    let mut e = evaluate(model.as_ref(), data.as_ref(), batch)?;
     e.score = in_units(&e.score, target_scale(&spec));
     if let Some(dir) = &a.plot_dir {
         std::fs::create_dir_all(dir)
@@ -145,7 +189,7 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
             let kind = DatasetKind::parse(&spec.data.dataset)?;
             let (splits, _) = load_idx(a.data_dir.as_deref(), kind)?;
             plot::misclassified_grid(
-                &model,
+                model.as_ref(),
                 &splits.test,
                 &spec.data.classes,
                 batch,
@@ -158,9 +202,17 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "model: {} ({})",
-        a.model.display(),
-        spec.architecture.summary()
+        "model: {} ({}{})",
+        name(&a.models),
+        spec.architecture.summary(),
+        if a.models.len() > 1 {
+            format!(
+                "; an ensemble of {}, averaging their probabilities",
+                a.models.len()
+            )
+        } else {
+            String::new()
+        }
     );
     println!("data: {desc}");
     print_evaluation(&e, &spec);
@@ -202,15 +254,15 @@ fn print_evaluation(e: &Evaluation, spec: &ModelSpec) {
 
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
-    let (model, spec) = load_model::<f32>(&a.model)?;
+    let (model, spec, _) = load_models(&a.models)?;
     if let Some(path) = &a.csv {
-        return predict_rows(&model, &spec, &a, path);
+        return predict_rows(model.as_ref(), &spec, &a, path);
     }
     let data = &spec.data;
     if data.table.is_some() {
         bail!(
             "{}: the model was trained on a CSV table: pass --csv FILE of rows",
-            a.model.display()
+            name(&a.models)
         );
     }
     for path in &a.images {
@@ -228,7 +280,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
                 if p.height * p.width != 28 * 28 {
                     bail!(
                         "{}: the model expects {}x{} inputs; predict reads 28x28 digits",
-                        a.model.display(),
+                        name(&a.models),
                         p.height,
                         p.width
                     );
@@ -238,10 +290,10 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
             }
             (None, None) => bail!(
                 "{}: the model file says nothing of its inputs",
-                a.model.display()
+                name(&a.models)
             ),
         };
-        let probs = probabilities(&model, &x)?;
+        let probs = probabilities(model.as_ref(), &x)?;
         let best = probs.argmax_axis(1)?[0];
         let name = class_name(&data.classes, best);
         if a.json {
@@ -276,7 +328,7 @@ fn class_name(classes: &[String], i: usize) -> String {
 
 /// One line per row of a CSV: the class and its probabilities, or the value.
 fn predict_rows(
-    model: &Sequential<f32>,
+    model: &dyn Module<f32>,
     spec: &ModelSpec,
     a: &PredictArgs,
     path: &std::path::Path,
@@ -284,7 +336,7 @@ fn predict_rows(
     let Some(input) = &spec.data.table else {
         bail!(
             "{}: the model was not trained on a CSV table; --csv is for table models",
-            a.model.display()
+            name(&a.models)
         );
     };
     let table = Table::read(path)?;

@@ -793,3 +793,77 @@ fn search_draws_trials_selects_on_validation_and_resumes_after_an_interruption()
         "search selects on the validation split",
     );
 }
+
+#[test]
+fn several_models_evaluate_and_predict_as_an_ensemble() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for seed in ["1", "2"] {
+        let out = format!("m{seed}.safetensors");
+        let o = nabla(
+            &[
+                "train", "--hidden", "16", "--epochs", "1", "--seed", seed, "--quiet", "--out",
+                &out,
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let acc = |models: &[&str]| {
+        let mut args = vec!["eval", "--json"];
+        for m in models {
+            args.extend(["--model", m]);
+        }
+        let o = nabla(&args, d);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        e["accuracy"].as_f64().unwrap()
+    };
+    let (a, b, both) = (
+        acc(&["m1.safetensors"]),
+        acc(&["m2.safetensors"]),
+        acc(&["m1.safetensors", "m2.safetensors"]),
+    );
+    assert!(both > 0.8 && both != a && both != b, "{a} {b} {both}");
+    let o = nabla(
+        &[
+            "eval",
+            "--model",
+            "m1.safetensors",
+            "--model",
+            "m2.safetensors",
+        ],
+        d,
+    );
+    assert!(stdout(&o).contains("an ensemble of 2"), "{}", stdout(&o));
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/iris.csv");
+    let o = nabla(
+        &[
+            "train",
+            "--csv",
+            iris.to_str().unwrap(),
+            "--target",
+            "species",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            "t.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(
+        &nabla(
+            &[
+                "eval",
+                "--model",
+                "m1.safetensors",
+                "--model",
+                "t.safetensors",
+            ],
+            d,
+        ),
+        "t.safetensors: trained on other data than m1.safetensors",
+    );
+}

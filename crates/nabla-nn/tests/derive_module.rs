@@ -187,3 +187,36 @@ fn a_plain_struct_is_an_f32_module() {
     let y = as_module.predict(&Tensor::ones(&[3, 2])).unwrap();
     assert_eq!(y.dims(), &[3, 1]);
 }
+
+#[test]
+fn an_ensemble_averages_its_members_probabilities_and_differentiates() {
+    use nabla_nn::{Ensemble, MlpConfig};
+    let member = |seed| {
+        MlpConfig::new(3, &[4], 2)
+            .init::<f64>(&mut Rng::seed(seed))
+            .unwrap()
+    };
+    let mut e = Ensemble::new(vec![member(1), member(2)]).unwrap();
+    let x = Rng::seed(3).normal::<f64>(&[5, 3], 0.0, 1.0);
+    let probs = |m: &dyn Module<f64>| {
+        let y = m.predict(&x).unwrap();
+        let tape = Tape::new();
+        tape.constant(y).softmax().unwrap().value()
+    };
+    let (a, b, both) = (probs(&e.members[0]), probs(&e.members[1]), probs(&e));
+    for ((pa, pb), pe) in a.data().iter().zip(b.data()).zip(both.data()) {
+        assert!((0.5 * (pa + pb) - pe).abs() < 1e-9, "{pa} {pb} {pe}");
+    }
+    let names: Vec<String> = e.named_params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names[0], "members.0.0.weight");
+    assert_eq!(names.len(), 8);
+    let report = check_model_gradients(
+        &mut e,
+        |y| y.softmax_cross_entropy(Target::Indices(vec![0, 1, 1, 0, 1]), Reduction::Mean),
+        &x,
+        &ModelCheckOptions::default(),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(Ensemble::<f32>::new(vec![]).is_err());
+}
