@@ -117,6 +117,9 @@ pub struct ProbeReport {
     pub activations: Vec<ActivationProbe>,
     /// Plain-language warnings, each naming the layer.
     pub warnings: Vec<String>,
+    /// What the probe itself took, in seconds (its cost to the run).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Takes probes of one run: keeps the sample and the previous measurement.
@@ -157,6 +160,7 @@ impl Prober {
         data: &dyn Dataset,
         step: u64,
     ) -> Result<ProbeReport> {
+        let started = std::time::Instant::now();
         let tape = Tape::new();
         tape.seed_rng(self.config.seed);
         let x = gather_inputs(data, &self.indices)?;
@@ -224,6 +228,7 @@ impl Prober {
             params,
             activations,
             warnings,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 }
