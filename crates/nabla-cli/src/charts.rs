@@ -2,7 +2,7 @@
 //! network learnt, and how a search's trials scored against each
 //! hyper-parameter. Drawing is `plot`'s; this module picks the series.
 
-use crate::plot::{line_chart, scatter_chart};
+use crate::plot::{line_chart, line_chart_in, scatter_chart};
 use anyhow::Result;
 use nabla_train::EpochMetrics;
 use std::path::{Path, PathBuf};
@@ -54,12 +54,13 @@ pub fn probe_charts(history: &[EpochMetrics], dir: &Path) -> Result<(PathBuf, Pa
         &as_str(&grads),
     )?;
     let units_stem = dir.join("units");
-    line_chart(
+    line_chart_in(
         &units_stem,
         "Dead ReLU units and saturated sigmoid/tanh outputs",
         "step",
         "% of the layer",
         &as_str(&units),
+        Some((-2.0, 102.0)),
     )?;
     Ok((grads_stem, units_stem))
 }

@@ -223,9 +223,22 @@ pub fn line_chart(
     ylabel: &str,
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<()> {
+    line_chart_in(stem, title, xlabel, ylabel, series, None)
+}
+
+/// [`line_chart`] with the y axis over `y` when given (a percentage's 0–100),
+/// else fitted to the data.
+pub fn line_chart_in(
+    stem: &Path,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    y: Option<(f64, f64)>,
+) -> Result<()> {
     let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     let (x0, x1) = bounds(all.iter().map(|p| p.0));
-    let (y0, y1) = bounds(all.iter().map(|p| p.1));
+    let (y0, y1) = y.unwrap_or_else(|| bounds(all.iter().map(|p| p.1)));
     both_backends!(stem, SIZE, |root| {
         draw_lines(&root, title, xlabel, ylabel, (x0, x1), (y0, y1), series)?;
     });
