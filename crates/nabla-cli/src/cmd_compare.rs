@@ -97,8 +97,8 @@ fn paired(a: &[f64], b: &[f64]) -> Option<Paired> {
 
 /// Runs `nabla compare`.
 pub fn run(a: CompareArgs) -> Result<ExitCode> {
-    if a.seeds == 0 {
-        bail!("--seeds 0: must be at least 1");
+    if a.seeds == 0 || a.seeds > 10_000 {
+        bail!("--seeds {}: must be between 1 and 10000", a.seeds);
     }
     if a.configs.len() < 2 {
         bail!("--config: give two or more configurations to compare");
@@ -124,7 +124,7 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
     let started = Instant::now();
     thread_pool(a.threads)?.install(|| -> Result<()> {
         for s in 0..a.seeds {
-            let seed = a.first_seed + s as u64;
+            let seed = a.first_seed.wrapping_add(s as u64);
             for (c, config) in &parsed {
                 let out = dir.path().join(format!("config{c}-seed{seed}.safetensors"));
                 let seed_text = seed.to_string();
@@ -236,7 +236,7 @@ fn report(a: &CompareArgs, results: &[Vec<f64>], name: &str, seconds: f64) {
         let summary = serde_json::json!({
             "metric": name,
             "on": if a.on == OnArg::Test { "test" } else { "val" },
-            "seeds": (0..a.seeds).map(|s| a.first_seed + s as u64).collect::<Vec<_>>(),
+            "seeds": (0..a.seeds).map(|s| a.first_seed.wrapping_add(s as u64)).collect::<Vec<_>>(),
             "method": "paired t, 95%",
             "configs": configs,
             "seconds": seconds,
@@ -252,7 +252,7 @@ fn report(a: &CompareArgs, results: &[Vec<f64>], name: &str, seconds: f64) {
     println!(
         "{name} on the {on} set over seeds {}..{} ({} runs, {seconds:.1} s):",
         a.first_seed,
-        a.first_seed + a.seeds as u64 - 1,
+        a.first_seed.wrapping_add(a.seeds as u64 - 1),
         results.iter().map(Vec::len).sum::<usize>()
     );
     for (c, config) in a.configs.iter().enumerate() {

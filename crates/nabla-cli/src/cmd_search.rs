@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// The most trials one search draws.
+const MAX_TRIALS: usize = 100_000;
+
 /// The flags of `nabla search`.
 #[derive(Args)]
 pub struct SearchArgs {
@@ -149,8 +152,8 @@ fn trial_words<'a>(
 
 /// Runs `nabla search`.
 pub fn run(a: SearchArgs) -> Result<ExitCode> {
-    if a.trials == 0 {
-        bail!("--trials 0: must be at least 1");
+    if a.trials == 0 || a.trials > MAX_TRIALS {
+        bail!("--trials {}: must be between 1 and {MAX_TRIALS}", a.trials);
     }
     let space = read_space(&a)?;
     for w in &a.common {

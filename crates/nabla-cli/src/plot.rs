@@ -175,44 +175,7 @@ pub fn scatter_chart(
     ylabel: &str,
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<()> {
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
-    let (x0, x1) = bounds(all.iter().map(|p| p.0));
-    let (y0, y1) = bounds(all.iter().map(|p| p.1));
-    both_backends!(stem, SIZE, |root| {
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(xlabel)
-            .y_desc(ylabel)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
-        }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(err)?;
-        }
-    });
-    Ok(())
+    chart(stem, title, xlabel, ylabel, series, None, false)
 }
 
 /// A chart of several (x, y) series.
@@ -236,15 +199,39 @@ pub fn line_chart_in(
     series: &[(&str, Vec<(f64, f64)>)],
     y: Option<(f64, f64)>,
 ) -> Result<()> {
+    chart(stem, title, xlabel, ylabel, series, y, true)
+}
+
+/// Series as points, joined by lines when `joined`, on axes fitted to them
+/// (the y axis over `y` when given).
+fn chart(
+    stem: &Path,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    y: Option<(f64, f64)>,
+    joined: bool,
+) -> Result<()> {
     let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     let (x0, x1) = bounds(all.iter().map(|p| p.0));
     let (y0, y1) = y.unwrap_or_else(|| bounds(all.iter().map(|p| p.1)));
     both_backends!(stem, SIZE, |root| {
-        draw_lines(&root, title, xlabel, ylabel, (x0, x1), (y0, y1), series)?;
+        draw_lines(
+            &root,
+            title,
+            xlabel,
+            ylabel,
+            (x0, x1),
+            (y0, y1),
+            series,
+            joined,
+        )?;
     });
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -253,6 +240,7 @@ fn draw_lines<DB: DrawingBackend>(
     xr: (f64, f64),
     yr: (f64, f64),
     series: &[(&str, Vec<(f64, f64)>)],
+    joined: bool,
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
@@ -275,19 +263,29 @@ fn draw_lines<DB: DrawingBackend>(
         .filter(|(_, (_, p))| !p.is_empty())
     {
         let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+        if joined {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        let dots = chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3 + u32::from(!joined), color.filled())),
+            )
             .map_err(err)?;
+        if !joined {
+            dots.label(*name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
     }
     chart
         .configure_series_labels()

@@ -122,8 +122,12 @@ impl Range {
             }
             Range::Uniform([a, b]) => format!("{:.6}", a + rng.next_f64() * (b - a)),
             Range::Int([a, b]) => {
-                let span = usize::try_from(b - a).unwrap_or(usize::MAX - 1) + 1;
-                (a + rng.below(span) as i64).to_string()
+                // Checked: the bounds are the user's and may span all of i64.
+                let span = b
+                    .checked_sub(*a)
+                    .and_then(|d| usize::try_from(d).ok())
+                    .map_or(usize::MAX, |d| d.saturating_add(1));
+                a.saturating_add(rng.below(span) as i64).to_string()
             }
             Range::Choice(v) => v[rng.below(v.len())].to_string(),
         }
@@ -195,7 +199,7 @@ pub fn halving_plan(trials: usize, min_epochs: usize, max_epochs: usize, eta: us
         }
         rungs.push(Rung {
             trials: (last.trials / eta).max(1),
-            epochs: (last.epochs * eta).min(max_epochs),
+            epochs: last.epochs.saturating_mul(eta).min(max_epochs),
         });
     }
     rungs
