@@ -154,9 +154,10 @@ unsafe fn rows_with<T: Float, V: Lanes<T>>(
 /// accumulators in registers while the row's nonzero entries (`index` into
 /// the row of `a`) sweep. Returns the number of columns done.
 ///
-/// The partial vector is loaded whole, running into the next row of `b`;
-/// its extra lanes are never stored. Only the last row of `b`, whose next
-/// row does not exist, is loaded lane by lane.
+/// The partial vector is loaded whole, running on into the next rows of
+/// `b`; its extra lanes are never stored. Only the rows of `b` so near its
+/// end that a whole vector would run past it are loaded lane by lane: the
+/// last row, and with fewer than [`LANES`] columns the last few.
 ///
 /// # Safety
 /// `j + C·LANES <= n`, and `out_row` is valid for the row's `n` elements.
@@ -170,11 +171,11 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize, const PARTIAL: bool>(
     accumulate: bool,
 ) -> usize {
     let tail = if PARTIAL { n - j - C * LANES } else { 0 };
-    let k = b.len() / n;
-    // The last row of `b` has no next row to run into (see above).
-    let whole = match index.last() {
-        Some(&p) if PARTIAL && p as usize + 1 == k => index.len() - 1,
-        _ => index.len(),
+    // The entries whose partial vector fits inside `b` (see above); the
+    // entries are in increasing order, so they come first.
+    let whole = match PARTIAL {
+        true => index.partition_point(|&p| p as usize * n + j + (C + 1) * LANES <= b.len()),
+        false => index.len(),
     };
     let mut acc = [V::zero(); C];
     let mut last = V::zero();
@@ -191,7 +192,8 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize, const PARTIAL: bool>(
         if PARTIAL && tail > 0 {
             let rest = &row[C * LANES..];
             let w = if e < whole {
-                // SAFETY: `rest` runs on into the next row of `b`.
+                // SAFETY: `rest` runs on into the next rows of `b`, which
+                // hold at least LANES elements from here (`whole`).
                 unsafe { V::load(rest[..LANES].as_ptr()) }
             } else {
                 V::load_partial(&rest[..tail])
@@ -264,6 +266,49 @@ mod tests {
                     (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
                     "f32 {m}x{k}x{n}: {g} vs {w}"
                 );
+            }
+        }
+    }
+
+    /// A layer of 1–3 outputs (fewer columns than a vector) fed a row whose
+    /// last nonzero sits near its end once read past the end of `b`.
+    #[test]
+    fn narrow_outputs_with_nonzeros_at_the_end_stay_inside_b() {
+        for n in 1..=2 * LANES + 3 {
+            for k in [
+                1,
+                2,
+                3,
+                5,
+                LANES - 1,
+                LANES,
+                LANES + 1,
+                2 * LANES + 1,
+                100,
+                784,
+            ] {
+                for m in 1..=4 {
+                    // Nonzeros only in the last few entries of each row, and
+                    // one at the start.
+                    let a: Vec<f64> = (0..m * k)
+                        .map(|i| match (i % k == 0) || i % k + 4 > k {
+                            true => 0.5 + (i % 7) as f64,
+                            false => 0.0,
+                        })
+                        .collect();
+                    let b = values(k * n, n + k);
+                    let want = naive(&a, &b, (m, k, n));
+                    let (a32, b32) = (to_f32(&a), to_f32(&b));
+                    let mut got = vec![0.0f32; m * n];
+                    // SAFETY: `got` holds m·n elements.
+                    unsafe { sparse_rows_times(&a32, &b32, got.as_mut_ptr(), (m, k, n), false) };
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                            "{m}x{k}x{n}: {g} vs {w}"
+                        );
+                    }
+                }
             }
         }
     }
