@@ -45,13 +45,13 @@ pub enum DataError {
         found: usize,
     },
     /// The header claims more data than any MNIST-like file could hold.
-    #[error("{name}: the header claims {claimed} bytes of data ({dims:?}), more than the {limit}-byte limit")]
+    #[error("{name}: the header claims {} bytes of data ({dims:?}), more than the {limit}-byte limit", claimed_bytes(*.claimed))]
     TooLarge {
         /// The file.
         name: String,
         /// Dimensions claimed.
         dims: Vec<usize>,
-        /// Bytes claimed.
+        /// Bytes claimed (`u128::MAX` when even that overflows).
         claimed: u128,
         /// The limit.
         limit: u64,
@@ -153,5 +153,13 @@ impl DataError {
             what: what.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// A claimed byte count for a message: past `u128`, says so.
+fn claimed_bytes(claimed: u128) -> String {
+    match claimed {
+        u128::MAX => "over 2^128".to_string(),
+        n => n.to_string(),
     }
 }

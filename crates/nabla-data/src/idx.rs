@@ -98,7 +98,12 @@ fn parse_plain(name: &str, mut reader: impl Read, raw_len: Option<u64>) -> Resul
         .chunks(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let claimed: u128 = dims.iter().map(|&d| d as u128).product();
+    // Up to 255 dimensions of up to 2³² each: the product can overflow
+    // even 128 bits, so it saturates.
+    let claimed: u128 = dims
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
     if claimed > MAX_DATA_BYTES as u128 {
         return Err(DataError::TooLarge {
             name: name.into(),

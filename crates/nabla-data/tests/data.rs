@@ -45,6 +45,18 @@ fn hostile_headers_are_refused_before_allocating() {
     assert!(err
         .to_string()
         .starts_with("huge: the header claims 1254400000000 bytes"));
+    // Five dimensions of 2³¹ in 24 bytes: the element count overflows even
+    // 128 bits, and is refused, not wrapped to a small number.
+    let mut five = vec![0u8, 0, 0x08, 5];
+    for _ in 0..5 {
+        five.extend_from_slice(&(1u32 << 31).to_be_bytes());
+    }
+    assert_eq!(five.len(), 24);
+    for len in [Some(24), None] {
+        let err = parse_idx("five", &five[..], len).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("over 2^128"), "{err}");
+    }
     // Within the limit but longer than the file: refused from the file length (raw)…
     let short = encode_idx(&[1000, 28, 28], &[0; 100]);
     let err = parse_idx("short", &short[..], Some(short.len() as u64)).unwrap_err();
