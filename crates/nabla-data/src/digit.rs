@@ -17,21 +17,14 @@ const BOX: u32 = 20;
 /// A pixel counts as ink when it is brighter than this fraction of the brightest.
 const INK_FRACTION: f32 = 0.2;
 
-/// Reads a PNG or JPEG and preprocesses it (see [`preprocess_digit`]).
+/// Reads a PNG or JPEG (see [`crate::open_image`]: its format is guessed
+/// from the content, and images claiming over [`crate::MAX_PIXELS`] are
+/// refused before decoding) and preprocesses it (see [`preprocess_digit`]).
 ///
 /// # Errors
-/// [`DataError::Io`] or [`DataError::Invalid`] naming the file.
+/// [`DataError::Image`] or [`DataError::Invalid`] naming the file.
 pub fn preprocess_digit_file(path: &Path) -> Result<[f32; SIDE * SIDE]> {
-    let img = image::open(path).map_err(|e| match e {
-        image::ImageError::IoError(source) => DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => DataError::invalid(
-            path.display().to_string(),
-            format!("not a readable PNG or JPEG image: {other}"),
-        ),
-    })?;
+    let img = crate::open_image(path)?;
     preprocess_digit(&img).map_err(|e| match e {
         DataError::Invalid { reason, .. } => DataError::invalid(path.display().to_string(), reason),
         other => other,

@@ -70,7 +70,7 @@ pub fn load_image_folder(dir: &Path, options: ImageFolderOptions) -> Result<Imag
             });
         }
         for file in files {
-            let img = open(&file)?;
+            let img = open_image(&file)?;
             let size = (img.height() as usize, img.width() as usize);
             let want = match (&first, options.size) {
                 (_, Some(s)) => s,
@@ -124,7 +124,7 @@ pub fn load_image(
     resize: bool,
 ) -> Result<Vec<f32>> {
     check_size(size)?;
-    let img = open(path)?;
+    let img = open_image(path)?;
     let found = (img.height() as usize, img.width() as usize);
     if !resize && found != size {
         return Err(DataError::Image {
@@ -152,15 +152,76 @@ fn check_size((h, w): (usize, usize)) -> Result<()> {
     }
 }
 
-fn open(path: &Path) -> Result<DynamicImage> {
+/// The most pixels an image may claim: 4096 × 4096. Its header is read
+/// before anything is decoded, so that a small file claiming a huge image
+/// (a decompression bomb) is refused at once.
+pub const MAX_PIXELS: u64 = 4096 * 4096;
+
+/// The most memory a decoder may allocate for one image: enough for the
+/// largest image allowed in 16-bit RGBA.
+const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8 + (16 << 20);
+
+/// Decodes a PNG or JPEG, its format guessed from the content (not the
+/// name), refusing an image that claims more than [`MAX_PIXELS`] before
+/// decoding it and bounding the decoder's memory.
+///
+/// # Errors
+/// [`DataError::Image`] naming the file and the problem (the claimed size
+/// for an image too large).
+pub fn open_image(path: &Path) -> Result<DynamicImage> {
     let bad = |reason: String| DataError::Image {
         path: path.to_path_buf(),
         reason,
     };
-    let img = image::ImageReader::open(path)
-        .map_err(|e| bad(format!("cannot open: {e}")))?
-        .with_guessed_format()
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
         .map_err(|e| bad(format!("cannot read: {e}")))?
+        .len();
+    if len > MAX_DECODE_BYTES {
+        return Err(bad(format!(
+            "the file holds {len} bytes, more than an image of at most {MAX_PIXELS} pixels needs"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_DECODE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| bad(format!("cannot read: {e}")))?;
+    decode_image(path, &bytes)
+}
+
+/// [`open_image`] from bytes already in memory (`path` names them in
+/// errors).
+///
+/// # Errors
+/// As [`open_image`].
+pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
+    let bad = |reason: String| DataError::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| bad(format!("cannot read: {e}")))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| bad(format!("not a readable PNG or JPEG image: {e}")))?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(bad(format!(
+            "the image claims {w}x{h} pixels, more than the {MAX_PIXELS} allowed (4096x4096)"
+        )));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = reader()?;
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| bad(format!("not a readable PNG or JPEG image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {

@@ -36,7 +36,9 @@ pub use download::{
 pub use embedded::{embedded_mnist, EMBEDDED_DESCRIPTION};
 pub use error::{DataError, Result};
 pub use idx::{encode_idx, parse_idx, read_idx, Idx, MAX_DATA_BYTES};
-pub use image_folder::{load_image, load_image_folder, Color, ImageFolderOptions};
+pub use image_folder::{
+    decode_image, load_image, load_image_folder, open_image, Color, ImageFolderOptions, MAX_PIXELS,
+};
 pub use images::{DatasetKind, ImageDataset, Splits};
 pub use source::{
     check_indices, class_labels, gather_inputs, gather_targets, sample_len, split_indices, Dataset,
