@@ -1,10 +1,11 @@
 //! `nabla inspect`, `nabla gradcheck` and `nabla download`.
 
 use crate::data_source::load_idx;
-use crate::model_file::load_model;
+use crate::model_file::{load_model, load_model_with};
 use anyhow::Result;
 use clap::Args;
 use nabla::autograd::{Reduction, Target};
+use nabla::nn::file::NonFinite;
 use nabla::nn::{check_model_gradients, Architecture, ModelCheckOptions, Module};
 use nabla::tensor::{Rng, Tensor};
 use nabla_data::{DatasetKind, TaskKind};
@@ -20,6 +21,9 @@ pub struct InspectArgs {
     /// Print only the equivalent PyTorch module (Python source) whose state dict the file is.
     #[arg(long)]
     pytorch: bool,
+    /// Load a model whose weights hold NaN or infinities (refused otherwise), and count them.
+    #[arg(long)]
+    allow_non_finite: bool,
 }
 
 /// The flags of `nabla gradcheck`.
@@ -75,7 +79,11 @@ pub struct DownloadArgs {
 
 /// Runs `nabla inspect`.
 pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
-    let (model, spec) = load_model::<f32>(&a.model)?;
+    let non_finite = match a.allow_non_finite {
+        true => NonFinite::Allow,
+        false => NonFinite::Refuse,
+    };
+    let (model, spec) = load_model_with::<f32>(&a.model, non_finite)?;
     if a.pytorch {
         let input = model.input_shape();
         println!("# {}: {}", a.model.display(), spec.architecture.summary());
@@ -156,11 +164,16 @@ pub fn run_inspect(a: InspectArgs) -> Result<ExitCode> {
     println!("parameters:                      count    zeros");
     for (name, p) in model.named_params() {
         let zeros = p.value().data().iter().filter(|&&v| v == 0.0).count();
+        let bad = p.value().data().iter().filter(|v| !v.is_finite()).count();
         println!(
-            "  {name:<12} {:<16} {:>9}  {:>6.1}%",
+            "  {name:<12} {:<16} {:>9}  {:>6.1}%{}",
             p.value().shape().to_string(),
             p.value().len(),
-            100.0 * zeros as f64 / p.value().len().max(1) as f64
+            100.0 * zeros as f64 / p.value().len().max(1) as f64,
+            match bad {
+                0 => String::new(),
+                n => format!("  {n} not finite"),
+            }
         );
     }
     let buffers = model.named_buffers();

@@ -3,8 +3,8 @@
 //! architecture, so the network can be rebuilt from the file alone, and
 //! what the data was, so `eval` and `predict` prepare new inputs the same way.
 
-use anyhow::Result;
-use nabla::nn::file::{build_from_tensors, read_tensors, SPEC_KEY};
+use anyhow::{bail, Result};
+use nabla::nn::file::{build_from_tensors_with, read_tensors, NonFinite, SPEC_KEY};
 use nabla::nn::{save_state, Architecture, ModelFileError, Module, Sequential};
 use nabla::tensor::Float;
 use nabla_data::DataSpec;
@@ -53,11 +53,27 @@ pub fn save_model(path: &Path, model: &Sequential<f32>, spec: &ModelSpec) -> Res
 }
 
 /// Loads a model file: rebuilds the network from its spec and fills its
-/// parameters, strictly.
+/// parameters, strictly (every value finite).
 pub fn load_model<T: Float>(path: &Path) -> Result<(Sequential<T>, ModelSpec)> {
+    load_model_with(path, NonFinite::Refuse)
+}
+
+/// [`load_model`], taking NaN and ±∞ where `non_finite` allows (to inspect
+/// a model that diverged).
+pub fn load_model_with<T: Float>(
+    path: &Path,
+    non_finite: NonFinite,
+) -> Result<(Sequential<T>, ModelSpec)> {
     let (tensors, metadata) = read_tensors::<T>(path)?;
+    if metadata.contains_key(nabla_train::STATE_KEY) {
+        bail!(
+            "{}: this is a checkpoint of a training run, not a model: continue it with `nabla train --resume {}`, or give the model file the run wrote (its --out)",
+            path.display(),
+            path.display()
+        );
+    }
     let spec = ModelSpec::from_metadata(path, &metadata)?;
-    let model = build_from_tensors(path, &spec.architecture, &tensors, "")?;
+    let model = build_from_tensors_with(path, &spec.architecture, &tensors, "", non_finite)?;
     Ok((model, spec))
 }
 

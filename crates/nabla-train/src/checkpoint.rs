@@ -10,7 +10,7 @@
 
 use crate::state::{Best, RunState};
 use crate::{EpochMetrics, Result, TrainError};
-use nabla_nn::file::{atomic_write, encode_tensors, load_params, read_tensors};
+use nabla_nn::file::{atomic_write, decode_tensors, encode_tensors, load_params};
 use nabla_nn::{state_dict, Module};
 use nabla_optim::{Optimizer, OptimizerState};
 use nabla_tensor::{Rng, Tensor, RNG_STATE_LEN};
@@ -124,11 +124,26 @@ pub fn save_checkpoint(
 /// # Errors
 /// [`TrainError::File`] or [`TrainError::Checkpoint`] naming the file.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        TrainError::from(nabla_nn::ModelFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    decode_checkpoint(path, &bytes)
+}
+
+/// [`load_checkpoint`] from bytes already in memory (`path` names them in
+/// errors).
+///
+/// # Errors
+/// As [`load_checkpoint`].
+pub fn decode_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let bad = |reason: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason,
     };
-    let (tensors, mut metadata) = read_tensors::<f32>(path)?;
+    let (tensors, mut metadata) = decode_tensors::<f32>(path, bytes)?;
     let record: Record =
         serde_json::from_str(&metadata.remove(STATE_KEY).ok_or_else(|| {
             bad("not a checkpoint (no training state); is it a model file?".into())

@@ -23,7 +23,7 @@ mod state;
 mod step;
 mod trainer;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
+pub use checkpoint::{decode_checkpoint, load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
 pub use lr_find::{lr_find, LrFindConfig, LrFinding, LrPoint};

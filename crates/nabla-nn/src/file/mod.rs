@@ -19,11 +19,13 @@ use nabla_tensor::{Float, Rng, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The metadata key of the JSON object holding the `architecture`.
 pub const SPEC_KEY: &str = "nabla";
+
+mod atomic;
+pub use atomic::atomic_write;
 
 /// Errors reading or writing model files; each names the file and, where it
 /// applies, the tensor.
@@ -80,6 +82,18 @@ pub enum ModelFileError {
         expected: Vec<usize>,
         /// Shape in the file.
         found: Vec<usize>,
+    },
+    /// A tensor holding NaN or ±∞: a model that diverged, or a corrupt file.
+    #[error("{path}: tensor '{name}' holds {value} at index {index}: the weights are not finite (the model diverged or the file is damaged)")]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// The flat index of its first non-finite element.
+        index: usize,
+        /// That element.
+        value: String,
     },
     /// A tensor stored in an element type nabla does not read.
     #[error(
@@ -256,7 +270,11 @@ impl Architecture {
             }
             Architecture::Layers { layers, .. } => {
                 // Presets are stored in canonical form, as files store specs.
-                let named = crate::PRESETS.iter().find(|(_, s)| s == layers);
+                // A preset's last layer has as many outputs as the data needs.
+                let body = |s: &str| s.rsplit_once(",linear").map(|(b, _)| b.to_string());
+                let named = crate::PRESETS
+                    .iter()
+                    .find(|(_, s)| s == layers || body(s).is_some_and(|b| Some(b) == body(layers)));
                 match named {
                     Some((name, _)) => format!("{name} ({layers})"),
                     None => layers.clone(),
@@ -264,38 +282,6 @@ impl Architecture {
             }
         }
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory,
-/// fsync, rename, fsync of the directory).
-///
-/// # Errors
-/// [`ModelFileError::Io`] naming the path.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    // Temporary files are created private (0600); a model file is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Whether a tensor is a counter stored as a 64-bit integer, as PyTorch
@@ -430,19 +416,50 @@ pub fn decode_tensors<T: Float>(
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+/// Whether loading takes tensors that hold NaN or ±∞.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFinite {
+    /// Refuse them, naming the tensor and the first bad index (the default:
+    /// such a model predicts nothing and trains on as NaN).
+    #[default]
+    Refuse,
+    /// Take them, to inspect a model that diverged.
+    Allow,
+}
+
+/// The flat index of the first NaN or ±∞ of a tensor, if any.
+pub fn first_non_finite<T: Float>(t: &Tensor<T>) -> Option<usize> {
+    t.data().iter().position(|v| !v.is_finite())
+}
+
 /// Copies tensors into a model's parameters and buffers by name. Strict,
 /// like PyTorch's `load_state_dict(strict=True)`: every parameter and buffer
 /// must be present with its shape, and no other tensor may be (among those
-/// whose names start with `prefix`).
+/// whose names start with `prefix`); and every value must be finite.
 ///
 /// # Errors
-/// [`ModelFileError::MissingTensor`], [`ModelFileError::UnexpectedTensor`] or
-/// [`ModelFileError::ShapeMismatch`], naming the tensor.
+/// [`ModelFileError::MissingTensor`], [`ModelFileError::UnexpectedTensor`],
+/// [`ModelFileError::ShapeMismatch`] or [`ModelFileError::NonFinite`],
+/// naming the tensor.
 pub fn load_params<T: Float>(
     path: &Path,
     model: &mut dyn Module<T>,
     tensors: &BTreeMap<String, Tensor<T>>,
     prefix: &str,
+) -> Result<(), ModelFileError> {
+    load_params_with(path, model, tensors, prefix, NonFinite::Refuse)
+}
+
+/// [`load_params`], taking non-finite values where `non_finite` allows.
+///
+/// # Errors
+/// As [`load_params`].
+pub fn load_params_with<T: Float>(
+    path: &Path,
+    model: &mut dyn Module<T>,
+    tensors: &BTreeMap<String, Tensor<T>>,
+    prefix: &str,
+    non_finite: NonFinite,
 ) -> Result<(), ModelFileError> {
     let mut used = std::collections::BTreeSet::new();
     let mut result = Ok(());
@@ -466,10 +483,20 @@ pub fn load_params<T: Float>(
                     found: t.dims().to_vec(),
                 })
             }
-            Some(t) => {
-                *slot = t.clone();
-                used.insert(key);
-            }
+            Some(t) => match first_non_finite(t).filter(|_| non_finite == NonFinite::Refuse) {
+                Some(index) => {
+                    result = Err(ModelFileError::NonFinite {
+                        path: path.to_path_buf(),
+                        name: key,
+                        index,
+                        value: t.data()[index].to_f64().to_string(),
+                    })
+                }
+                None => {
+                    *slot = t.clone();
+                    used.insert(key);
+                }
+            },
         }
     };
     model.visit_params_mut("", &mut |name, param| load(name, param.value_mut()));
@@ -568,6 +595,21 @@ pub fn build_from_tensors<T: Float>(
     tensors: &BTreeMap<String, Tensor<T>>,
     prefix: &str,
 ) -> Result<Sequential<T>, ModelFileError> {
+    build_from_tensors_with(path, architecture, tensors, prefix, NonFinite::Refuse)
+}
+
+/// [`build_from_tensors`], taking non-finite values where `non_finite`
+/// allows.
+///
+/// # Errors
+/// As [`build_from_tensors`].
+pub fn build_from_tensors_with<T: Float>(
+    path: &Path,
+    architecture: &Architecture,
+    tensors: &BTreeMap<String, Tensor<T>>,
+    prefix: &str,
+    non_finite: NonFinite,
+) -> Result<Sequential<T>, ModelFileError> {
     let shapes = architecture
         .state_shapes()
         .map_err(|e| ModelFileError::Spec {
@@ -600,7 +642,7 @@ pub fn build_from_tensors<T: Float>(
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    load_params(path, &mut model, tensors, prefix)?;
+    load_params_with(path, &mut model, tensors, prefix, non_finite)?;
     // A loaded model is for use: evaluation mode (no dropout, running statistics).
     model.set_training(false);
     Ok(model)
