@@ -58,7 +58,37 @@ enum Command {
     Download(cmd_model::DownloadArgs),
 }
 
+/// An error and its causes in one line, each said once: a cause whose text
+/// its error already shows (`path: No such file or directory`) is not
+/// repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+/// Output into a closed pipe (`nabla eval … | head -1`) ends the process
+/// quietly, as it does Unix tools: Rust ignores SIGPIPE, which turns every
+/// later `println!` into a panic.
+fn die_quietly_on_closed_pipes() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    die_quietly_on_closed_pipes();
     // A panic is a bug in nabla, never the user's fault: report it in one line.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("nabla: internal error: {info}");
@@ -84,8 +114,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("nabla: error: {}", causes.join(": "));
+            eprintln!("nabla: error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -143,5 +172,24 @@ fn check_writable_parent(path: &std::path::Path, flag: &str) -> anyhow::Result<(
             parent.display()
         );
     }
+    if path.is_dir() {
+        anyhow::bail!(
+            "{flag} {}: is a directory; give a file name",
+            path.display()
+        );
+    }
+    // Creating a file there is the one test that holds for permissions,
+    // read-only mounts and quotas alike; it is removed at once.
+    tempfile::Builder::new()
+        .prefix(".nabla-probe-")
+        .tempfile_in(&parent)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{flag} {}: cannot write in {}: {}",
+                path.display(),
+                parent.display(),
+                std::io::Error::from(e.kind())
+            )
+        })?;
     Ok(())
 }

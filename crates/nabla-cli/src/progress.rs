@@ -205,3 +205,13 @@ impl Observer for Progress {
         }
     }
 }
+
+/// A number as written by hand: `0.001` or `0.5`, but `1e30` and `1e-9`
+/// rather than a line of digits.
+pub fn short_number(v: f64) -> String {
+    let plain = format!("{v}");
+    match plain.len() > 8 {
+        true => format!("{v:e}"),
+        false => plain,
+    }
+}
