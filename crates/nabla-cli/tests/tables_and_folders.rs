@@ -520,3 +520,85 @@ fn resuming_honours_a_new_rate_and_refuses_another_optimiser_or_data() {
         "cannot resume: the run was trained on iris.csv",
     );
 }
+
+/// `--preset best-cnn` is a recipe: its layers, its augmentation (with
+/// zoom) and its epochs, each replaced by the flags given.
+#[test]
+fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A small folder keeps the run short; the recipe is the same on any images.
+    image_folder(&d.join("pics"), 10);
+    let o = nabla(
+        &[
+            "train",
+            "--images",
+            "pics",
+            "--image-size",
+            "28x28",
+            "--preset",
+            "best-cnn",
+            "--epochs",
+            "1",
+            "--augment-rotate",
+            "5",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("model: best-cnn (conv32k3,relu,conv32k3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("augmentation: each image, each epoch: shifts up to 2 px, rotations up to 5°, zooms up to 10%"),
+        "{out}"
+    );
+    assert!(out.contains("wrote: model model.safetensors ("), "{out}");
+    assert!(
+        out.contains("next: nabla predict --model model.safetensors IMAGE.png"),
+        "{out}"
+    );
+    let o = nabla(
+        &[
+            "train",
+            "--images",
+            "pics",
+            "--image-size",
+            "28x28",
+            "--preset",
+            "best-cnn",
+            "--epochs",
+            "1",
+            "--no-augment",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("augmentation:"), "{}", stdout(&o));
+    let help = stdout(&nabla(&["train", "--help"], d));
+    assert!(help.contains("best-cnn"), "{help}");
+    fails_with(
+        &nabla(&["train", "--augment-zoom", "0.1", "--epochs", "1"], d),
+        "--augment-zoom sets a range of the augmentation, which is off: add --augment",
+    );
+    fails_with(
+        &nabla(
+            &[
+                "train",
+                "--augment",
+                "--augment-zoom",
+                "1.5",
+                "--epochs",
+                "1",
+            ],
+            d,
+        ),
+        "augmentation zoom 1.5",
+    );
+    fails_with(
+        &nabla(&["train", "--augment", "--no-augment"], d),
+        "--no-augment",
+    );
+}

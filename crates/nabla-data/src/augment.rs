@@ -1,4 +1,5 @@
-//! Data augmentation: small random rotations and shifts of training images.
+//! Data augmentation: small random rotations, shifts and zooms of training
+//! images.
 //!
 //! A digit turned by a few degrees or moved by a pixel or two is still the
 //! same digit; showing the network such variants every epoch is the cheapest
@@ -8,9 +9,10 @@
 use crate::{DataError, Result};
 use nabla_tensor::{Rng, Tensor};
 
-/// How far images may be moved and turned. Each training image gets its own
-/// random rotation (uniform in `±max_rotation` degrees, about the centre)
-/// and shift (uniform in `±max_shift` pixels on each axis), resampled
+/// How far images may be moved, turned and zoomed. Each training image gets
+/// its own random rotation (uniform in `±max_rotation` degrees, about the
+/// centre), shift (uniform in `±max_shift` pixels on each axis) and zoom
+/// (a factor uniform in `1 ± max_zoom`, about the centre), resampled
 /// bilinearly; what moves in from outside the image is background (0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Augment {
@@ -18,24 +20,36 @@ pub struct Augment {
     pub max_shift: f64,
     /// Largest rotation, in degrees, either way.
     pub max_rotation: f64,
+    /// Largest change of size, as a fraction (0.1: from 90% to 110%).
+    pub max_zoom: f64,
 }
 
 impl Default for Augment {
-    /// Shifts of up to 2 pixels and rotations of up to 10°.
+    /// Shifts of up to 2 pixels, rotations of up to 10°, no zoom.
     fn default() -> Self {
         Augment {
             max_shift: 2.0,
             max_rotation: 10.0,
+            max_zoom: 0.0,
         }
     }
 }
 
 impl Augment {
-    /// Checks that the ranges are finite and non-negative.
+    /// Shifts and rotations, no zoom; checks that the ranges are finite and
+    /// non-negative.
     ///
     /// # Errors
     /// [`DataError::Invalid`] naming the bad value.
     pub fn new(max_shift: f64, max_rotation: f64) -> Result<Self> {
+        Self::with_zoom(max_shift, max_rotation, 0.0)
+    }
+
+    /// Shifts, rotations and zooms; the zoom must lie in `[0, 1)`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] naming the bad value.
+    pub fn with_zoom(max_shift: f64, max_rotation: f64, max_zoom: f64) -> Result<Self> {
         for (what, v) in [("shift", max_shift), ("rotation", max_rotation)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(DataError::invalid(
@@ -44,14 +58,21 @@ impl Augment {
                 ));
             }
         }
+        if !(0.0..1.0).contains(&max_zoom) {
+            return Err(DataError::invalid(
+                format!("augmentation zoom {max_zoom}"),
+                "must be a fraction in [0, 1), e.g. 0.1 for sizes from 90% to 110%",
+            ));
+        }
         Ok(Augment {
             max_shift,
             max_rotation,
+            max_zoom,
         })
     }
 
-    /// Transforms one `height × width` image, drawing its rotation and
-    /// shift from `rng`, and appends the result to `out`.
+    /// Transforms one `height × width` image, drawing its rotation, shift
+    /// and zoom from `rng`, and appends the result to `out`.
     pub fn apply(
         &self,
         image: &[f32],
@@ -63,7 +84,13 @@ impl Augment {
         let angle = (rng.next_f64() * 2.0 - 1.0) * self.max_rotation.to_radians();
         let dy = (rng.next_f64() * 2.0 - 1.0) * self.max_shift;
         let dx = (rng.next_f64() * 2.0 - 1.0) * self.max_shift;
+        // Drawn last, so that runs without zoom keep the streams they had.
+        let zoom = match self.max_zoom > 0.0 {
+            true => 1.0 + (rng.next_f64() * 2.0 - 1.0) * self.max_zoom,
+            false => 1.0,
+        };
         let (sin, cos) = angle.sin_cos();
+        let (sin, cos) = (sin / zoom, cos / zoom);
         let (cy, cx) = ((height as f64 - 1.0) / 2.0, (width as f64 - 1.0) / 2.0);
         let pixel = |y: isize, x: isize| -> f64 {
             if y < 0 || x < 0 || y >= height as isize || x >= width as isize {
@@ -174,6 +201,53 @@ mod tests {
             }
         }
         assert!(moved >= 15, "only {moved} of 20 images moved");
+    }
+
+    #[test]
+    fn zooms_scale_the_ink_about_the_centre() {
+        // Without shift or rotation, a zoom by z scales the square's area by z².
+        let aug = Augment::with_zoom(0.0, 0.0, 0.3).unwrap();
+        let (mut larger, mut smaller) = (0, 0);
+        for seed in 0..20 {
+            let mut out = Vec::new();
+            aug.apply(&square(), 9, 9, &mut Rng::seed(seed), &mut out);
+            let ink: f32 = out.iter().sum();
+            assert!(
+                (9.0 * 0.6 * 0.6..=9.0 * 1.4 * 1.4).contains(&ink),
+                "ink {ink}"
+            );
+            // Symmetric about the centre pixel: the image equals its mirror.
+            let mirrored: Vec<f32> = out.iter().rev().copied().collect();
+            for (a, b) in out.iter().zip(&mirrored) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "a zoom about the centre keeps the symmetry"
+                );
+            }
+            match ink > 9.0 {
+                true => larger += 1,
+                false => smaller += 1,
+            }
+        }
+        assert!(
+            larger >= 4 && smaller >= 4,
+            "{larger} larger, {smaller} smaller"
+        );
+        assert!(Augment::with_zoom(0.0, 0.0, 1.0).is_err());
+        assert!(Augment::with_zoom(0.0, 0.0, -0.1).is_err());
+        // No zoom draws nothing more: the streams of shift-and-rotation runs are kept.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        Augment::new(2.0, 10.0)
+            .unwrap()
+            .apply(&square(), 9, 9, &mut Rng::seed(3), &mut a);
+        Augment::with_zoom(2.0, 10.0, 0.0).unwrap().apply(
+            &square(),
+            9,
+            9,
+            &mut Rng::seed(3),
+            &mut b,
+        );
+        assert_eq!(a, b);
     }
 
     #[test]

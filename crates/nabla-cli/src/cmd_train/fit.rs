@@ -48,7 +48,11 @@ pub struct Setup {
 /// Reads the data and checks the flags of a run.
 pub fn prepare(a: &TrainArgs) -> Result<Setup> {
     let table = a.csv.is_some();
-    let epochs = a.epochs.unwrap_or(if table { 200 } else { 15 });
+    let recipe = recipe(a);
+    let epochs = a
+        .epochs
+        .or(recipe.epochs)
+        .unwrap_or(if table { 200 } else { 15 });
     let batch_size = a.batch_size.unwrap_or(if table { 16 } else { 100 });
     let val_split = a.val_split.unwrap_or(if table || a.images.is_some() {
         0.1
@@ -121,11 +125,7 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
         early_stop: a.early_stop,
         checkpoint: Some(checkpoint.clone()),
         eval_batch_size: 1000, // set from the model below
-        augment: a
-            .augment
-            .then(|| Augment::new(a.augment_shift, a.augment_rotate))
-            .transpose()
-            .context("--augment-shift/--augment-rotate")?,
+        augment: augmentation(a, recipe.augment)?,
         warmup_steps: a.warmup,
         probes: a.probes.then(|| ProbeConfig {
             samples: a.probe_samples,
@@ -201,9 +201,17 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
             spec.architecture.summary(),
             trainer.model.num_params(),
             opt.method.name(),
-            opt.lr,
+            crate::progress::short_number(opt.lr),
             loss.name()
         );
+        if let Some(aug) = &trainer.config.augment {
+            println!(
+                "augmentation: each image, each epoch: shifts up to {} px, rotations up to {}°, zooms up to {}%",
+                aug.max_shift,
+                aug.max_rotation,
+                100.0 * aug.max_zoom
+            );
+        }
     }
     let scale = spec
         .data

@@ -53,7 +53,7 @@ pub struct TrainArgs {
     /// Which dataset the files hold.
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     dataset: DatasetArg,
-    /// A named network: mlp (the multi-layer perceptron of --hidden and --activation), cnn (a small convnet), deep-cnn (the book's DeepConvNet) or lenet.
+    /// A named network: mlp (the multi-layer perceptron of --hidden and --activation), cnn (a small convnet), deep-cnn (the book's DeepConvNet), lenet, or best-cnn (the most accurate recipe: its layers, augmentation and epochs, see docs/convnets.md).
     #[arg(long, value_enum, default_value_t = PresetArg::Mlp)]
     preset: PresetArg,
     /// The network as a layer list, e.g. "conv16k3p1,relu,maxpool2,flatten,linear10" (see docs/convnets.md); replaces --preset.
@@ -113,15 +113,21 @@ pub struct TrainArgs {
     /// Stop after this many epochs without better validation accuracy (needs --val-split).
     #[arg(long)]
     early_stop: Option<usize>,
-    /// Move and turn every training image at random each epoch (seeded).
-    #[arg(long)]
+    /// Move, turn and zoom every training image at random each epoch (seeded); best-cnn does by default.
+    #[arg(long, conflicts_with = "no_augment")]
     augment: bool,
-    /// Largest shift of --augment, in pixels along each axis.
-    #[arg(long, default_value_t = 2.0, requires = "augment")]
-    augment_shift: f64,
-    /// Largest rotation of --augment, in degrees either way.
-    #[arg(long, default_value_t = 10.0, requires = "augment")]
-    augment_rotate: f64,
+    /// Train on the images as they are, also for best-cnn.
+    #[arg(long)]
+    no_augment: bool,
+    /// Largest shift of the augmentation, in pixels along each axis (default 2; best-cnn 2).
+    #[arg(long)]
+    augment_shift: Option<f64>,
+    /// Largest rotation of the augmentation, in degrees either way (default 10; best-cnn 10).
+    #[arg(long)]
+    augment_rotate: Option<f64>,
+    /// Largest zoom of the augmentation, as a fraction of the size, 0.1 for 90% to 110% (default 0; best-cnn 0.1).
+    #[arg(long)]
+    augment_zoom: Option<f64>,
     /// Seed of initialisation, validation split, shuffling, dropout and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -190,6 +196,7 @@ enum PresetArg {
     Cnn,
     DeepCnn,
     Lenet,
+    BestCnn,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -298,7 +305,7 @@ impl TrainArgs {
 
 pub use fit::{fit, prepare, Trained};
 pub(crate) use setup::build_model;
-use setup::{optimizer_config, parse_size, schedule};
+use setup::{augmentation, optimizer_config, parse_size, recipe, schedule};
 
 /// Runs `nabla train`.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
@@ -307,6 +314,14 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         report(&a, &trained);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A file size in kB or MB.
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1 << 20) as f64),
+        n => format!("{:.1} kB", n as f64 / 1024.0),
+    }
 }
 
 /// The run's summary: one JSON object (`--json`), or a few lines.
@@ -352,6 +367,36 @@ fn report(a: &TrainArgs, t: &Trained) {
             a.out.display(),
             total_seconds
         );
+        let size = |p: &std::path::Path| {
+            std::fs::metadata(p).map_or_else(|_| "?".into(), |m| human_bytes(m.len()))
+        };
+        println!(
+            "wrote: model {} ({}), checkpoint {} ({})",
+            a.out.display(),
+            size(&a.out),
+            t.checkpoint.display(),
+            size(&t.checkpoint)
+        );
+        let m = a.out.display();
+        let (predict, eval) = match (&a.csv, &a.images, &a.data_dir) {
+            (Some(csv), _, _) => (
+                format!("nabla predict --model {m} --csv NEW_ROWS.csv"),
+                format!("nabla eval --model {m} --csv {}", csv.display()),
+            ),
+            (_, Some(_), _) => (
+                format!("nabla predict --model {m} IMAGE.png"),
+                format!("nabla eval --model {m} --images FOLDER"),
+            ),
+            (_, _, Some(dir)) => (
+                format!("nabla predict --model {m} DIGIT.png"),
+                format!("nabla eval --model {m} --data-dir {}", dir.display()),
+            ),
+            _ => (
+                format!("nabla predict --model {m} DIGIT.png"),
+                format!("nabla eval --model {m}"),
+            ),
+        };
+        println!("next: {predict}   or   {eval}");
         if a.l1 > 0.0 || sparsity.iter().any(|(_, z)| *z > 0.0) {
             let parts: Vec<String> = sparsity
                 .iter()

@@ -71,6 +71,61 @@ pub(super) fn schedule(a: &TrainArgs, epochs: usize) -> LrSchedule {
     }
 }
 
+/// What a preset sets besides its layers, for the flags a run leaves out.
+#[derive(Default)]
+pub(super) struct Recipe {
+    /// Epochs.
+    pub epochs: Option<usize>,
+    /// Augmentation, on by default.
+    pub augment: Option<Augment>,
+}
+
+/// The recipe of `--preset` (none for `--layers`): `best-cnn` was chosen
+/// on the validation split (docs/convnets.md).
+pub(super) fn recipe(a: &TrainArgs) -> Recipe {
+    match (&a.layers, a.preset) {
+        (None, PresetArg::BestCnn) => Recipe {
+            epochs: Some(BEST_CNN_EPOCHS),
+            augment: Some(Augment {
+                max_shift: 2.0,
+                max_rotation: 10.0,
+                max_zoom: 0.1,
+            }),
+        },
+        _ => Recipe::default(),
+    }
+}
+
+/// Epochs of the `best-cnn` recipe.
+pub const BEST_CNN_EPOCHS: usize = 24;
+
+/// The augmentation of a run: the recipe's unless `--augment` or
+/// `--no-augment` says otherwise, its ranges replaced by those given.
+pub(super) fn augmentation(a: &TrainArgs, recipe: Option<Augment>) -> Result<Option<Augment>> {
+    let ranges = [
+        ("--augment-shift", a.augment_shift),
+        ("--augment-rotate", a.augment_rotate),
+        ("--augment-zoom", a.augment_zoom),
+    ];
+    let base = match (a.augment, a.no_augment, recipe) {
+        (true, _, r) => r.unwrap_or_default(),
+        (false, false, Some(r)) => r,
+        _ => {
+            if let Some((flag, _)) = ranges.iter().find(|(_, v)| v.is_some()) {
+                bail!("{flag} sets a range of the augmentation, which is off: add --augment");
+            }
+            return Ok(None);
+        }
+    };
+    Augment::with_zoom(
+        a.augment_shift.unwrap_or(base.max_shift),
+        a.augment_rotate.unwrap_or(base.max_rotation),
+        a.augment_zoom.unwrap_or(base.max_zoom),
+    )
+    .map(Some)
+    .context("--augment-shift/--augment-rotate/--augment-zoom")
+}
+
 /// `HEIGHTxWIDTH`.
 pub(super) fn parse_size(s: &str) -> Result<(usize, usize)> {
     let bad = || anyhow::anyhow!("--image-size {s}: expected HEIGHTxWIDTH, e.g. 28x28");
@@ -120,15 +175,29 @@ pub(crate) fn build_model(
         ActivationArg::Sigmoid => Activation::Sigmoid,
         ActivationArg::Tanh => Activation::Tanh,
     };
-    let layers = match (&a.layers, a.preset) {
-        (Some(layers), _) => Some(layers.as_str()),
-        (None, PresetArg::Mlp) => None,
-        (None, PresetArg::Cnn) => preset("cnn"),
-        (None, PresetArg::DeepCnn) => preset("deep-cnn"),
-        (None, PresetArg::Lenet) => preset("lenet"),
+    let name = match a.preset {
+        PresetArg::Mlp => None,
+        PresetArg::Cnn => Some("cnn"),
+        PresetArg::DeepCnn => Some("deep-cnn"),
+        PresetArg::Lenet => Some("lenet"),
+        PresetArg::BestCnn => Some("best-cnn"),
     };
+    let named = name.and_then(preset);
     let sample = splits.train.sample_shape().to_vec();
     let outputs = splits.train.task().model_outputs();
+    // A preset ends in the ten digits' outputs; for other data its last
+    // layer has as many outputs as the data needs.
+    let (flag, layers) = match (&a.layers, named) {
+        (Some(layers), _) => ("--layers", Some(layers.clone())),
+        (None, Some(spec)) => (
+            "--preset",
+            Some(match spec.strip_suffix("linear10") {
+                Some(body) if outputs != 10 => format!("{body}linear{outputs}"),
+                _ => spec.to_string(),
+            }),
+        ),
+        (None, None) => ("--hidden", None),
+    };
     let what = match a.csv.is_some() || a.images.is_some() {
         true => splits.spec.dataset.clone(),
         false => kind.name().to_string(),
@@ -136,7 +205,13 @@ pub(crate) fn build_model(
     let mut rng = Rng::seed(a.seed);
     let (model, architecture) = match layers {
         Some(layers) => {
-            let net = NetSpec::parse(&sample, layers).context("--layers")?;
+            let net = NetSpec::parse(&sample, &layers).with_context(|| match flag {
+                "--preset" => format!(
+                    "--preset {}: on inputs of shape {sample:?}",
+                    name.unwrap_or_default()
+                ),
+                _ => "--layers".to_string(),
+            })?;
             if net.output_shape()? != [outputs] {
                 bail!(
                     "--layers {layers}: the network outputs {:?} per sample, {what} needs [{outputs}] (end with linear{outputs})",
