@@ -107,4 +107,4 @@ pub mod __derive {
 }
 pub use regularize::{Dropout, Flatten};
 pub use sequential::Sequential;
-pub use spec::{preset, LayerSpec, NetSpec, PRESETS};
+pub use spec::{preset, LayerSpec, NetSpec, MAX_ACTIVATION, PRESETS};

@@ -66,6 +66,11 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The most values one layer may output per sample (2²⁶, 256 MB of f32):
+/// a padding or a size typed wrong (`conv8k3p27510`) is refused when the
+/// spec is read, not when the first batch asks for hundreds of gigabytes.
+pub const MAX_ACTIVATION: usize = 1 << 26;
+
 /// The element count of a shape, or `None` if it overflows (shapes come
 /// from command lines and model files).
 fn numel(dims: &[usize]) -> Option<usize> {
@@ -148,6 +153,14 @@ impl NetSpec {
             let output = layer.output_shape(&shape).map_err(|why| {
                 Error::invalid("layer spec", format!("layer {i} '{layer}': {why}"))
             })?;
+            if numel(&output).is_none_or(|n| n > MAX_ACTIVATION) {
+                return Err(Error::invalid(
+                    "layer spec",
+                    format!(
+                        "layer {i} '{layer}': its output {output:?} has more than {MAX_ACTIVATION} values per sample; refusing to allocate them"
+                    ),
+                ));
+            }
             let p = PlannedLayer {
                 layer: *layer,
                 input: shape,
@@ -228,6 +241,22 @@ impl NetSpec {
 }
 
 impl PlannedLayer {
+    /// The multiply-adds of one sample's forward pass through the layer:
+    /// for a convolution or a dense layer, each output's share of the
+    /// weights (`C·k·k`, or the input features) times the outputs; for the
+    /// others, one per output value. Saturates rather than overflowing.
+    pub fn multiply_adds(&self) -> usize {
+        let outputs = self.output.iter().fold(1usize, |a, &d| a.saturating_mul(d));
+        let per_output = match self.layer {
+            LayerSpec::Conv { kernel, .. } => {
+                self.input[0].saturating_mul(kernel).saturating_mul(kernel)
+            }
+            LayerSpec::Linear { .. } => self.input[0],
+            _ => 1,
+        };
+        outputs.saturating_mul(per_output)
+    }
+
     fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let w = |s: Vec<usize>| ("weight".to_string(), s);
         let b = |n: usize| ("bias".to_string(), vec![n]);
@@ -364,6 +393,18 @@ fn py_bool(b: bool) -> &'static str {
 mod tests {
     use super::*;
     use crate::Module;
+
+    #[test]
+    fn a_layer_whose_output_would_not_fit_in_memory_is_refused_when_read() {
+        // Found by fuzzing: 80 parameters, but 24 billion outputs per image.
+        let err = NetSpec::parse(&[1, 28, 28], "conv8k3p27510,relu").unwrap_err();
+        assert!(
+            err.to_string().contains("layer 0 'conv8k3p27510'")
+                && err.to_string().contains("refusing to allocate"),
+            "{err}"
+        );
+        assert!(NetSpec::parse(&[1, 28, 28], "conv8k3p2,relu").is_ok());
+    }
 
     #[test]
     fn tokens_parse_and_print_back() {
