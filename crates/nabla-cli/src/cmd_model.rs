@@ -66,13 +66,13 @@ pub struct FiltersArgs {
 /// The flags of `nabla download`.
 #[derive(Args)]
 pub struct DownloadArgs {
-    /// Which dataset.
-    #[arg(long, default_value = "mnist")]
+    /// Which dataset: mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist", value_parser = ["mnist", "fashion-mnist"])]
     dataset: String,
     /// Where to put the files (default: ~/.cache/nabla/DATASET).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Base address of the mirror (default: the dataset's public mirror).
+    /// Base address of the mirror (default: the dataset's public mirror), or a local directory (a path or file://) holding the four files.
     #[arg(long)]
     mirror: Option<String>,
 }
@@ -339,7 +339,17 @@ pub fn run_download(a: DownloadArgs) -> Result<ExitCode> {
         kind.name(),
         dir.display()
     );
-    nabla_data::download(kind, &mirror, &dir, |line| println!("  {line}"))?;
+    nabla_data::download(kind, &mirror, &dir, |line| println!("  {line}")).map_err(|e| {
+        match &e {
+            nabla_data::DataError::Download { reason, .. } if !reason.contains("checksum") => {
+                anyhow::anyhow!(
+                    "{e} (offline? copy the four files ({}) into a directory and train with --data-dir DIR, or verify them with --mirror DIR)",
+                    kind.files().iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                )
+            }
+            _ => e.into(),
+        }
+    })?;
     println!(
         "done: train with `nabla train --data-dir {}{}`",
         dir.display(),

@@ -127,6 +127,31 @@ pub fn download_files(
     dir: &Path,
     mut log: impl FnMut(&str),
 ) -> Result<()> {
+    let created = !dir.exists();
+    let result = fetch_all(files, base_url, dir, &mut log);
+    // A failed first download leaves no empty directory behind.
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+/// Where a mirror is: a web address, or a local directory (a path or a
+/// `file://` address) holding the files, as a copy made by hand.
+fn local_mirror(base_url: &str) -> Option<&Path> {
+    match base_url.strip_prefix("file://") {
+        Some(path) => Some(Path::new(path)),
+        None if !base_url.contains("://") => Some(Path::new(base_url)),
+        None => None,
+    }
+}
+
+fn fetch_all(
+    files: &[MirrorFile],
+    base_url: &str,
+    dir: &Path,
+    log: &mut impl FnMut(&str),
+) -> Result<()> {
     let io = |source| DataError::Io {
         path: dir.to_path_buf(),
         source,
@@ -153,16 +178,42 @@ pub fn download_files(
             url: url.clone(),
             reason,
         };
-        let mut response = agent.get(&url).call().map_err(|e| fail(e.to_string()))?;
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DOWNLOAD)
-            .read_to_vec()
-            .map_err(|e| fail(e.to_string()))?;
+        let body = match local_mirror(base_url) {
+            Some(local) => {
+                let path = local.join(file.name);
+                let mut bytes = Vec::new();
+                std::fs::File::open(&path)
+                    .and_then(|f| f.take(MAX_DOWNLOAD + 1).read_to_end(&mut bytes))
+                    .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                if bytes.len() as u64 > MAX_DOWNLOAD {
+                    return Err(fail(format!("more than {MAX_DOWNLOAD} bytes")));
+                }
+                bytes
+            }
+            None => {
+                let mut response = agent.get(&url).call().map_err(|e| fail(e.to_string()))?;
+                response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_DOWNLOAD)
+                    .read_to_vec()
+                    .map_err(|e| fail(e.to_string()))?
+            }
+        };
         verify(&file.checksum, &body).map_err(fail)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        tmp.write_all(&body).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.nabla-tmp-", file.name))
+            .tempfile_in(dir)
+            .map_err(io)?;
+        tmp.as_file_mut().write_all(&body).map_err(io)?;
+        // Temporary files are created private (0600); data files are ordinary files.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(io)?;
+        }
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&target).map_err(|e| io(e.error))?;
         if let Ok(d) = std::fs::File::open(dir) {

@@ -327,3 +327,51 @@ fn download_verifies_and_writes_atomically() {
         "only a.gz, no temporary files: {leftovers:?}"
     );
 }
+
+/// A mirror may be a directory of files copied by hand (a path or a
+/// `file://` address); the files get ordinary permissions, and a first
+/// download that fails leaves no empty directory.
+#[test]
+fn a_local_mirror_works_offline_and_failures_leave_no_directory() {
+    use sha2::{Digest, Sha256};
+    let content = images(3);
+    let gz = gzip(&content);
+    let sha: String = Sha256::digest(&content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let files = [MirrorFile {
+        name: "a.gz",
+        checksum: Checksum::ContentSha256(leak(sha)),
+    }];
+    let copies = tempfile::tempdir().unwrap();
+    std::fs::write(copies.path().join("a.gz"), &gz).unwrap();
+    for (i, mirror) in [
+        copies.path().display().to_string(),
+        format!("file://{}", copies.path().display()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(format!("data{i}"));
+        download_files(&files, mirror, &target, |_| {}).unwrap();
+        assert_eq!(std::fs::read(target.join("a.gz")).unwrap(), gz);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(target.join("a.gz"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("new");
+    let empty = tempfile::tempdir().unwrap();
+    let err =
+        download_files(&files, &empty.path().display().to_string(), &target, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("a.gz"), "{err}");
+    assert!(!target.exists(), "no empty directory is left");
+}

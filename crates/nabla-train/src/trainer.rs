@@ -82,8 +82,15 @@ impl std::fmt::Display for RunInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} samples, batch {} → {} iterations/epoch",
-            self.samples, self.batch_size, self.iterations_per_epoch
+            "{} samples, batch {} → {} iteration{}/epoch",
+            self.samples,
+            self.batch_size,
+            self.iterations_per_epoch,
+            if self.iterations_per_epoch == 1 {
+                ""
+            } else {
+                "s"
+            }
         )
     }
 }

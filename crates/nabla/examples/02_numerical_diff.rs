@@ -31,7 +31,11 @@ pub fn partials() -> Result<Tensor<f64>, nabla::autograd::Error> {
 pub fn main() -> Result<(), nabla::autograd::Error> {
     for x in [5.0, 10.0] {
         let (slope, intercept) = tangent(x);
-        println!("f'({x}) ≈ {slope:.10}   tangent: y = {slope:.4}x + {intercept:.4}");
+        let sign = if intercept < 0.0 { '−' } else { '+' };
+        println!(
+            "f'({x}) ≈ {slope:.10}   tangent: y = {slope:.4}x {sign} {:.4}",
+            intercept.abs()
+        );
     }
     println!("∇(x0² + x1²) at (3, 4) ≈ {:?}", partials()?.data());
     Ok(())
