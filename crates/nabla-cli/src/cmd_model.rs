@@ -308,12 +308,18 @@ pub fn run_filters(a: FiltersArgs) -> Result<ExitCode> {
         );
     };
     let (w, h) = crate::plot::filter_grid(weight, a.zoom, &a.out)?;
-    println!(
-        "wrote {} ({w}×{h}): the {} filters of {name} {}",
-        a.out.display(),
-        weight.dims()[0],
-        weight.shape()
-    );
+    let (o, c) = (weight.dims()[0], weight.dims()[1]);
+    let max = crate::plot::MAX_GRID;
+    let shown = match c > 1 && (o > max || c > max) {
+        true => format!(
+            "the first {} of the {o} filters of {name} {}, one row each, over the first {} of their {c} input channels",
+            o.min(max),
+            weight.shape(),
+            c.min(max)
+        ),
+        false => format!("the {o} filters of {name} {}", weight.shape()),
+    };
+    println!("wrote {} ({w}×{h}): {shown}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

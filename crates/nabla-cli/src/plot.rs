@@ -250,13 +250,25 @@ fn draw_lines<DB: DrawingBackend>(
         .y_label_area_size(60)
         .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc(xlabel)
+    // Epochs and steps are whole numbers: no tick at epoch 1.5.
+    let whole = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .all(|(x, _)| x.fract() == 0.0);
+    let span = (xr.1 - xr.0).max(0.0) as usize;
+    let whole_only = |v: &f64| match v.fract() == 0.0 {
+        true => format!("{v:.0}"),
+        false => String::new(),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(xlabel)
         .y_desc(ylabel)
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+        .label_style(("sans-serif", 14));
+    if whole {
+        mesh.x_labels((span + 1).clamp(2, 10))
+            .x_label_formatter(&whole_only);
+    }
+    mesh.draw().map_err(err)?;
     for (i, (name, points)) in series
         .iter()
         .enumerate()
@@ -512,6 +524,10 @@ fn name(classes: &[String], i: usize) -> String {
 /// with large weights dark and small ones light (the book's `gray_r`), drawn
 /// `zoom` pixels per weight with a 2-pixel gap between tiles. Returns the
 /// image size.
+/// The most filters (rows) and input channels (columns) a grid of filters
+/// with several input channels shows.
+pub const MAX_GRID: usize = 16;
+
 pub fn filter_grid(
     weight: &nabla::tensor::Tensor<f32>,
     zoom: u32,
@@ -524,12 +540,14 @@ pub fn filter_grid(
         );
     };
     // Filters of one input channel (the first layer on grey images) wrap
-    // into rows of up to 8; several channels give one row per filter.
+    // into rows of up to 8; several channels give one row per filter, of at
+    // most MAX_GRID filters and MAX_GRID channels (50 × 20 tiles of 5×5
+    // read as noise; the caller says what was left out).
     let (cols, rows) = if c == 1 {
         let cols = o.clamp(1, 8);
         (cols, o.div_ceil(cols))
     } else {
-        (c, o)
+        (c.min(MAX_GRID), o.min(MAX_GRID))
     };
     let gap = 2u32;
     // Sizes in u128, so that no weight shape or --zoom can overflow them.
@@ -558,6 +576,9 @@ pub fn filter_grid(
         } else {
             (t % c, t / c)
         };
+        if col >= cols || row >= rows {
+            continue;
+        }
         let (x0, y0) = (gap + col as u32 * (tw + gap), gap + row as u32 * (th + gap));
         for (k, &v) in tile.iter().enumerate() {
             let shade = (255.0 * (1.0 - (v - lo) / span)).round().clamp(0.0, 255.0) as u8;
@@ -578,4 +599,28 @@ pub fn filter_grid(
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     atomic_write(path, &png)?;
     Ok((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_of_many_filters_shows_at_most_max_grid_of_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.png");
+        // Caffe's LeNet's second layer: 50 filters over 20 channels.
+        let w = nabla::tensor::Tensor::from_vec(
+            (0..50 * 20 * 25).map(|i| (i % 7) as f32).collect(),
+            &[50, 20, 5, 5],
+        )
+        .unwrap();
+        let (width, height) = filter_grid(&w, 4, &path).unwrap();
+        let side = |n: u32| n * (5 * 4 + 2) + 2;
+        assert_eq!((width, height), (side(16), side(16)));
+        // Fewer than the cap: all of them.
+        let w = nabla::tensor::Tensor::from_vec(vec![0.5; 3 * 2 * 9], &[3, 2, 3, 3]).unwrap();
+        let (width, height) = filter_grid(&w, 1, &path).unwrap();
+        assert_eq!((width, height), (2 * 5 + 2, 3 * 5 + 2));
+    }
 }
