@@ -157,3 +157,43 @@ fn errors_come_before_training_once_and_name_what_the_user_gave() {
         .collect();
     assert!(temps.is_empty(), "{temps:?}");
 }
+
+/// What a new user notices first: numbers as written by hand, the data
+/// sets in `download --help`.
+#[test]
+fn first_run_cosmetics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = nabla(
+        &["train", "--lr", "1e30", "--epochs", "1", "--hidden", "4"],
+        d,
+    );
+    assert!(
+        stdout(&o).contains("optimiser adam lr 1e30;"),
+        "{}",
+        stdout(&o)
+    );
+    let help = stdout(&nabla(&["download", "--help"], d));
+    assert!(
+        help.contains("mnist") && help.contains("fashion-mnist"),
+        "{help}"
+    );
+    let o = nabla(
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--batch-size",
+            "10000",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("batch 10000 → 1 iteration/epoch"),
+        "{}",
+        stdout(&o)
+    );
+}
