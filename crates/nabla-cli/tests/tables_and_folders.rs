@@ -521,8 +521,8 @@ fn resuming_honours_a_new_rate_and_refuses_another_optimiser_or_data() {
     );
 }
 
-/// `--preset best-cnn` is a recipe: its layers, its augmentation (with
-/// zoom) and its epochs, each replaced by the flags given.
+/// `--preset best-cnn` is a recipe: its layers, its augmentation and its
+/// epochs, each replaced by the flags given.
 #[test]
 fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -552,7 +552,7 @@ fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
         "{out}"
     );
     assert!(
-        out.contains("augmentation: each image, each epoch: shifts up to 2 px, rotations up to 5°, zooms up to 10%"),
+        out.contains("augmentation: each image, each epoch: shifts up to 2 px, rotations up to 5°, zooms up to 20%"),
         "{out}"
     );
     assert!(out.contains("wrote: model model.safetensors ("), "{out}");

@@ -205,11 +205,13 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
             loss.name()
         );
         if let Some(aug) = &trainer.config.augment {
+            let zoom = match aug.max_zoom > 0.0 {
+                true => format!(", zooms up to {}%", 100.0 * aug.max_zoom),
+                false => String::new(),
+            };
             println!(
-                "augmentation: each image, each epoch: shifts up to {} px, rotations up to {}°, zooms up to {}%",
-                aug.max_shift,
-                aug.max_rotation,
-                100.0 * aug.max_zoom
+                "augmentation: each image, each epoch: shifts up to {} px, rotations up to {}°{zoom}",
+                aug.max_shift, aug.max_rotation
             );
         }
     }

@@ -119,13 +119,13 @@ pub struct TrainArgs {
     /// Train on the images as they are, also for best-cnn.
     #[arg(long)]
     no_augment: bool,
-    /// Largest shift of the augmentation, in pixels along each axis (default 2; best-cnn 2).
+    /// Largest shift of the augmentation, in pixels along each axis (default 2).
     #[arg(long)]
     augment_shift: Option<f64>,
-    /// Largest rotation of the augmentation, in degrees either way (default 10; best-cnn 10).
+    /// Largest rotation of the augmentation, in degrees either way (default 10).
     #[arg(long)]
     augment_rotate: Option<f64>,
-    /// Largest zoom of the augmentation, as a fraction of the size, 0.1 for 90% to 110% (default 0; best-cnn 0.1).
+    /// Largest zoom of the augmentation, as a fraction of the size, 0.1 for 90% to 110% (default 0).
     #[arg(long)]
     augment_zoom: Option<f64>,
     /// Seed of initialisation, validation split, shuffling, dropout and augmentation.

@@ -86,11 +86,9 @@ pub(super) fn recipe(a: &TrainArgs) -> Recipe {
     match (&a.layers, a.preset) {
         (None, PresetArg::BestCnn) => Recipe {
             epochs: Some(BEST_CNN_EPOCHS),
-            augment: Some(Augment {
-                max_shift: 2.0,
-                max_rotation: 10.0,
-                max_zoom: 0.1,
-            }),
+            // Shifts of 2 px and turns of 10°, without zoom: a run with
+            // zooms of 10% scored 99.53% on validation against 99.60%.
+            augment: Some(Augment::default()),
         },
         _ => Recipe::default(),
     }
