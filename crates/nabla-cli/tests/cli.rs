@@ -306,7 +306,7 @@ fn user_errors_are_one_line_and_nothing_is_half_written() {
     );
     fails_with(
         &nabla(&["download", "--dataset", "cifar"], d),
-        "unknown dataset 'cifar'",
+        "invalid value 'cifar' for '--dataset <DATASET>'; [possible values: mnist, fashion-mnist]",
     );
     // A failed run leaves no model file behind.
     assert!(!d.join("model.safetensors").exists());
@@ -482,7 +482,7 @@ fn bad_layer_specs_are_one_line_errors_naming_the_layer() {
     );
     fails_with(
         &train("conv8k3p4294967295,flatten,linear10"),
-        "flattened size is too large",
+        "layer 0 'conv8k3p4294967295': its output [8, 8589934616, 8589934616] has more than 67108864 values per sample",
     );
     fails_with(&train("flatten,linear7"), "end with linear10");
     fails_with(&train("flatten,dropout1.5,linear10"), "probability");
