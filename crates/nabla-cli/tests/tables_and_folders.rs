@@ -542,6 +542,8 @@ fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
             "1",
             "--augment-rotate",
             "5",
+            "--augment-zoom",
+            "0.2",
         ],
         d,
     );
