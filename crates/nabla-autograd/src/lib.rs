@@ -49,4 +49,4 @@ pub use op::{InputGrads, Op, INLINE_INPUTS};
 pub use ops::loss::{Reduction, Target};
 pub use param::{Param, ParamId};
 pub use smallvec::smallvec;
-pub use tape::{NodeView, Tape, Var};
+pub use tape::{BatchPart, NodeView, Tape, Var};

@@ -5,7 +5,7 @@ use crate::{Error, Gradients, Op, OuterProduct, Param, ParamId, Result};
 use nabla_tensor::{Float, Rng, Shape, Tensor};
 use smallvec::SmallVec;
 use std::any::Any;
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
@@ -34,6 +34,21 @@ pub struct NodeView<'a, T: Float> {
     pub value: &'a Tensor<T>,
     /// The ids of the nodes it was computed from.
     pub inputs: &'a [usize],
+}
+
+/// Which part of a training batch a pass computes, when a batch is cut into
+/// parts whose passes run apart (on their own tapes, perhaps on other
+/// threads). Layers that keep statistics of the batch (batch norm) use it
+/// to combine the parts in order, whatever order they ran in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPart {
+    /// Identifies the batch: the same for all its parts, different for the
+    /// next batch.
+    pub batch: u64,
+    /// This part's position, `0..count`.
+    pub index: usize,
+    /// How many parts the batch was cut into.
+    pub count: usize,
 }
 
 struct Inner<T: Float> {
@@ -68,6 +83,8 @@ pub struct Tape<T: Float = f32> {
     /// Randomness of the pass (dropout masks): owned by the tape so that
     /// passes running side by side draw from their own, seeded streams.
     rng: RefCell<Rng>,
+    /// The part of a batch this pass computes, if the batch was cut.
+    part: Cell<Option<BatchPart>>,
 }
 
 /// A handle to one node of a [`Tape`]: cheap to copy, valid while the tape lives.
@@ -109,7 +126,19 @@ impl<T: Float> Tape<T> {
             scratch: RefCell::new(Vec::new()),
             outer_scratch: RefCell::new(Vec::new()),
             rng: RefCell::new(Rng::seed(id)),
+            part: Cell::new(None),
         }
+    }
+
+    /// Says which part of a cut batch the next pass computes (`None`: the
+    /// whole batch). Cleared by [`Tape::reset`].
+    pub fn set_batch_part(&self, part: Option<BatchPart>) {
+        self.part.set(part);
+    }
+
+    /// The part of a batch this pass computes, if the batch was cut.
+    pub fn batch_part(&self) -> Option<BatchPart> {
+        self.part.get()
     }
 
     /// Restarts the tape's random stream from `seed`. A training loop seeds
@@ -145,6 +174,7 @@ impl<T: Float> Tape<T> {
             }
         }
         inner.grad_enabled = true;
+        self.part.set(None);
     }
 
     /// A leaf that requires grad (an input you want `∂L/∂x` for).

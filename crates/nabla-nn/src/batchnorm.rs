@@ -2,8 +2,9 @@
 
 use crate::{join_name, Module};
 use nabla_autograd::ops::norm::channel_moments;
-use nabla_autograd::{Error, Param, Result, Var};
+use nabla_autograd::{BatchPart, Error, Param, Result, Var};
 use nabla_tensor::{Float, Tensor};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// Running statistics: what evaluation normalises with.
@@ -13,6 +14,80 @@ struct Running<T: Float> {
     var: Tensor<T>,
     /// Training batches seen (PyTorch's `num_batches_tracked`), as a rank-0 tensor.
     batches: Tensor<T>,
+    /// The moments of the parts of a cut batch that have run so far, by
+    /// part, until every part has brought its own.
+    parts: Parts<T>,
+}
+
+/// One pass's statistics: per-channel mean and biased variance over `count` values.
+#[derive(Debug, Clone)]
+struct Moments<T: Float> {
+    mean: Tensor<T>,
+    var: Tensor<T>,
+    count: usize,
+}
+
+/// The moments of the parts of one batch, waiting to be combined.
+#[derive(Debug, Clone, Default)]
+struct Parts<T: Float> {
+    batch: u64,
+    /// One queue per part; a layer called twice in a pass queues twice.
+    waiting: Vec<VecDeque<Moments<T>>>,
+}
+
+impl<T: Float> Parts<T> {
+    /// Queues `m` for `part`; once every part of the batch has queued, the
+    /// moments of all the rows together, combined in part order (so the
+    /// same whatever order the parts ran in).
+    fn add(&mut self, part: BatchPart, m: Moments<T>) -> Result<Option<Moments<T>>> {
+        if self.batch != part.batch || self.waiting.len() != part.count {
+            // A new batch; parts of an earlier one that failed are dropped.
+            self.batch = part.batch;
+            self.waiting = vec![VecDeque::new(); part.count];
+        }
+        self.waiting[part.index].push_back(m);
+        if self.waiting.iter().any(VecDeque::is_empty) {
+            return Ok(None);
+        }
+        let parts: Vec<Moments<T>> = self
+            .waiting
+            .iter_mut()
+            .filter_map(VecDeque::pop_front)
+            .collect();
+        combine(&parts).map(Some)
+    }
+}
+
+/// The mean and biased variance of the union of `parts` (each `Σ (x − μ)²`
+/// is `n·(σ² + (μ_part − μ)²)` for its part), in f64.
+fn combine<T: Float>(parts: &[Moments<T>]) -> Result<Moments<T>> {
+    let count: usize = parts.iter().map(|p| p.count).sum();
+    let n = count as f64;
+    let channels = parts[0].mean.len();
+    let mut mean = vec![0.0f64; channels];
+    for p in parts {
+        let w = p.count as f64 / n;
+        for (m, v) in mean.iter_mut().zip(p.mean.data()) {
+            *m += w * v.to_f64();
+        }
+    }
+    let mut var = vec![0.0f64; channels];
+    for p in parts {
+        let w = p.count as f64 / n;
+        for ((s, (pm, pv)), m) in var
+            .iter_mut()
+            .zip(p.mean.data().iter().zip(p.var.data()))
+            .zip(&mean)
+        {
+            let d = pm.to_f64() - m;
+            *s += w * (pv.to_f64() + d * d);
+        }
+    }
+    Ok(Moments {
+        mean: Tensor::from_iter_exact(&[channels], mean.into_iter().map(T::from_f64))?,
+        var: Tensor::from_iter_exact(&[channels], var.into_iter().map(T::from_f64))?,
+        count,
+    })
 }
 
 /// Batch normalisation over channel axis 1, as `torch.nn.BatchNorm1d` (for
@@ -22,6 +97,13 @@ struct Running<T: Float> {
 ///   and update the running statistics:
 ///   `running = (1 − momentum) · running + momentum · batch`, the variance
 ///   entering unbiased (`· m/(m − 1)`), exactly as PyTorch does.
+/// - Training on a batch cut into parts (the tape's [`BatchPart`]): each
+///   part normalises with its own rows' statistics ("ghost batch
+///   normalisation", Hoffer et al. 2017, and what PyTorch's
+///   `DistributedDataParallel` does without `SyncBatchNorm`). The running
+///   statistics are updated once per batch, when its last part has run,
+///   from all the parts' rows together, combined in part order: the same
+///   update as for the whole batch, whatever order the parts ran in.
 /// - Evaluation: normalise with the running statistics.
 ///
 /// Parameters `weight` (γ, ones) and `bias` (β, zeros); buffers
@@ -66,6 +148,7 @@ impl<T: Float> BatchNorm<T> {
                 mean: Tensor::zeros(&[channels]),
                 var: Tensor::ones(&[channels]),
                 batches: Tensor::scalar(T::ZERO),
+                parts: Parts::default(),
             }),
             eps: Self::EPS,
             momentum: Self::MOMENTUM,
@@ -88,6 +171,21 @@ impl<T: Float> BatchNorm<T> {
         // A panic elsewhere cannot leave the statistics half-updated (each
         // update assigns whole tensors), so a poisoned lock is still usable.
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `running = (1 − momentum) · running + momentum · batch`.
+    fn update_running(&self, r: &mut Running<T>, batch: &Moments<T>) -> Result<()> {
+        let m = T::from_f64(self.momentum);
+        let keep = T::ONE - m;
+        let unbias = T::from_f64(batch.count as f64 / (batch.count as f64 - 1.0));
+        r.mean = r
+            .mean
+            .zip_with(&batch.mean, "BatchNorm", |old, new| keep * old + m * new)?;
+        r.var = r.var.zip_with(&batch.var, "BatchNorm", |old, new| {
+            keep * old + m * new * unbias
+        })?;
+        r.batches = r.batches.map(|b| b + T::ONE);
+        Ok(())
     }
 
     fn inv_std(&self, var: &Tensor<T>) -> Tensor<T> {
@@ -120,18 +218,20 @@ impl<T: Float> Module<T> for BatchNorm<T> {
                 ),
             ));
         }
+        let moments = Moments {
+            mean: mean.clone(),
+            var: var.clone(),
+            count,
+        };
         {
             let mut r = self.running();
-            let m = T::from_f64(self.momentum);
-            let keep = T::ONE - m;
-            let unbias = T::from_f64(count as f64 / (count as f64 - 1.0));
-            r.mean = r
-                .mean
-                .zip_with(&mean, "BatchNorm", |old, new| keep * old + m * new)?;
-            r.var = r
-                .var
-                .zip_with(&var, "BatchNorm", |old, new| keep * old + m * new * unbias)?;
-            r.batches = r.batches.map(|b| b + T::ONE);
+            let whole = match tape.batch_part() {
+                Some(part) if part.count > 1 => r.parts.add(part, moments)?,
+                _ => Some(moments),
+            };
+            if let Some(batch) = whole {
+                self.update_running(&mut r, &batch)?;
+            }
         }
         let inv_std = self.inv_std(&var);
         x.batch_norm(gamma, beta, mean, inv_std, true)

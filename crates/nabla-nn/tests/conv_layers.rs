@@ -84,6 +84,69 @@ fn batch_norm_in_training_and_in_evaluation() {
     }
 }
 
+/// A batch cut into parts: each part is normalised with its own rows'
+/// statistics, and the running statistics are updated once, when the last
+/// part has run, from all the rows together, whatever order the parts ran in.
+#[test]
+fn batch_norm_on_a_batch_cut_into_parts() {
+    use nabla_autograd::BatchPart;
+    let mut rng = Rng::seed(5);
+    let x = rng.normal(&[10, 3, 2, 2], 1.0, 2.0);
+    let rows = |r: std::ops::Range<usize>| {
+        let per = 3 * 2 * 2;
+        Tensor::from_f64s(
+            &x.data()[r.start * per..r.end * per].to_vec(),
+            &[r.len(), 3, 2, 2],
+        )
+        .unwrap()
+    };
+    let parts = [0..4, 4..10];
+    let whole = BatchNorm::<f64>::new(3);
+    let tape = Tape::new();
+    whole.forward(tape.constant(x.clone())).unwrap();
+    for order in [[0, 1], [1, 0]] {
+        let bn = BatchNorm::<f64>::new(3);
+        for (k, &i) in order.iter().enumerate() {
+            let tape = Tape::new();
+            tape.set_batch_part(Some(BatchPart {
+                batch: 7,
+                index: i,
+                count: 2,
+            }));
+            let y = bn.forward(tape.constant(rows(parts[i].clone()))).unwrap();
+            // The part alone, normalised with its own statistics.
+            let alone = BatchNorm::<f64>::new(3);
+            let tape = Tape::new();
+            let expected = alone
+                .forward(tape.constant(rows(parts[i].clone())))
+                .unwrap();
+            assert!(y.value().allclose(&expected.value(), 1e-12, 1e-12));
+            let batches = bn.named_buffers()[2].1.item().unwrap();
+            assert_eq!(batches, k as f64, "updated only once every part has run");
+        }
+        let ((m, v), (wm, wv)) = (bn.running_stats(), whole.running_stats());
+        assert!(m.allclose(&wm, 1e-12, 1e-12), "{m:?} against {wm:?}");
+        assert!(v.allclose(&wv, 1e-12, 1e-12), "{v:?} against {wv:?}");
+    }
+    // A part of a new batch drops what an unfinished earlier batch left.
+    let bn = BatchNorm::<f64>::new(3);
+    for (batch, index) in [(1, 0), (2, 0), (2, 1)] {
+        let tape = Tape::new();
+        tape.set_batch_part(Some(BatchPart {
+            batch,
+            index,
+            count: 2,
+        }));
+        bn.forward(tape.constant(rows(parts[index].clone())))
+            .unwrap();
+    }
+    assert!(bn
+        .running_stats()
+        .0
+        .allclose(&whole.running_stats().0, 1e-12, 1e-12));
+    assert_eq!(bn.named_buffers()[2].1.item().unwrap(), 1.0);
+}
+
 #[test]
 fn batch_norm_tracks_running_statistics_as_pytorch_does() {
     // torch.nn.BatchNorm1d(2) after one training batch [[1, 2], [3, 6]]:

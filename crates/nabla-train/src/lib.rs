@@ -34,5 +34,7 @@ pub use probe::{
 };
 pub use search::{halving_plan, ChoiceValue, Range, Rung, SearchSpace};
 pub use state::{Best, RunState};
-pub use step::{rows_of, shard_ranges, train_step, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS};
+pub use step::{
+    rows_of, shard_ranges, train_step, BatchStats, StepOutcome, Stepper, MAX_SHARDS, SHARD_ROWS,
+};
 pub use trainer::{Observer, RunInfo, Silent, TrainConfig, Trainer};

@@ -12,7 +12,11 @@
 //! A network whose samples see each other in training (batch norm uses the
 //! statistics of the whole batch) runs each batch as one shard, so that its
 //! statistics are those of the batch, as in PyTorch; its layers still split
-//! their work over the threads.
+//! their work over the threads. With [`BatchStats::Shard`] such a network is
+//! cut into shards like any other, each shard normalising with its own rows'
+//! statistics; every tape is told which part of the batch it computes
+//! ([`nabla_autograd::BatchPart`]), so that batch norm can update its running
+//! statistics from the parts in order, whatever order they ran in.
 //!
 //! Each shard's tape draws its random numbers (dropout masks) from a stream
 //! seeded by the run's seed, the step and the shard, so those too are the
@@ -24,7 +28,7 @@
 
 use crate::loss::{BatchTargets, Loss, Targets};
 use crate::{Result, TrainError};
-use nabla_autograd::{Gradients, Tape, Target};
+use nabla_autograd::{BatchPart, Gradients, Tape, Target};
 use nabla_data::{class_labels, gather_inputs, gather_targets, Augment, Batches, Dataset, Task};
 use nabla_nn::Module;
 use nabla_optim::Optimizer;
@@ -42,6 +46,22 @@ pub const SHARD_ROWS: usize = 64;
 /// products: at batch 1000 on two threads, 8 shards of 125 rows made a step
 /// 7% faster than 16 shards of 62 or 63.
 pub const MAX_SHARDS: usize = 8;
+
+/// The rows batch normalisation takes its training statistics over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchStats {
+    /// The whole batch, as PyTorch does in one process: a network with
+    /// batch norm runs each batch as one shard.
+    #[default]
+    Batch,
+    /// Each shard's own rows ("ghost batch normalisation", Hoffer et al.
+    /// 2017; PyTorch's `DistributedDataParallel` without `SyncBatchNorm`
+    /// does the same with one shard per process): the shards run in
+    /// parallel. The running statistics are still updated once per batch
+    /// from all its rows. The shards depend only on the batch size (50 rows
+    /// each at batch 100), so results are the same on any number of threads.
+    Shard,
+}
 
 /// What one step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +94,7 @@ pub struct Stepper {
     steps: u64,
     /// Steps of linear learning-rate warm-up (0: none).
     warmup: u64,
+    batch_stats: BatchStats,
 }
 
 /// The state one shard keeps from step to step.
@@ -110,6 +131,11 @@ impl Stepper {
         self.warmup = steps;
     }
 
+    /// Sets which rows batch normalisation takes its statistics over.
+    pub fn set_batch_stats(&mut self, stats: BatchStats) {
+        self.batch_stats = stats;
+    }
+
     /// Forward, `loss` (mean over the batch), backward and one optimiser
     /// update of a batch of `rows` rows, split into shards run in parallel.
     /// Each shard gets its rows from `fetch(range)`: the inputs and their
@@ -125,7 +151,7 @@ impl Stepper {
         rows: usize,
         fetch: impl Fn(Range<usize>) -> Result<(Tensor<f32>, BatchTargets)> + Sync,
     ) -> Result<StepOutcome> {
-        let count = if model.couples_batch() {
+        let count = if model.couples_batch() && self.batch_stats == BatchStats::Batch {
             1
         } else {
             shard_count(rows)
@@ -141,7 +167,12 @@ impl Stepper {
             // Each shard's mean weighs by its share of the batch, so the
             // shards add up to the batch mean.
             let share = range.len() as f64 / rows.max(1) as f64;
-            shard.outcome = Some(shard.run(net, loss, fetch(range), share, mix(stream, s as u64)));
+            let part = BatchPart {
+                batch: stream,
+                index: s,
+                count,
+            };
+            shard.outcome = Some(shard.run(net, loss, fetch(range), share, part));
         };
         let shards = &mut self.shards[..count];
         // One shard's weight gradients at batch 1 are outer products, which
@@ -257,11 +288,12 @@ impl Shard {
         loss: &dyn Loss,
         input: Result<(Tensor<f32>, BatchTargets)>,
         share: f64,
-        seed: u64,
+        part: BatchPart,
     ) -> Result<StepOutcome> {
         self.grads.clear();
         self.tape.reset();
-        self.tape.seed_rng(seed);
+        self.tape.seed_rng(mix(part.batch, part.index as u64));
+        self.tape.set_batch_part(Some(part));
         let outcome = self.forward_backward(net, loss, input, share);
         // Release the values the tape holds (the parameters among them), so
         // that the optimiser updates the weights in place instead of copying.

@@ -5,7 +5,7 @@ use crate::loss::Loss;
 use crate::metrics::{evaluate, EpochMetrics, Evaluation, Score};
 use crate::probe::{ProbeConfig, ProbeReport, Prober};
 use crate::state::{Best, RunState};
-use crate::step::{mix, Stepper};
+use crate::step::{mix, BatchStats, Stepper};
 use crate::{Result, TrainError};
 use nabla_data::{batches_per_epoch, Augment, Batches, Dataset};
 use nabla_nn::{file::load_params, state_dict, Module, Sequential};
@@ -43,6 +43,9 @@ pub struct TrainConfig {
     /// Steps of linear learning-rate warm-up at the start of the run (0:
     /// none), within whatever the schedule gives each epoch.
     pub warmup_steps: usize,
+    /// The rows batch normalisation takes its training statistics over: the
+    /// whole batch, or each shard's (which lets its shards run in parallel).
+    pub batch_stats: BatchStats,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +62,7 @@ impl Default for TrainConfig {
             augment: None,
             probes: None,
             warmup_steps: 0,
+            batch_stats: BatchStats::Batch,
         }
     }
 }
@@ -334,6 +338,7 @@ impl<M: Module<f32>> Trainer<M> {
         self.stepper
             .set_position(c.seed, (self.run.epochs_done * iterations) as u64);
         self.stepper.set_warmup(c.warmup_steps as u64);
+        self.stepper.set_batch_stats(c.batch_stats);
         let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
             data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))

@@ -5,8 +5,8 @@ use nabla_nn::{preset, Init, MlpConfig, Module, NetSpec};
 use nabla_optim::{Method, OptimizerConfig};
 use nabla_tensor::Rng;
 use nabla_train::{
-    evaluate, load_checkpoint, Observer, RunInfo, Silent, StandardLoss, TrainConfig, TrainError,
-    Trainer,
+    evaluate, load_checkpoint, BatchStats, Observer, RunInfo, Silent, StandardLoss, TrainConfig,
+    TrainError, Trainer,
 };
 
 fn data(n: usize) -> (ImageDataset, ImageDataset) {
@@ -291,10 +291,28 @@ fn lenet_trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
     Trainer::new(model, opt.init(), StandardLoss::CrossEntropy, config)
 }
 
+/// A batch-norm network whose shards normalise with their own rows'
+/// statistics, so that they run in parallel like any other network's.
+fn ghost_batch_norm_trainer(opt: OptimizerConfig, config: TrainConfig) -> Trainer {
+    let net = NetSpec::parse(
+        &[1, 28, 28],
+        "conv4k3nobias,batchnorm,relu,maxpool2,flatten,linear16nobias,batchnorm,relu,linear10",
+    )
+    .unwrap();
+    let model = net
+        .build::<f32>(Init::He, &mut Rng::seed(config.seed))
+        .unwrap();
+    let config = TrainConfig {
+        batch_stats: BatchStats::Shard,
+        ..config
+    };
+    Trainer::new(model, opt.init(), StandardLoss::CrossEntropy, config)
+}
+
 #[test]
 fn one_and_two_threads_give_bit_identical_weights() {
     let (train, _) = data(1000);
-    for make in [trainer, lenet_trainer] {
+    for make in [trainer, lenet_trainer, ghost_batch_norm_trainer] {
         bit_identical_on_one_and_two_threads(&train, make);
     }
 }
@@ -320,18 +338,42 @@ fn bit_identical_on_one_and_two_threads(
                 },
             );
             t.fit(train, None, None, &mut Silent).unwrap();
-            t.model
-                .named_params()
-                .into_iter()
+            let weights = t.model.named_params().into_iter();
+            weights
                 .map(|(_, p)| p.value().clone())
+                .chain(t.model.named_buffers().into_iter().map(|(_, b)| b))
                 .collect::<Vec<_>>()
         })
     };
     let (one, two) = (run(1), run(2));
     assert!(
         one.iter().zip(&two).all(|(a, b)| a == b),
-        "weights differ between 1 and 2 threads"
+        "weights or buffers differ between 1 and 2 threads"
     );
+}
+
+/// Per-shard statistics change a batch-norm network's training only where
+/// the batch is cut: batch 100 (two shards) trains otherwise than with the
+/// whole batch's statistics, batch 64 (one shard) bit-identically.
+#[test]
+fn shard_statistics_apply_where_the_batch_is_cut() {
+    let (train, _) = data(200);
+    let run = |stats: BatchStats, batch_size: usize| {
+        let mut t = ghost_batch_norm_trainer(
+            OptimizerConfig::new(Method::adam(), 0.01),
+            TrainConfig {
+                epochs: 1,
+                batch_size,
+                seed: 3,
+                ..Default::default()
+            },
+        );
+        t.config.batch_stats = stats;
+        t.fit(&train, None, None, &mut Silent).unwrap();
+        t.model.named_params()[0].1.value().clone()
+    };
+    assert_ne!(run(BatchStats::Batch, 100), run(BatchStats::Shard, 100));
+    assert_eq!(run(BatchStats::Batch, 64), run(BatchStats::Shard, 64));
 }
 
 #[test]

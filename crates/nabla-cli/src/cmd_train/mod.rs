@@ -104,6 +104,9 @@ pub struct TrainArgs {
     /// Drop the last partial batch of each epoch.
     #[arg(long)]
     drop_last: bool,
+    /// The rows batch norm takes its training statistics over: the whole batch (as PyTorch in one process), or each shard of up to 64 rows, which lets the shards run in parallel (ghost batch norm; the running statistics stay the batch's).
+    #[arg(long, value_enum, default_value_t = BatchStatsArg::Batch)]
+    batch_stats: BatchStatsArg,
     /// Epochs (in total, when resuming; default 15, for a CSV 200).
     #[arg(long)]
     epochs: Option<usize>,
@@ -230,7 +233,13 @@ enum OptimizerArg {
     Adamw,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BatchStatsArg {
+    Batch,
+    Shard,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ScheduleArg {
     Constant,
     Step,
