@@ -95,7 +95,7 @@ fn batch_norm_on_a_batch_cut_into_parts() {
     let rows = |r: std::ops::Range<usize>| {
         let per = 3 * 2 * 2;
         Tensor::from_f64s(
-            &x.data()[r.start * per..r.end * per].to_vec(),
+            &x.data()[r.start * per..r.end * per],
             &[r.len(), 3, 2, 2],
         )
         .unwrap()
