@@ -94,11 +94,7 @@ fn batch_norm_on_a_batch_cut_into_parts() {
     let x = rng.normal(&[10, 3, 2, 2], 1.0, 2.0);
     let rows = |r: std::ops::Range<usize>| {
         let per = 3 * 2 * 2;
-        Tensor::from_f64s(
-            &x.data()[r.start * per..r.end * per],
-            &[r.len(), 3, 2, 2],
-        )
-        .unwrap()
+        Tensor::from_f64s(&x.data()[r.start * per..r.end * per], &[r.len(), 3, 2, 2]).unwrap()
     };
     let parts = [0..4, 4..10];
     let whole = BatchNorm::<f64>::new(3);
