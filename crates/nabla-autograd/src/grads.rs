@@ -153,6 +153,14 @@ impl<T: Float> Gradients<T> {
         self.nodes.get(var.id()).and_then(Option::as_ref)
     }
 
+    /// `∂L/∂node` for node `id` of the tape `tape_id`, if computed.
+    pub(crate) fn node(&self, tape_id: u64, id: usize) -> Option<&Tensor<T>> {
+        if tape_id != self.tape_id {
+            return None;
+        }
+        self.nodes.get(id).and_then(Option::as_ref)
+    }
+
     /// The gradient of a parameter, if the loss depended on it and it is
     /// formed (always, unless the store keeps outer products).
     pub fn param(&self, param: &Param<T>) -> Option<&Tensor<T>> {

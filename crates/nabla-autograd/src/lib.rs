@@ -29,6 +29,7 @@
 mod error;
 mod gradcheck;
 mod grads;
+pub mod inspect;
 mod numeric;
 mod op;
 pub mod ops;
@@ -41,6 +42,7 @@ pub use gradcheck::{
     compare_gradients, gradcheck, GradcheckOptions, GradcheckReport, TensorReport,
 };
 pub use grads::{Gradients, OuterProduct, ParamGrad};
+pub use inspect::{NodeKind, Summary, Trace, TraceNode};
 pub use numeric::{
     gradient_descent, numerical_diff, numerical_gradient, numerical_gradient_with, Descent,
     DEFAULT_H,

@@ -16,6 +16,10 @@ struct Node<T: Float> {
     inputs: SmallVec<[usize; INLINE_INPUTS]>,
     op: Option<Box<dyn Op<T>>>,
     param: Option<ParamId>,
+    /// A name given with [`Var::named`].
+    label: Option<Box<str>>,
+    /// 1 + the index of the scope it was recorded in; 0 for none.
+    scope: u32,
 }
 
 /// One recorded node, as [`Tape::visit_nodes`] shows it.
@@ -28,12 +32,18 @@ pub struct NodeView<'a, T: Float> {
     pub op: Option<&'static str>,
     /// Whether the node is a parameter.
     pub is_param: bool,
+    /// The parameter it holds, for a parameter node.
+    pub param: Option<ParamId>,
     /// Whether gradients flow to it.
     pub requires_grad: bool,
     /// Its value.
     pub value: &'a Tensor<T>,
     /// The ids of the nodes it was computed from.
     pub inputs: &'a [usize],
+    /// The name given with [`Var::named`], if any.
+    pub name: Option<&'a str>,
+    /// The scope (a layer) it was recorded in, if the tape records scopes.
+    pub scope: Option<&'a str>,
 }
 
 /// Which part of a training batch a pass computes, when a batch is cut into
@@ -57,6 +67,12 @@ struct Inner<T: Float> {
     /// The ops of the pass before the last [`Tape::reset`], by position:
     /// an op recorded at the same position with the same type reuses the box.
     spare_ops: Vec<Option<Box<dyn Op<T>>>>,
+    /// Whether [`Tape::scope`] records scope names (off: it only runs its body).
+    record_scopes: bool,
+    /// Names of the scopes entered in this pass, each the full path.
+    scopes: Vec<Box<str>>,
+    /// 1 + the index of the scope being recorded; 0 outside any.
+    current_scope: u32,
 }
 
 /// The record of one computation (usually one forward pass).
@@ -122,6 +138,9 @@ impl<T: Float> Tape<T> {
                 nodes: Vec::new(),
                 grad_enabled: true,
                 spare_ops: Vec::new(),
+                record_scopes: false,
+                scopes: Vec::new(),
+                current_scope: 0,
             }),
             scratch: RefCell::new(Vec::new()),
             outer_scratch: RefCell::new(Vec::new()),
@@ -174,6 +193,8 @@ impl<T: Float> Tape<T> {
             }
         }
         inner.grad_enabled = true;
+        inner.scopes.clear();
+        inner.current_scope = 0;
         self.part.set(None);
     }
 
@@ -185,6 +206,8 @@ impl<T: Float> Tape<T> {
             inputs: SmallVec::new(),
             op: None,
             param: None,
+            label: None,
+            scope: 0,
         })
     }
 
@@ -196,6 +219,8 @@ impl<T: Float> Tape<T> {
             inputs: SmallVec::new(),
             op: None,
             param: None,
+            label: None,
+            scope: 0,
         })
     }
 
@@ -209,6 +234,8 @@ impl<T: Float> Tape<T> {
             inputs: SmallVec::new(),
             op: None,
             param: Some(param.id()),
+            label: None,
+            scope: 0,
         })
     }
 
@@ -253,9 +280,15 @@ impl<T: Float> Tape<T> {
                 id,
                 op: node.op.as_ref().map(|o| o.name()),
                 is_param: node.param.is_some(),
+                param: node.param,
                 requires_grad: node.requires_grad,
                 value: &node.value,
                 inputs: &node.inputs,
+                name: node.label.as_deref(),
+                scope: match node.scope {
+                    0 => None,
+                    k => Some(&*inner.scopes[k as usize - 1]),
+                },
             });
         }
     }
@@ -298,6 +331,8 @@ impl<T: Float> Tape<T> {
                 inputs: SmallVec::new(),
                 op: None,
                 param: None,
+                label: None,
+                scope: 0,
             }));
         }
         let boxed = match spare {
@@ -315,7 +350,44 @@ impl<T: Float> Tape<T> {
             inputs: inputs.iter().map(|v| v.id).collect(),
             op: Some(boxed),
             param: None,
+            label: None,
+            scope: 0,
         }))
+    }
+
+    /// Turns the recording of scope names on or off (off on a new tape). On,
+    /// every node remembers the [`Tape::scope`] it was recorded in, so that an
+    /// inspector or an error can name the layer; off, scopes cost nothing.
+    pub fn set_record_scopes(&self, record: bool) {
+        self.inner.borrow_mut().record_scopes = record;
+    }
+
+    /// Whether scope names are recorded.
+    pub fn records_scopes(&self) -> bool {
+        self.inner.borrow().record_scopes
+    }
+
+    /// Runs `f` inside a scope named `name()` (a layer, for example), nested
+    /// in the current one. The name is built only when scopes are recorded.
+    pub fn scope<R>(&self, name: impl FnOnce() -> String, f: impl FnOnce() -> R) -> R {
+        if !self.records_scopes() {
+            return f();
+        }
+        let name = name();
+        let outer = {
+            let mut inner = self.inner.borrow_mut();
+            let outer = inner.current_scope;
+            let path = match outer {
+                0 => name,
+                k => format!("{} / {name}", inner.scopes[k as usize - 1]),
+            };
+            inner.scopes.push(path.into());
+            inner.current_scope = inner.scopes.len() as u32;
+            outer
+        };
+        let out = f();
+        self.inner.borrow_mut().current_scope = outer;
+        out
     }
 
     /// The op recorded at `position` before the last reset, when it is an `O`.
@@ -432,8 +504,9 @@ impl<T: Float> Tape<T> {
         grads.absorb(self.id, &mut local, &mut outer, |id| inner.nodes[id].param)
     }
 
-    fn push(&self, node: Node<T>) -> Var<'_, T> {
+    fn push(&self, mut node: Node<T>) -> Var<'_, T> {
         let mut inner = self.inner.borrow_mut();
+        node.scope = inner.current_scope;
         inner.nodes.push(node);
         Var {
             id: inner.nodes.len() - 1,
@@ -490,6 +563,12 @@ impl<'t, T: Float> Var<'t, T> {
     /// If the value has more than one element.
     pub fn item(&self) -> Result<T> {
         Ok(self.value().item()?)
+    }
+
+    /// Gives the node a name, which inspectors show (`apple`, `tax`).
+    pub fn named(self, name: &str) -> Self {
+        self.tape.inner.borrow_mut().nodes[self.id].label = Some(name.into());
+        self
     }
 
     /// Whether backward will compute a gradient for this node.

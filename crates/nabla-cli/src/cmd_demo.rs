@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 #[allow(dead_code)]
 #[path = "../../nabla/examples/01_computational_graph.rs"]
-mod ex01;
+pub(crate) mod ex01;
 #[allow(dead_code)]
 #[path = "../../nabla/examples/02_numerical_diff.rs"]
 mod ex02;

@@ -13,7 +13,7 @@ use nabla_data::{
     Table, TaskKind,
 };
 use nabla_train::{eval_batch_size, evaluate, probabilities, Evaluation};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The flags of `nabla eval`.
@@ -252,6 +252,36 @@ fn print_evaluation(e: &Evaluation, spec: &ModelSpec) {
     }
 }
 
+/// A model's input from the image at `path`, preprocessed as the model's
+/// file says (`model` names the model in errors).
+pub(crate) fn image_input(spec: &ModelSpec, path: &Path, model: &str) -> Result<Tensor<f32>> {
+    let data = &spec.data;
+    Ok(match (&data.images, &data.preprocessing) {
+        (Some(input), _) => {
+            let pixels = load_image(
+                path,
+                input.color(),
+                (input.height, input.width),
+                input.resize,
+            )?;
+            Tensor::from_vec(pixels, &[1, input.channels, input.height, input.width])?
+        }
+        (None, Some(p)) => {
+            if p.height * p.width != 28 * 28 {
+                bail!(
+                    "{}: the model expects {}x{} inputs; digits are read as 28x28 images",
+                    model,
+                    p.height,
+                    p.width
+                );
+            }
+            let pixels = preprocess_digit_file(path)?;
+            Tensor::from_vec(pixels.to_vec(), &[1, 28 * 28])?
+        }
+        (None, None) => bail!("{}: the model file says nothing of its inputs", model),
+    })
+}
+
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let (model, spec, _) = load_models(&a.models)?;
@@ -266,33 +296,7 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         );
     }
     for path in &a.images {
-        let x = match (&data.images, &data.preprocessing) {
-            (Some(input), _) => {
-                let pixels = load_image(
-                    path,
-                    input.color(),
-                    (input.height, input.width),
-                    input.resize,
-                )?;
-                Tensor::from_vec(pixels, &[1, input.channels, input.height, input.width])?
-            }
-            (None, Some(p)) => {
-                if p.height * p.width != 28 * 28 {
-                    bail!(
-                        "{}: the model expects {}x{} inputs; predict reads 28x28 digits",
-                        name(&a.models),
-                        p.height,
-                        p.width
-                    );
-                }
-                let pixels = preprocess_digit_file(path)?;
-                Tensor::from_vec(pixels.to_vec(), &[1, 28 * 28])?
-            }
-            (None, None) => bail!(
-                "{}: the model file says nothing of its inputs",
-                name(&a.models)
-            ),
-        };
+        let x = image_input(&spec, path, &name(&a.models))?;
         let probs = probabilities(model.as_ref(), &x)?;
         let best = probs.argmax_axis(1)?[0];
         let name = class_name(&data.classes, best);

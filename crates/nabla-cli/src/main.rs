@@ -12,6 +12,7 @@ mod cmd_eval;
 mod cmd_lr_find;
 mod cmd_model;
 mod cmd_search;
+mod cmd_trace;
 mod cmd_train;
 mod data_source;
 mod model_file;
@@ -50,6 +51,8 @@ enum Command {
     Gradcheck(cmd_model::GradcheckArgs),
     /// Run one of the source material's demos (numbers and pictures).
     Demo(cmd_demo::DemoArgs),
+    /// Print a recorded graph with every value and derivative, and draw it (DOT and SVG): apple, oranges, or a model on one image.
+    Trace(cmd_trace::TraceArgs),
     /// Draw loss and accuracy curves from a --metrics-out file.
     Plot(plot::PlotArgs),
     /// Draw the filters of a convolutional layer as an image grid (PNG).
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd_model::run_inspect(args),
         Command::Gradcheck(args) => cmd_model::run_gradcheck(args),
         Command::Demo(args) => cmd_demo::run(args),
+        Command::Trace(args) => cmd_trace::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Filters(args) => cmd_model::run_filters(args),
         Command::Download(args) => cmd_model::run_download(args),

@@ -98,8 +98,11 @@ impl<T: Float> Sequential<T> {
         if let Some(dims) = self.samples_view(x.shape().dims()) {
             x = x.reshape(&dims)?;
         }
-        for layer in &self.layers {
-            x = layer.forward(x)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Named like the layer's parameters (`0.weight`), for inspectors.
+            x = x
+                .tape()
+                .scope(|| format!("{i}: {}", layer.describe()), || layer.forward(x))?;
         }
         Ok(x)
     }

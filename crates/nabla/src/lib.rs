@@ -34,7 +34,7 @@ pub use nabla_train as train;
 /// The names most programs need.
 pub mod prelude {
     pub use nabla_autograd::{
-        gradcheck, numerical_gradient, Gradients, Param, Reduction, Tape, Target, Var,
+        gradcheck, numerical_gradient, Gradients, Param, Reduction, Tape, Target, Trace, Var,
     };
     pub use nabla_data::{Dataset, Table, Task, TensorDataset};
     pub use nabla_nn::{
