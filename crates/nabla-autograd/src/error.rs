@@ -23,6 +23,21 @@ pub enum Error {
         /// The operation that was attempted.
         op: &'static str,
     },
+    /// With anomaly detection on: the first NaN or ±∞ an op computed
+    /// (forward) or returned as a gradient (backward).
+    #[error("anomaly in the {phase} pass of {op} (node {node}{}): {detail}", layer.as_ref().map(|l| format!(", layer {l}")).unwrap_or_default())]
+    Anomaly {
+        /// Forward or backward.
+        phase: crate::anomaly::Phase,
+        /// The op.
+        op: &'static str,
+        /// Its node on the tape.
+        node: usize,
+        /// The scope (layer) it was recorded in, when the tape records scopes.
+        layer: Option<String>,
+        /// What was not finite, the likely cause and the inputs' statistics.
+        detail: String,
+    },
     /// A configuration or argument that cannot be used, with the reason.
     #[error("{op}: {reason}")]
     InvalidArgument {

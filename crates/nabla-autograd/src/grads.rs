@@ -153,6 +153,14 @@ impl<T: Float> Gradients<T> {
         self.nodes.get(var.id()).and_then(Option::as_ref)
     }
 
+    /// Whether every parameter gradient held (formed or as an outer
+    /// product) is finite.
+    pub fn params_finite(&self) -> bool {
+        let finite = |d: &[T]| d.iter().all(|v| v.is_finite());
+        self.params.values().all(|t| finite(t.data()))
+            && self.outer.values().all(|o| finite(o.u()) && finite(o.v()))
+    }
+
     /// `∂L/∂node` for node `id` of the tape `tape_id`, if computed.
     pub(crate) fn node(&self, tape_id: u64, id: usize) -> Option<&Tensor<T>> {
         if tape_id != self.tape_id {

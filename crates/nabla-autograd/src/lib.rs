@@ -26,6 +26,7 @@
 //! # Ok::<(), nabla_autograd::Error>(())
 //! ```
 
+pub mod anomaly;
 mod error;
 mod gradcheck;
 mod grads;

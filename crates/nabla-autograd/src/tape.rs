@@ -1,5 +1,6 @@
 //! The tape: an append-only record of every operation, walked backwards.
 
+use crate::anomaly::{all_finite, anomaly, Phase};
 use crate::op::INLINE_INPUTS;
 use crate::{Error, Gradients, Op, OuterProduct, Param, ParamId, Result};
 use nabla_tensor::{Float, Rng, Shape, Tensor};
@@ -61,6 +62,16 @@ pub struct BatchPart {
     pub count: usize,
 }
 
+impl<T: Float> Inner<T> {
+    /// The name of scope `k` (1 + its index; 0 for none).
+    fn scope_name(&self, k: u32) -> Option<&str> {
+        match k {
+            0 => None,
+            k => Some(&self.scopes[k as usize - 1]),
+        }
+    }
+}
+
 struct Inner<T: Float> {
     nodes: Vec<Node<T>>,
     grad_enabled: bool,
@@ -73,6 +84,8 @@ struct Inner<T: Float> {
     scopes: Vec<Box<str>>,
     /// 1 + the index of the scope being recorded; 0 outside any.
     current_scope: u32,
+    /// Whether every op's value and gradient is checked for NaN and ±∞.
+    detect_anomaly: bool,
 }
 
 /// The record of one computation (usually one forward pass).
@@ -141,6 +154,7 @@ impl<T: Float> Tape<T> {
                 record_scopes: false,
                 scopes: Vec::new(),
                 current_scope: 0,
+                detect_anomaly: false,
             }),
             scratch: RefCell::new(Vec::new()),
             outer_scratch: RefCell::new(Vec::new()),
@@ -320,6 +334,19 @@ impl<T: Float> Tape<T> {
             op.reuse_storage(previous);
         }
         let value = op.forward(&refs)?;
+        if self.detects_anomaly() && !all_finite(&value) {
+            let inner = self.inner.borrow();
+            return Err(anomaly(
+                Phase::Forward,
+                op.name(),
+                position,
+                inner.scope_name(inner.current_scope),
+                &refs,
+                &value,
+                None,
+                None,
+            ));
+        }
         let requires_grad = enabled && any_requires;
         if !requires_grad {
             if let Some(spare) = spare {
@@ -353,6 +380,21 @@ impl<T: Float> Tape<T> {
             label: None,
             scope: 0,
         }))
+    }
+
+    /// Turns anomaly detection on or off (off on a new tape; kept by
+    /// [`Tape::reset`]). On, every op's result and every gradient its
+    /// backward returns is checked for NaN and ±∞, and the first one is an
+    /// [`Error::Anomaly`] naming the op, its node, its layer (when scopes
+    /// are recorded) and what its inputs held. It costs a pass over every
+    /// value and gradient; off, it costs nothing.
+    pub fn set_detect_anomaly(&self, on: bool) {
+        self.inner.borrow_mut().detect_anomaly = on;
+    }
+
+    /// Whether anomaly detection is on.
+    pub fn detects_anomaly(&self) -> bool {
+        self.inner.borrow().detect_anomaly
     }
 
     /// Turns the recording of scope names on or off (off on a new tape). On,
@@ -490,6 +532,24 @@ impl<T: Float> Tape<T> {
                 }
             }
             let input_grads = op.backward(&input_values, &node.value, &grad, &needs)?;
+            if inner.detect_anomaly {
+                let bad = input_grads
+                    .iter()
+                    .enumerate()
+                    .find_map(|(k, g)| g.as_ref().filter(|g| !all_finite(g)).map(|g| (k, g)));
+                if let Some((k, g)) = bad {
+                    return Err(anomaly(
+                        Phase::Backward,
+                        op.name(),
+                        id,
+                        inner.scope_name(node.scope),
+                        &input_values,
+                        g,
+                        Some(&grad),
+                        Some(k),
+                    ));
+                }
+            }
             for ((&input, g), need) in node.inputs.iter().zip(input_grads).zip(needs) {
                 let (Some(g), true) = (g, need) else { continue };
                 // A second use of a parameter kept as an outer product:

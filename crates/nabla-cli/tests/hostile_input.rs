@@ -197,3 +197,41 @@ fn first_run_cosmetics() {
         stdout(&o)
     );
 }
+
+/// `--lr 1e12` makes the weights overflow within three steps: the plain
+/// run stops at the NaN loss and points to `--detect-anomaly`, which names
+/// the op, the layer, the step and what overflowed. Nothing is written.
+#[test]
+fn a_diverging_run_names_the_op_with_detect_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "train",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e12",
+        "--out",
+        "x.safetensors",
+    ];
+    fails_with(
+        &nabla(&args, d),
+        "training diverged at epoch 1, batch 3: the loss is NaN",
+    );
+    fails_with(&nabla(&args, d), "rerun with --detect-anomaly");
+    let o = nabla(&[&args[..], &["--detect-anomaly"]].concat(), d);
+    fails_with(
+        &o,
+        "epoch 1, batch 3 (step 3): anomaly in the forward pass of matmul (node 8, layer 2: Linear(32 → 10))",
+    );
+    assert!(
+        stderr(&o).contains("overflow: the largest input magnitude is"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("x.safetensors").exists());
+}

@@ -40,8 +40,30 @@ pub enum TrainError {
     /// A configuration that cannot run.
     #[error("{0}")]
     Config(String),
+    /// With anomaly detection on, the first op that made a NaN or ±∞.
+    #[error("epoch {epoch}, batch {batch} (step {step}): {source}")]
+    Anomaly {
+        /// Epoch (from 1).
+        epoch: usize,
+        /// Batch of the epoch (from 1).
+        batch: usize,
+        /// Step of the run (from 1).
+        step: u64,
+        /// The engine's report: op, node, layer, cause.
+        source: Box<nabla_autograd::Error>,
+    },
+    /// A parameter's gradient became NaN or infinite; the weights were not updated.
+    #[error("training stopped at epoch {epoch}, batch {batch}: the gradient of '{param}' is not finite (NaN or ∞); rerun with --detect-anomaly to find the op that made it")]
+    NonFiniteGradient {
+        /// Epoch (from 1).
+        epoch: usize,
+        /// Batch of the epoch (from 1).
+        batch: usize,
+        /// The first parameter (in visiting order) whose gradient is not finite.
+        param: String,
+    },
     /// The loss became NaN or infinite.
-    #[error("training diverged at epoch {epoch}, batch {batch}: the loss is {loss} (try a smaller learning rate)")]
+    #[error("training diverged at epoch {epoch}, batch {batch}: the loss is {loss} (try a smaller learning rate, or rerun with --detect-anomaly to find the op that made it)")]
     Diverged {
         /// Epoch (from 1).
         epoch: usize,
@@ -50,4 +72,33 @@ pub enum TrainError {
         /// The loss value.
         loss: f64,
     },
+}
+
+impl TrainError {
+    /// This error with the epoch and batch where it happened, for the
+    /// errors a step raises without knowing them (batch counted from 1).
+    pub(crate) fn at(self, epoch: usize, batch: usize, step: u64) -> Self {
+        match self {
+            TrainError::Engine(source @ nabla_autograd::Error::Anomaly { .. }) => {
+                TrainError::Anomaly {
+                    epoch,
+                    batch,
+                    step,
+                    source: Box::new(source),
+                }
+            }
+            TrainError::Anomaly { source, .. } => TrainError::Anomaly {
+                epoch,
+                batch,
+                step,
+                source,
+            },
+            TrainError::NonFiniteGradient { param, .. } => TrainError::NonFiniteGradient {
+                epoch,
+                batch,
+                param,
+            },
+            other => other,
+        }
+    }
 }

@@ -28,7 +28,7 @@
 
 use crate::loss::{BatchTargets, Loss, Targets};
 use crate::{Result, TrainError};
-use nabla_autograd::{BatchPart, Gradients, Tape, Target};
+use nabla_autograd::{BatchPart, Gradients, ParamGrad, Tape, Target};
 use nabla_data::{class_labels, gather_inputs, gather_targets, Augment, Batches, Dataset, Task};
 use nabla_nn::Module;
 use nabla_optim::Optimizer;
@@ -95,6 +95,7 @@ pub struct Stepper {
     /// Steps of linear learning-rate warm-up (0: none).
     warmup: u64,
     batch_stats: BatchStats,
+    detect_anomaly: bool,
 }
 
 /// The state one shard keeps from step to step.
@@ -131,6 +132,13 @@ impl Stepper {
         self.warmup = steps;
     }
 
+    /// Turns anomaly detection on every shard's tape on or off (see
+    /// `Tape::set_detect_anomaly`); on, the tapes also record the layers,
+    /// so that the error can name the layer.
+    pub fn set_detect_anomaly(&mut self, on: bool) {
+        self.detect_anomaly = on;
+    }
+
     /// Sets which rows batch normalisation takes its statistics over.
     pub fn set_batch_stats(&mut self, stats: BatchStats) {
         self.batch_stats = stats;
@@ -141,8 +149,14 @@ impl Stepper {
     /// Each shard gets its rows from `fetch(range)`: the inputs and their
     /// targets, so that assembling the batch runs in parallel too.
     ///
+    /// A step whose loss is not finite updates nothing and returns that
+    /// loss, for the caller to report.
+    ///
     /// # Errors
-    /// Errors from `fetch`, the model, the loss or the optimiser.
+    /// Errors from `fetch`, the model, the loss or the optimiser;
+    /// [`TrainError::NonFiniteGradient`] (its epoch and batch 0) when a
+    /// gradient is NaN or infinite, before any weight is updated; with
+    /// anomaly detection on, the engine's `Error::Anomaly`.
     pub fn step<M: Module<f32> + ?Sized>(
         &mut self,
         model: &mut M,
@@ -160,6 +174,7 @@ impl Stepper {
             self.shards.resize_with(count, Shard::default);
         }
         let net: &M = model;
+        let detect = self.detect_anomaly;
         let stream = mix(self.seed, self.steps);
         self.steps += 1;
         let run = |s: usize, shard: &mut Shard| {
@@ -172,6 +187,8 @@ impl Stepper {
                 index: s,
                 count,
             };
+            shard.tape.set_detect_anomaly(detect);
+            shard.tape.set_record_scopes(detect);
             shard.outcome = Some(shard.run(net, loss, fetch(range), share, part));
         };
         let shards = &mut self.shards[..count];
@@ -199,6 +216,25 @@ impl Stepper {
             let outcome = shard.outcome.take().expect("every shard ran")?;
             total.loss += outcome.loss;
             total.correct += outcome.correct;
+        }
+        // A loss that is not finite is the caller's to report (the run
+        // diverged); the weights are left as they were.
+        if !total.loss.is_finite() {
+            return Ok(total);
+        }
+        // A gradient that is not finite would spoil every weight it
+        // reaches: stop before the update and say which parameter.
+        if let Some(bad) = shards.iter().find(|s| !s.grads.params_finite()) {
+            let param = model
+                .named_params()
+                .into_iter()
+                .find(|(_, p)| bad.grads.param_grad(p).is_some_and(|g| !finite(g)))
+                .map_or_else(|| "a parameter".to_string(), |(name, _)| name);
+            return Err(TrainError::NonFiniteGradient {
+                epoch: 0,
+                batch: 0,
+                param,
+            });
         }
         // The optimiser adds the shards' gradients as it updates, in shard
         // order, with the threads sharing out the elements of large weights.
@@ -329,6 +365,15 @@ impl Shard {
             loss: weighted.item()? as f64,
             correct,
         })
+    }
+}
+
+/// Whether every element of a parameter's gradient is finite.
+fn finite(g: ParamGrad<'_, f32>) -> bool {
+    let all = |d: &[f32]| d.iter().all(|v| v.is_finite());
+    match g {
+        ParamGrad::Dense(t) => all(t.data()),
+        ParamGrad::Outer(o) => all(o.u()) && all(o.v()),
     }
 }
 

@@ -46,6 +46,9 @@ pub struct TrainConfig {
     /// The rows batch normalisation takes its training statistics over: the
     /// whole batch, or each shard's (which lets its shards run in parallel).
     pub batch_stats: BatchStats,
+    /// Check every op's value and gradient for NaN and ±∞ and stop at the
+    /// first, naming the op and its layer (`Tape::set_detect_anomaly`).
+    pub detect_anomaly: bool,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +66,7 @@ impl Default for TrainConfig {
             probes: None,
             warmup_steps: 0,
             batch_stats: BatchStats::Batch,
+            detect_anomaly: false,
         }
     }
 }
@@ -339,6 +343,7 @@ impl<M: Module<f32>> Trainer<M> {
             .set_position(c.seed, (self.run.epochs_done * iterations) as u64);
         self.stepper.set_warmup(c.warmup_steps as u64);
         self.stepper.set_batch_stats(c.batch_stats);
+        self.stepper.set_detect_anomaly(c.detect_anomaly);
         let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
             data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))
@@ -435,49 +440,55 @@ impl<M: Module<f32>> Trainer<M> {
             .augment
             .as_ref()
             .map(|a| (a, mix(self.config.seed ^ AUGMENT_STREAM, epoch as u64)));
-        stepper.epoch(
-            model,
-            optimizer,
-            loss_fn.as_ref(),
-            train,
-            &batches,
-            augment,
-            |b, rows, outcome, model| {
-                let (loss, right) = (outcome.loss, outcome.correct);
-                if !loss.is_finite() {
-                    return Err(TrainError::Diverged {
-                        epoch,
-                        batch: b + 1,
-                        loss,
-                    });
-                }
-                loss_sum += loss * rows as f64;
-                correct += right;
-                seen += rows;
-                observer.batch_done(
-                    epoch,
-                    b + 1,
-                    seen,
-                    loss_sum / seen as f64,
-                    classes.then(|| correct as f64 / seen as f64),
-                );
-                if let Some(p) = prober.as_deref_mut() {
-                    let step = first_step + b as u64 + 1;
-                    if p.config()
-                        .every
-                        .is_some_and(|k| k > 0 && step % k as u64 == 0)
-                    {
-                        // In evaluation mode, so that probing changes no
-                        // state (batch norm's running statistics).
-                        model.set_training(false);
-                        let report = p.measure(&*model, loss_fn.as_ref(), train, step);
-                        model.set_training(true);
-                        probes.push(report?);
+        stepper
+            .epoch(
+                model,
+                optimizer,
+                loss_fn.as_ref(),
+                train,
+                &batches,
+                augment,
+                |b, rows, outcome, model| {
+                    let (loss, right) = (outcome.loss, outcome.correct);
+                    if !loss.is_finite() {
+                        return Err(TrainError::Diverged {
+                            epoch,
+                            batch: b + 1,
+                            loss,
+                        });
                     }
-                }
-                Ok(())
-            },
-        )?;
+                    loss_sum += loss * rows as f64;
+                    correct += right;
+                    seen += rows;
+                    observer.batch_done(
+                        epoch,
+                        b + 1,
+                        seen,
+                        loss_sum / seen as f64,
+                        classes.then(|| correct as f64 / seen as f64),
+                    );
+                    if let Some(p) = prober.as_deref_mut() {
+                        let step = first_step + b as u64 + 1;
+                        if p.config()
+                            .every
+                            .is_some_and(|k| k > 0 && step % k as u64 == 0)
+                        {
+                            // In evaluation mode, so that probing changes no
+                            // state (batch norm's running statistics).
+                            model.set_training(false);
+                            let report = p.measure(&*model, loss_fn.as_ref(), train, step);
+                            model.set_training(true);
+                            probes.push(report?);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| {
+                // The step that failed was counted before it ran.
+                let step = stepper.steps();
+                e.at(epoch, (step - first_step) as usize, step)
+            })?;
         let seen = seen.max(1) as f64;
         Ok((
             loss_sum / seen,

@@ -437,3 +437,89 @@ fn batch_one_sgd_gives_the_bits_of_forming_the_gradients() {
     assert!(!unclipped.init::<f32>().takes_outer_products());
     assert_eq!(run(plain), run(unclipped));
 }
+
+/// `|Linear(x)|` written as `√(y·y)`: at `y = 0` the loss is finite but
+/// the slope of √ is infinite, so the gradient is NaN.
+struct SqrtOfSquare(nabla_nn::Linear<f32>);
+
+impl Module<f32> for SqrtOfSquare {
+    fn forward<'t>(
+        &self,
+        x: nabla_autograd::Var<'t, f32>,
+    ) -> nabla_autograd::Result<nabla_autograd::Var<'t, f32>> {
+        let x = x.reshape(&[x.shape().dims()[0], 784])?;
+        let y = self.0.forward(x)?;
+        y.mul(y)?.sqrt()
+    }
+    fn visit_params<'a>(
+        &'a self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a nabla_autograd::Param<f32>),
+    ) {
+        self.0.visit_params(&nabla_nn::join_name(prefix, "0"), f);
+    }
+    fn visit_params_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        f: &mut dyn FnMut(String, &'a mut nabla_autograd::Param<f32>),
+    ) {
+        self.0
+            .visit_params_mut(&nabla_nn::join_name(prefix, "0"), f);
+    }
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(&mut nabla_autograd::Param<f32>)) {
+        self.0.for_each_param_mut(f);
+    }
+    fn describe(&self) -> String {
+        "SqrtOfSquare".into()
+    }
+}
+
+#[test]
+fn a_gradient_that_is_not_finite_stops_training_before_the_update() {
+    let (train, _) = data(200);
+    let mut lin = nabla_nn::Linear::new(784, 10, Init::He, &mut Rng::seed(1));
+    lin.weight.value_mut().data_mut().fill(0.0);
+    let make = |detect_anomaly| {
+        Trainer::new(
+            SqrtOfSquare(lin.clone()),
+            OptimizerConfig::new(Method::Sgd, 0.1).init(),
+            StandardLoss::CrossEntropy,
+            TrainConfig {
+                epochs: 1,
+                detect_anomaly,
+                ..Default::default()
+            },
+        )
+    };
+    let mut t = make(false);
+    let e = t.fit(&train, None, None, &mut Silent).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::NonFiniteGradient {
+                epoch: 1,
+                batch: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("the gradient of '0.weight' is not finite"),
+        "{text}"
+    );
+    assert!(text.contains("--detect-anomaly"), "{text}");
+    // Nothing was updated.
+    assert!(t.model.0.weight.value().data().iter().all(|&w| w == 0.0));
+    // With the mode, the op and the step are named.
+    let mut t = make(true);
+    let text = t
+        .fit(&train, None, None, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("epoch 1, batch 1 (step 1): anomaly in the backward pass of sqrt"),
+        "{text}"
+    );
+}

@@ -127,6 +127,7 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
         eval_batch_size: 1000, // set from the model below
         augment: augmentation(a, recipe.augment)?,
         warmup_steps: a.warmup,
+        detect_anomaly: a.detect_anomaly,
         batch_stats: match a.batch_stats {
             super::BatchStatsArg::Batch => nabla_train::BatchStats::Batch,
             super::BatchStatsArg::Shard => nabla_train::BatchStats::Shard,

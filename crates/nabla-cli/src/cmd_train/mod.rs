@@ -104,6 +104,9 @@ pub struct TrainArgs {
     /// Drop the last partial batch of each epoch.
     #[arg(long)]
     drop_last: bool,
+    /// Check every op's value and gradient for NaN and ±∞, and stop at the first with the op, its layer and what its inputs held (slower; for finding why a run diverged).
+    #[arg(long)]
+    detect_anomaly: bool,
     /// The rows batch norm takes its training statistics over: the whole batch (as PyTorch in one process), or each shard of up to 64 rows, which lets the shards run in parallel (ghost batch norm; the running statistics stay the batch's).
     #[arg(long, value_enum, default_value_t = BatchStatsArg::Batch)]
     batch_stats: BatchStatsArg,
