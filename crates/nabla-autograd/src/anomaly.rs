@@ -28,7 +28,7 @@ impl std::fmt::Display for Phase {
 
 /// Whether every element of `t` is finite.
 pub(crate) fn all_finite<T: Float>(t: &Tensor<T>) -> bool {
-    t.data().iter().all(|v| v.is_finite())
+    crate::grads::all_finite(t.data())
 }
 
 /// What kind of non-finite values `t` holds: `NaN`, `+∞`, `NaN and ∞`…, and how many.

@@ -42,7 +42,7 @@ pub use error::{Error, Result};
 pub use gradcheck::{
     compare_gradients, gradcheck, GradcheckOptions, GradcheckReport, TensorReport,
 };
-pub use grads::{Gradients, OuterProduct, ParamGrad};
+pub use grads::{all_finite, Gradients, OuterProduct, ParamGrad};
 pub use inspect::{NodeKind, Summary, Trace, TraceNode};
 pub use numeric::{
     gradient_descent, numerical_diff, numerical_gradient, numerical_gradient_with, Descent,

@@ -370,7 +370,7 @@ impl Shard {
 
 /// Whether every element of a parameter's gradient is finite.
 fn finite(g: ParamGrad<'_, f32>) -> bool {
-    let all = |d: &[f32]| d.iter().all(|v| v.is_finite());
+    let all = nabla_autograd::all_finite::<f32>;
     match g {
         ParamGrad::Dense(t) => all(t.data()),
         ParamGrad::Outer(o) => all(o.u()) && all(o.v()),
