@@ -299,6 +299,7 @@ impl<T: Float> Gradients<T> {
 /// is 0 for a finite `v` and NaN otherwise, summed in 16 independent lanes
 /// (a short-circuiting test per element would not vectorise, and the
 /// training step runs this over every gradient).
+#[allow(clippy::eq_op)] // v − v is the test itself.
 pub fn all_finite<T: Float>(d: &[T]) -> bool {
     const LANES: usize = 16;
     let mut acc = [T::ZERO; LANES];
