@@ -83,3 +83,20 @@ fn without_the_mode_values_pass_through() {
     let y = x.sqrt().unwrap().sum().unwrap();
     assert!(tape.backward(y).unwrap().get(x).unwrap().data()[0].is_infinite());
 }
+
+#[test]
+fn the_finiteness_test_sees_every_position() {
+    use nabla_autograd::all_finite;
+    for len in [0usize, 1, 15, 16, 17, 40] {
+        let mut d = vec![1.0f32; len];
+        assert!(all_finite(&d));
+        for at in 0..len {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                d[at] = bad;
+                assert!(!all_finite(&d), "{bad} at {at} of {len}");
+                d[at] = f32::MAX;
+            }
+        }
+        assert!(all_finite(&d), "f32::MAX is finite");
+    }
+}
