@@ -144,3 +144,15 @@ fn numbers_and_summaries_read_as_a_person_writes_them() {
     assert_eq!(s.describe(), "μ 4.5 σ 2.87 [0, 9], 1 not finite");
     assert_eq!(Summary::of(&[1.0f32, -2.0]).describe(), "[1, -2]");
 }
+
+#[test]
+fn an_empty_tape_makes_an_empty_but_valid_drawing() {
+    let t = Trace::of(&Tape::<f32>::new(), None);
+    let svg = t.svg();
+    assert!(
+        svg.starts_with("<svg") && !svg.contains("width=\"-"),
+        "{svg}"
+    );
+    assert!(t.dot().starts_with("digraph"));
+    assert!(t.table().starts_with("node"));
+}

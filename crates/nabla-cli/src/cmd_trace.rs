@@ -89,6 +89,12 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// with the layers as scopes and the parameters by name.
 fn model_trace(path: &Path, image: &Path, target: Option<usize>) -> Result<Trace> {
     let (model, spec) = load_model::<f32>(path)?;
+    if spec.data.table.is_some() {
+        bail!(
+            "{}: a model of a CSV table; trace runs image models",
+            path.display()
+        );
+    }
     let classes = spec.data.classes.len();
     if let Some(t) = target {
         if t >= classes.max(1) {
@@ -97,12 +103,6 @@ fn model_trace(path: &Path, image: &Path, target: Option<usize>) -> Result<Trace
                 classes.saturating_sub(1)
             );
         }
-    }
-    if spec.data.table.is_some() {
-        bail!(
-            "{}: a model of a CSV table; trace runs image models",
-            path.display()
-        );
     }
     let x = image_input(&spec, image, &path.display().to_string())?;
     let tape = Tape::<f32>::new();

@@ -42,8 +42,10 @@ impl<T: Float> Parts<T> {
     fn add(&mut self, part: BatchPart, m: Moments<T>) -> Result<Option<Moments<T>>> {
         if self.batch != part.batch || self.waiting.len() != part.count {
             // A new batch; parts of an earlier one that failed are dropped.
+            // The queues keep their memory from batch to batch.
             self.batch = part.batch;
-            self.waiting = vec![VecDeque::new(); part.count];
+            self.waiting.resize_with(part.count, VecDeque::new);
+            self.waiting.iter_mut().for_each(VecDeque::clear);
         }
         self.waiting[part.index].push_back(m);
         if self.waiting.iter().any(VecDeque::is_empty) {

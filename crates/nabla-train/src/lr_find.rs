@@ -125,10 +125,15 @@ pub fn lr_find<M: Module<f32>>(
                 }
                 Task::Regress { .. } => Targets::Values(gather_targets(data, indices)?),
             };
-            let outcome = stepper.step(model, &mut opt, loss, indices.len(), |r| {
+            let outcome = match stepper.step(model, &mut opt, loss, indices.len(), |r| {
                 let xs = rows_of(&x, r.clone())?;
                 Ok((xs, targets.rows(r)?))
-            })?;
+            }) {
+                // A gradient that is not finite: the rate is past any use,
+                // and the test ends there as it does at a NaN loss.
+                Err(TrainError::NonFiniteGradient { .. }) => break,
+                other => other?,
+            };
             let l = outcome.loss;
             average = 0.98 * average + 0.02 * l;
             let smoothed = average / (1.0 - 0.98f64.powi(k as i32 + 1));

@@ -523,3 +523,26 @@ fn a_gradient_that_is_not_finite_stops_training_before_the_update() {
         "{text}"
     );
 }
+
+/// The range test ends where a gradient stops being finite, as it does at
+/// a NaN loss, instead of failing.
+#[test]
+fn the_range_test_ends_at_a_gradient_that_is_not_finite() {
+    let (train, _) = data(200);
+    let mut lin = nabla_nn::Linear::new(784, 10, Init::He, &mut Rng::seed(1));
+    lin.weight.value_mut().data_mut().fill(0.0);
+    let mut model = SqrtOfSquare(lin);
+    let found = nabla_train::lr_find(
+        &mut model,
+        OptimizerConfig::new(Method::Sgd, 0.1),
+        &StandardLoss::CrossEntropy,
+        &train,
+        nabla_train::LrFindConfig {
+            steps: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(found.points.is_empty(), "{:?}", found.points);
+    assert!(model.0.weight.value().data().iter().all(|&w| w == 0.0));
+}

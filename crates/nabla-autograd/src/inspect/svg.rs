@@ -180,7 +180,8 @@ pub(super) fn draw(t: &Trace) -> String {
         }
         x += col_w[c] + gap;
     }
-    let width = x - gap + MARGIN + 14.0;
+    // An empty tape still makes a (blank) drawing of positive size.
+    let width = (x - gap + MARGIN + 14.0).max(2.0 * MARGIN);
     let total_h = height + 2.0 * MARGIN + 18.0;
     let mut svg = String::new();
     let _ = writeln!(
