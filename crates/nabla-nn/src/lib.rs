@@ -27,6 +27,7 @@ mod activation;
 mod batchnorm;
 mod conv;
 mod ensemble;
+pub mod explain;
 pub mod file;
 mod gradcheck;
 mod init;
@@ -42,6 +43,7 @@ pub use activation::{Activation, Relu, Sigmoid, Softmax, Tanh};
 pub use batchnorm::BatchNorm;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use ensemble::Ensemble;
+pub use explain::{explain, Explanation, LayerView};
 pub use file::{load_sequential, load_state, save_state, state_dict, Architecture, ModelFileError};
 pub use gradcheck::{
     check_layer_gradients, check_model_gradients, ModelCheckOptions, ModelGradReport,

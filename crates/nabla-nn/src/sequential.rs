@@ -94,7 +94,29 @@ impl<T: Float> Sequential<T> {
     ///
     /// # Errors
     /// The first layer's error.
-    pub fn forward<'t>(&self, mut x: Var<'t, T>) -> Result<Var<'t, T>> {
+    pub fn forward<'t>(&self, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.forward_each(x, |_, _| {})
+    }
+
+    /// [`Sequential::forward`], keeping every layer's output: element `i`
+    /// is what layer `i` gave (so the last is the chain's output). With a
+    /// gradient store from a backward pass, [`nabla_autograd::Gradients::get`]
+    /// then gives the gradient that reached each layer.
+    ///
+    /// # Errors
+    /// The first layer's error.
+    pub fn forward_layers<'t>(&self, x: Var<'t, T>) -> Result<Vec<Var<'t, T>>> {
+        let mut outputs = Vec::with_capacity(self.layers.len());
+        self.forward_each(x, |_, y| outputs.push(y))?;
+        Ok(outputs)
+    }
+
+    /// The forward pass, handing each layer's output to `each`.
+    fn forward_each<'t>(
+        &self,
+        mut x: Var<'t, T>,
+        mut each: impl FnMut(usize, Var<'t, T>),
+    ) -> Result<Var<'t, T>> {
         if let Some(dims) = self.samples_view(x.shape().dims()) {
             x = x.reshape(&dims)?;
         }
@@ -103,6 +125,7 @@ impl<T: Float> Sequential<T> {
             x = x
                 .tape()
                 .scope(|| format!("{i}: {}", layer.describe()), || layer.forward(x))?;
+            each(i, x);
         }
         Ok(x)
     }
