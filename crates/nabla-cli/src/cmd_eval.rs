@@ -4,6 +4,7 @@ use crate::data_source::{load_idx, model_inputs, table_for_model};
 use crate::model_file::{load_model, ModelSpec};
 use crate::plot;
 use crate::progress::{describe, in_units};
+use crate::shipped::Shipped;
 use anyhow::{bail, Result};
 use clap::Args;
 use nabla::nn::{Ensemble, Module};
@@ -19,9 +20,8 @@ use std::process::ExitCode;
 /// The flags of `nabla eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The model file; give several to evaluate their ensemble (the average of their class probabilities).
-    #[arg(long = "model", required = true)]
-    models: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelChoice,
     /// Directory with the dataset's IDX files; default: the embedded MNIST test digits.
     #[arg(long, conflicts_with_all = ["csv", "images"])]
     data_dir: Option<PathBuf>,
@@ -42,9 +42,8 @@ pub struct EvalArgs {
 /// The flags of `nabla predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// The model file; give several to predict with their ensemble (the average of their class probabilities).
-    #[arg(long = "model", required = true)]
-    models: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelChoice,
     /// PNG or JPEG images: one digit each for a digit model, or images like the training folder's.
     #[arg(required_unless_present = "csv", conflicts_with = "csv")]
     images: Vec<PathBuf>,
@@ -56,7 +55,53 @@ pub struct PredictArgs {
     json: bool,
 }
 
-/// The model files, named for messages (`a.safetensors + b.safetensors`).
+/// Which model `eval` and `predict` run: files, or a shipped one.
+#[derive(Args)]
+pub struct ModelChoice {
+    /// The model file; give several for their ensemble (the average of their class probabilities). Default: the shipped cnn.
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// One of the digit models shipped inside nabla, instead of --model.
+    #[arg(long, value_enum, conflicts_with = "models")]
+    shipped: Option<Shipped>,
+}
+
+impl ModelChoice {
+    /// The shipped model used, if no file is given.
+    fn shipped(&self) -> Option<Shipped> {
+        match self.shipped {
+            Some(s) => Some(s),
+            None if self.models.is_empty() => Some(Shipped::Cnn),
+            None => None,
+        }
+    }
+
+    /// The model, named for messages (`a.safetensors + b.safetensors`).
+    fn name(&self) -> String {
+        match self.shipped() {
+            Some(s) => s.label(),
+            None => self
+                .models
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+        }
+    }
+
+    /// One model, or the ensemble of several trained on the same data;
+    /// with its description and a batch size for evaluating it.
+    fn load(&self) -> Result<(Box<dyn Module<f32>>, ModelSpec, usize)> {
+        if let Some(s) = self.shipped() {
+            let (model, spec) = s.load()?;
+            let batch = eval_batch_size(&model);
+            return Ok((Box::new(model), spec, batch));
+        }
+        load_models(&self.models)
+    }
+}
+
+/// The model files, named for messages.
 fn name(models: &[PathBuf]) -> String {
     models
         .iter()
@@ -108,7 +153,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
         let Some(path) = &a.csv else {
             bail!(
                 "{}: the model was trained on a CSV table: pass --csv FILE with columns {} and {}",
-                name(&a.models),
+                a.model.name(),
                 table.features.join(", "),
                 table.target
             );
@@ -121,7 +166,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
         let Some(dir) = &a.images else {
             bail!(
                 "{}: the model was trained on an image folder: pass --images DIR",
-                name(&a.models)
+                a.model.name()
             );
         };
         let set = load_image_folder(
@@ -154,7 +199,7 @@ fn eval_data(a: &EvalArgs, spec: &ModelSpec) -> Result<(Box<dyn Dataset>, String
     if a.csv.is_some() || a.images.is_some() {
         bail!(
             "{}: the model reads {} digits; evaluate it with --data-dir",
-            name(&a.models),
+            a.model.name(),
             data.dataset
         );
     }
@@ -175,7 +220,7 @@ fn target_scale(spec: &ModelSpec) -> f64 {
 
 /// Runs `nabla eval`.
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
-    let (model, spec, batch) = load_models(&a.models)?;
+    let (model, spec, batch) = a.model.load()?;
     let (data, desc) = eval_data(&a, &spec)?;
     let mut e = evaluate(model.as_ref(), data.as_ref(), batch)?;
     e.score = in_units(&e.score, target_scale(&spec));
@@ -203,12 +248,12 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     }
     println!(
         "model: {} ({}{})",
-        name(&a.models),
+        a.model.name(),
         spec.architecture.summary(),
-        if a.models.len() > 1 {
+        if a.model.models.len() > 1 {
             format!(
                 "; an ensemble of {}, averaging their probabilities",
-                a.models.len()
+                a.model.models.len()
             )
         } else {
             String::new()
@@ -284,7 +329,7 @@ pub(crate) fn image_input(spec: &ModelSpec, path: &Path, model: &str) -> Result<
 
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
-    let (model, spec, _) = load_models(&a.models)?;
+    let (model, spec, _) = a.model.load()?;
     if let Some(path) = &a.csv {
         return predict_rows(model.as_ref(), &spec, &a, path);
     }
@@ -292,11 +337,11 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     if data.table.is_some() {
         bail!(
             "{}: the model was trained on a CSV table: pass --csv FILE of rows",
-            name(&a.models)
+            a.model.name()
         );
     }
     for path in &a.images {
-        let x = image_input(&spec, path, &name(&a.models))?;
+        let x = image_input(&spec, path, &a.model.name())?;
         let probs = probabilities(model.as_ref(), &x)?;
         let best = probs.argmax_axis(1)?[0];
         let name = class_name(&data.classes, best);
@@ -340,7 +385,7 @@ fn predict_rows(
     let Some(input) = &spec.data.table else {
         bail!(
             "{}: the model was not trained on a CSV table; --csv is for table models",
-            name(&a.models)
+            a.model.name()
         );
     };
     let table = Table::read(path)?;

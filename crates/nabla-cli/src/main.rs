@@ -18,6 +18,7 @@ mod data_source;
 mod model_file;
 mod plot;
 mod progress;
+mod shipped;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

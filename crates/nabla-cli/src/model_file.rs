@@ -4,12 +4,15 @@
 //! what the data was, so `eval` and `predict` prepare new inputs the same way.
 
 use anyhow::{bail, Result};
-use nabla::nn::file::{build_from_tensors_with, read_tensors, NonFinite, SPEC_KEY};
+use nabla::nn::file::{
+    build_from_tensors_with, decode_tensors, read_tensors, NonFinite, SPEC_KEY,
+};
 use nabla::nn::{save_state, Architecture, ModelFileError, Module, Sequential};
 use nabla::tensor::Float;
 use nabla_data::DataSpec;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use nabla::tensor::Tensor;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Everything needed to rebuild and use a model, stored in the file's metadata.
@@ -65,6 +68,22 @@ pub fn load_model_with<T: Float>(
     non_finite: NonFinite,
 ) -> Result<(Sequential<T>, ModelSpec)> {
     let (tensors, metadata) = read_tensors::<T>(path)?;
+    model_from_tensors(path, tensors, metadata, non_finite)
+}
+
+/// [`load_model`] from a file's bytes already in memory (`path` names
+/// them in messages).
+pub fn decode_model<T: Float>(path: &Path, bytes: &[u8]) -> Result<(Sequential<T>, ModelSpec)> {
+    let (tensors, metadata) = decode_tensors::<T>(path, bytes)?;
+    model_from_tensors(path, tensors, metadata, NonFinite::Refuse)
+}
+
+fn model_from_tensors<T: Float>(
+    path: &Path,
+    tensors: BTreeMap<String, Tensor<T>>,
+    metadata: HashMap<String, String>,
+    non_finite: NonFinite,
+) -> Result<(Sequential<T>, ModelSpec)> {
     if metadata.contains_key(nabla_train::STATE_KEY) {
         bail!(
             "{}: this is a checkpoint of a training run, not a model: continue it with `nabla train --resume {}`, or give the model file the run wrote (its --out)",
