@@ -18,6 +18,7 @@ mod data_source;
 mod model_file;
 mod plot;
 mod progress;
+mod serve;
 mod shipped;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,8 @@ enum Command {
     Demo(cmd_demo::DemoArgs),
     /// Print a recorded graph with every value and derivative, and draw it (DOT and SVG): apple, oranges, or a model on one image.
     Trace(cmd_trace::TraceArgs),
+    /// A local web page: draw a digit and watch it flow through the network and back (every layer's activations, the output's wish, the gradients).
+    Serve(serve::ServeArgs),
     /// Draw loss and accuracy curves from a --metrics-out file.
     Plot(plot::PlotArgs),
     /// Draw the filters of a convolutional layer as an image grid (PNG).
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(args) => cmd_model::run_gradcheck(args),
         Command::Demo(args) => cmd_demo::run(args),
         Command::Trace(args) => cmd_trace::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Filters(args) => cmd_model::run_filters(args),
         Command::Download(args) => cmd_model::run_download(args),

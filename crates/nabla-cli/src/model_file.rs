@@ -4,14 +4,12 @@
 //! what the data was, so `eval` and `predict` prepare new inputs the same way.
 
 use anyhow::{bail, Result};
-use nabla::nn::file::{
-    build_from_tensors_with, decode_tensors, read_tensors, NonFinite, SPEC_KEY,
-};
+use nabla::nn::file::{build_from_tensors_with, decode_tensors, read_tensors, NonFinite, SPEC_KEY};
 use nabla::nn::{save_state, Architecture, ModelFileError, Module, Sequential};
 use nabla::tensor::Float;
+use nabla::tensor::Tensor;
 use nabla_data::DataSpec;
 use serde::{Deserialize, Serialize};
-use nabla::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 

@@ -157,6 +157,63 @@ fn predict_reads_drawn_digits() {
 }
 
 #[test]
+fn predict_and_eval_use_the_shipped_models_without_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let test = nabla_data::embedded_mnist().unwrap().test;
+    let mut args = vec!["predict".to_string(), "--json".to_string()];
+    for i in 0..10 {
+        let mut img = image::GrayImage::from_pixel(56, 56, image::Luma([255]));
+        for (j, &v) in test.pixels(i).iter().enumerate() {
+            let (x, y) = ((j % 28) as u32, (j / 28) as u32);
+            for (dx, dy) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                img.put_pixel(2 * x + dx, 2 * y + dy, image::Luma([255 - v]));
+            }
+        }
+        let p = d.join(format!("d{i}.png"));
+        img.save(&p).unwrap();
+        args.push(p.to_str().unwrap().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = nabla(&args, d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let right = stdout(&o)
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["class"].as_u64().unwrap() as usize == test.label(*i)
+        })
+        .count();
+    assert!(right >= 9, "the shipped cnn read {right} of 10");
+    let o = nabla(&["eval", "--shipped", "mlp", "--json"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.97, "the shipped mlp: {acc}");
+    let o = nabla(&["eval"], d);
+    assert!(
+        stdout(&o).contains("model: the shipped cnn model (conv16k5"),
+        "{}",
+        stdout(&o)
+    );
+    fails_with(
+        &nabla(
+            &[
+                "predict",
+                "--shipped",
+                "cnn",
+                "--model",
+                "m.safetensors",
+                "d0.png",
+            ],
+            d,
+        ),
+        "cannot be used with",
+    );
+}
+
+#[test]
 fn resume_continues_from_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
