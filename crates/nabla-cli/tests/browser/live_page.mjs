@@ -10,6 +10,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -83,7 +84,7 @@ async function main() {
     executablePath: browserPath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
-  const results = { url, timings: {} };
+  const results = { cpu: cpus()[0]?.model, browser: browser.version(), url, timings: {} };
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
     const foreign = [];
@@ -184,6 +185,7 @@ async function main() {
     server.kill('SIGINT');
   }
   writeFileSync(join(artifacts, 'timings.json'), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`median stroke-to-page times (${results.cpu}, headless Chromium ${results.browser}):`);
   console.log(JSON.stringify(results.timings, null, 2));
   console.log(failures ? `${failures} check(s) failed` : 'live page: every check passed');
   console.log(`screenshots and timings in ${artifacts}`);

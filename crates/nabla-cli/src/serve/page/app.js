@@ -88,12 +88,13 @@ async function send() {
   const t0 = performance.now();
   try {
     const blob = await new Promise((done) => pad.toBlob(done, 'image/png'));
+    const body = await blob.arrayBuffer();
     const t1 = performance.now();
     const target = state.target === null ? 'auto' : state.target;
     const resp = await fetch(`/api/explain?model=${encodeURIComponent(state.model)}&target=${target}`, {
       method: 'POST',
       headers: { 'Content-Type': 'image/png' },
-      body: blob,
+      body,
     });
     const text = await resp.text();
     const t2 = performance.now();
