@@ -156,3 +156,56 @@ fn an_empty_tape_makes_an_empty_but_valid_drawing() {
     assert!(t.dot().starts_with("digraph"));
     assert!(t.table().starts_with("node"));
 }
+
+/// The numbers after `key="` in every element of the SVG that has it.
+fn attrs(svg: &str, element: &str, key: &str) -> Vec<f64> {
+    svg.split(element)
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>')?];
+            let at = tag.find(&format!(" {key}=\""))? + key.len() + 3;
+            tag[at..].split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_chain_of_layers_is_drawn_in_bands_cut_between_layers() {
+    let tape = Tape::<f64>::new();
+    tape.set_record_scopes(true);
+    let mut x = tape.var(Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3]).unwrap());
+    for i in 0..30 {
+        let w = tape.var(Tensor::from_vec(vec![1.1, 0.9, 1.0], &[3]).unwrap());
+        x = tape.scope(
+            || format!("{i}: a layer of the chain"),
+            || x.mul(w).unwrap().tanh().unwrap(),
+        );
+    }
+    let loss = x.sum().unwrap();
+    let g = tape.backward(loss).unwrap();
+    let svg = Trace::of(&tape, Some(&g)).svg();
+    let width: f64 = attrs(&svg, "<svg", "width")[0];
+    let height: f64 = attrs(&svg, "<svg", "height")[0];
+    assert!(width <= 1800.0, "width {width}");
+    assert!(height > 3.0 * 150.0, "several bands: height {height}");
+    // Edges into the next band are routed through the gap between bands.
+    assert!(svg.contains(" V"), "no edge crosses into a band below");
+    // No layer's box is cut: the 30 boxes do not overlap.
+    let boxes: Vec<(f64, f64, f64, f64)> = svg
+        .split("<g class=\"scope\">")
+        .skip(1)
+        .map(|g| {
+            let n = |k: &str| attrs(g, "<rect", k)[0];
+            (n("x"), n("y"), n("width"), n("height"))
+        })
+        .collect();
+    assert_eq!(boxes.len(), 30);
+    for (i, a) in boxes.iter().enumerate() {
+        assert!(a.0 + a.2 <= width, "box {i} leaves the drawing");
+        for (j, b) in boxes.iter().enumerate().skip(i + 1) {
+            let apart =
+                a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+            assert!(apart, "boxes {i} and {j} overlap: {a:?} {b:?}");
+        }
+    }
+}

@@ -16,6 +16,9 @@ const ROW_GAP: f64 = 26.0;
 const COL_GAP_LABELS: f64 = 120.0;
 const COL_GAP: f64 = 50.0;
 const MARGIN: f64 = 20.0;
+/// A drawing wider than this continues in a band below (between layers).
+const MAX_WIDTH: f64 = 1800.0;
+const BAND_GAP: f64 = 60.0;
 const GRAD_COLOUR: &str = "#c0392b";
 
 struct Placed {
@@ -99,6 +102,48 @@ fn size(t: &Trace, n: &TraceNode) -> Sized {
     (w, h, text)
 }
 
+/// The first column of each band. A long chain (a convnet's layers) would
+/// be thousands of pixels wide; it is cut into bands no wider than
+/// [`MAX_WIDTH`], each cut between two layers so no layer's box is split.
+/// One layer wider than the limit keeps a band of its own.
+fn bands(t: &Trace, col: &[usize], col_w: &[f64], gap: f64) -> Vec<usize> {
+    let mut spans: Vec<(Option<&str>, usize, usize)> = Vec::new();
+    for m in &t.nodes {
+        let c = col[m.id];
+        match spans.iter_mut().find(|s| s.0 == m.scope.as_deref()) {
+            Some(s) => {
+                s.1 = s.1.min(c);
+                s.2 = s.2.max(c);
+            }
+            None => spans.push((m.scope.as_deref(), c, c)),
+        }
+    }
+    let cuttable = |c: usize| {
+        spans
+            .iter()
+            .all(|&(scope, lo, hi)| scope.is_none() || !(lo < c && c <= hi))
+    };
+    let limit = MAX_WIDTH - 2.0 * (MARGIN + 14.0);
+    let mut starts = vec![0];
+    let (mut start, mut used, mut last_cut) = (0, 0.0, None);
+    let mut c = 0;
+    while c < col_w.len() {
+        if c > start && cuttable(c) {
+            last_cut = Some(c);
+        }
+        if used + col_w[c] > limit {
+            if let Some(cut) = last_cut.take() {
+                starts.push(cut);
+                (start, used, c) = (cut, 0.0, cut);
+                continue;
+            }
+        }
+        used += col_w[c] + gap;
+        c += 1;
+    }
+    starts
+}
+
 pub(super) fn draw(t: &Trace) -> String {
     let n = t.nodes.len();
     let col = columns(t);
@@ -156,7 +201,19 @@ pub(super) fn draw(t: &Trace) -> String {
         .iter()
         .map(|c| c.iter().map(|&id| sized[id].1 + ROW_GAP).sum::<f64>())
         .collect();
-    let height = col_h.iter().copied().fold(0.0, f64::max);
+    let bands = bands(t, &col, &col_w, gap);
+    let band_of = |c: usize| bands.partition_point(|&start| start <= c) - 1;
+    // Each band as tall as its tallest column, one below the other.
+    let mut band_h = vec![0.0f64; bands.len()];
+    for (c, h) in col_h.iter().enumerate() {
+        band_h[band_of(c)] = band_h[band_of(c)].max(*h);
+    }
+    let mut band_y = Vec::with_capacity(bands.len());
+    let mut top = MARGIN + 18.0;
+    for h in &band_h {
+        band_y.push(top);
+        top += h + BAND_GAP;
+    }
     let mut placed: Vec<Placed> = (0..n)
         .map(|_| Placed {
             x: 0.0,
@@ -166,8 +223,13 @@ pub(super) fn draw(t: &Trace) -> String {
         })
         .collect();
     let mut x = MARGIN + 14.0;
+    let mut width = 2.0 * MARGIN;
     for (c, column) in order.iter().enumerate() {
-        let mut y = MARGIN + 18.0 + (height - col_h[c]) / 2.0;
+        let b = band_of(c);
+        if c > 0 && bands[b] == c {
+            x = MARGIN + 14.0;
+        }
+        let mut y = band_y[b] + (band_h[b] - col_h[c]) / 2.0;
         for &id in column {
             let (w, h, _) = &sized[id];
             placed[id] = Placed {
@@ -179,10 +241,10 @@ pub(super) fn draw(t: &Trace) -> String {
             y += h + ROW_GAP;
         }
         x += col_w[c] + gap;
+        width = width.max(x - gap + MARGIN + 14.0);
     }
     // An empty tape still makes a (blank) drawing of positive size.
-    let width = (x - gap + MARGIN + 14.0).max(2.0 * MARGIN);
-    let total_h = height + 2.0 * MARGIN + 18.0;
+    let total_h = top - BAND_GAP + MARGIN;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -234,12 +296,27 @@ pub(super) fn draw(t: &Trace) -> String {
             let (a, b) = (&placed[i], &placed[m.id]);
             let (x0, y0) = (a.x + a.w, a.y + a.h / 2.0);
             let (x1, y1) = (b.x, b.y + b.h / 2.0);
-            let dx = (x1 - x0) / 2.0;
+            let (from, to) = (band_of(col[i]), band_of(col[m.id]));
+            let d = if from == to {
+                let dx = (x1 - x0) / 2.0;
+                format!(
+                    "M{x0:.1},{y0:.1} C{:.1},{y0:.1} {:.1},{y1:.1} {x1:.1},{y1:.1}",
+                    x0 + dx,
+                    x1 - dx
+                )
+            } else {
+                // Into a later band: down through the gap below the
+                // source's band, back to the left, and in.
+                let gap_y = band_y[from] + band_h[from] + BAND_GAP / 2.0 - ROW_GAP / 2.0;
+                format!(
+                    "M{x0:.1},{y0:.1} H{:.1} V{gap_y:.1} H{:.1} V{y1:.1} H{x1:.1}",
+                    x0 + 12.0,
+                    x1 - 16.0
+                )
+            };
             let _ = writeln!(
                 svg,
-                "<path class=\"edge\" d=\"M{x0:.1},{y0:.1} C{:.1},{y0:.1} {:.1},{y1:.1} {x1:.1},{y1:.1}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.2\" marker-end=\"url(#arrow)\"/>",
-                x0 + dx,
-                x1 - dx
+                "<path class=\"edge\" d=\"{d}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.2\" marker-end=\"url(#arrow)\"/>"
             );
             let src = &t.nodes[i];
             if on_edges(src) {

@@ -103,9 +103,9 @@ impl Timings {
 /// prediction), and writes the page's JSON.
 ///
 /// # Errors
-/// [`BadImage`] for an image that cannot be read, is too large, or has no
-/// ink; a target past the classes. A failure of the network itself is a
-/// bug and comes back as `Err` too, but is reported by the caller as 500.
+/// [`Failure::Client`] for an image that cannot be read, is too large or
+/// has no ink, and for a target past the classes; [`Failure::Server`] when
+/// the network itself fails (a bug, answered with 500).
 pub fn analyse(
     model: &Served,
     bytes: &[u8],
