@@ -80,12 +80,7 @@ impl ModelChoice {
     fn name(&self) -> String {
         match self.shipped() {
             Some(s) => s.label(),
-            None => self
-                .models
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" + "),
+            None => name(&self.models),
         }
     }
 
@@ -101,7 +96,7 @@ impl ModelChoice {
     }
 }
 
-/// The model files, named for messages.
+/// The model files, named for messages (`a.safetensors + b.safetensors`).
 fn name(models: &[PathBuf]) -> String {
     models
         .iter()

@@ -159,17 +159,14 @@ async fn wrong_method(method: Method, uri: Uri) -> Response {
 
 /// The query of `/api/explain`: `model=ID` (default: the first model) and
 /// `target=K` (default, or `auto`: the prediction).
-fn parse_query<'a>(
-    app: &'a App,
-    query: Option<&str>,
-) -> Result<(&'a Served, Option<usize>), String> {
+fn parse_query(app: &App, query: Option<&str>) -> Result<(usize, Option<usize>), String> {
     let mut model = None;
     let mut target = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "model" => {
-                let found = app.models.iter().find(|m| m.id == value);
+                let found = app.models.iter().position(|m| m.id == value);
                 let ids: Vec<&str> = app.models.iter().map(|m| m.id.as_str()).collect();
                 model = Some(found.ok_or_else(|| {
                     format!("model={value}: no such model (served: {})", ids.join(", "))
@@ -185,11 +182,10 @@ fn parse_query<'a>(
             _ => return Err(format!("{key}: unknown parameter (model and target are)")),
         }
     }
-    let model = match model {
-        Some(m) => m,
-        None => app.models.first().ok_or("no model is served")?,
-    };
-    Ok((model, target))
+    if app.models.is_empty() {
+        return Err("no model is served".into());
+    }
+    Ok((model.unwrap_or(0), target))
 }
 
 async fn explain_drawing(
@@ -243,17 +239,9 @@ async fn explain_drawing(
     let Ok(_permit) = tokio::time::timeout(app.limits.timeout, app.running.acquire()).await else {
         return busy(&app);
     };
-    let id = model.id.clone();
     let worker = {
         let app = Arc::clone(&app);
-        tokio::task::spawn_blocking(move || {
-            let model = app
-                .models
-                .iter()
-                .find(|m| m.id == id)
-                .expect("the model was found above");
-            analyse(model, &body, target, &app.limits)
-        })
+        tokio::task::spawn_blocking(move || analyse(&app.models[model], &body, target, &app.limits))
     };
     match tokio::time::timeout(app.limits.timeout, worker).await {
         Err(_) => busy(&app),
@@ -267,19 +255,19 @@ async fn explain_drawing(
             format!("the analysis failed: {e}"),
         ),
         Ok(Ok(Ok((json, timings)))) => {
-            let timing = HeaderValue::from_str(&timings.header()).expect("ASCII");
-            (
+            let mut r = (
                 [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    ),
-                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                    (header::HeaderName::from_static("server-timing"), timing),
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
                 ],
                 json,
             )
-                .into_response()
+                .into_response();
+            if let Ok(timing) = HeaderValue::from_str(&timings.header()) {
+                r.headers_mut()
+                    .insert(header::HeaderName::from_static("server-timing"), timing);
+            }
+            r
         }
     }
 }

@@ -10,10 +10,6 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
-/// What went wrong with a request's image: the client's fault, said in one line.
-#[derive(Debug)]
-pub struct BadImage(pub String);
-
 /// The page's view of one pass. Large arrays are [`Levels`].
 #[derive(Serialize)]
 pub struct Report {
@@ -123,7 +119,7 @@ pub fn analyse(
             )));
         }
     }
-    let pixels = decode(bytes, limits).map_err(|e| Failure::Client(e.0))?;
+    let pixels = decode(bytes, limits)?;
     t.decode = ms(start);
     let x = Tensor::from_vec(pixels.to_vec(), &[1, pixels.len()])
         .map_err(|e| Failure::Server(e.to_string()))?;
@@ -177,25 +173,26 @@ pub enum Failure {
 }
 
 /// The drawing's 784 pixels, after checking its size before decoding.
-fn decode(bytes: &[u8], limits: &Limits) -> Result<[f32; 784], BadImage> {
+fn decode(bytes: &[u8], limits: &Limits) -> Result<[f32; 784], Failure> {
     if bytes.is_empty() {
-        return Err(BadImage(
+        return Err(Failure::Client(
             "the request has no body: send the drawing as a PNG or JPEG".into(),
         ));
     }
     let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| BadImage(format!("the body is not a readable image: {e}")))?
+        .map_err(|e| Failure::Client(format!("the body is not a readable image: {e}")))?
         .into_dimensions()
-        .map_err(|e| BadImage(format!("the body is not a PNG or JPEG image: {e}")))?;
+        .map_err(|e| Failure::Client(format!("the body is not a PNG or JPEG image: {e}")))?;
     let side = limits.image_side;
     if w > side || h > side {
-        return Err(BadImage(format!(
+        return Err(Failure::Client(format!(
             "the image is {w}x{h} pixels; the page sends at most {side}x{side}"
         )));
     }
-    let img = decode_image(Path::new("the drawing"), bytes).map_err(|e| BadImage(e.to_string()))?;
-    preprocess_digit(&img).map_err(|e| BadImage(format!("the drawing: {e}")))
+    let img = decode_image(Path::new("the drawing"), bytes)
+        .map_err(|e| Failure::Client(e.to_string()))?;
+    preprocess_digit(&img).map_err(|e| Failure::Client(format!("the drawing: {e}")))
 }
 
 fn ms(since: Instant) -> f64 {
