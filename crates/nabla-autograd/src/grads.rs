@@ -194,6 +194,36 @@ impl<T: Float> Gradients<T> {
         self.params.get_mut(&id)
     }
 
+    /// Sets a parameter's gradient to `values` (its elements in the
+    /// parameter's layout), reusing the buffer it has: how a gradient
+    /// computed elsewhere (another process's part of a batch) joins a store.
+    ///
+    /// # Errors
+    /// If `values` does not have the parameter's number of elements.
+    pub fn set_param(&mut self, param: &Param<T>, values: &[T]) -> Result<()> {
+        let value = param.value();
+        if values.len() != value.len() {
+            return Err(crate::Error::invalid(
+                "set_param",
+                format!(
+                    "{} values for a parameter of shape {}",
+                    values.len(),
+                    value.shape()
+                ),
+            ));
+        }
+        let id = param.id();
+        self.outer.remove(&id);
+        match self.params.get_mut(&id) {
+            Some(g) if g.len() == values.len() => g.data_mut().copy_from_slice(values),
+            _ => {
+                let g = Tensor::from_fill(value.dims(), |v| v.extend_from_slice(values))?;
+                self.params.insert(id, g);
+            }
+        }
+        Ok(())
+    }
+
     /// Every formed parameter gradient, in no particular order.
     pub fn param_grads(&self) -> impl Iterator<Item = (&ParamId, &Tensor<T>)> {
         self.params.iter()

@@ -15,6 +15,7 @@ mod cmd_search;
 mod cmd_trace;
 mod cmd_train;
 mod data_source;
+mod distributed;
 mod model_file;
 mod plot;
 mod progress;
@@ -104,6 +105,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return argument_error(e),
     };
+    if let Err(e) = distributed::check_launch(matches!(cli.command, Command::Train(_))) {
+        eprintln!("nabla: error: {}", error_line(&e));
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Train(args) => cmd_train::run(*args),
         Command::Compare(args) => cmd_compare::run(*args),

@@ -62,6 +62,11 @@ pub enum TrainError {
         /// The first parameter (in visiting order) whose gradient is not finite.
         param: String,
     },
+    /// Data-parallel training failed across processes: a collective
+    /// operation failed or timed out, the ranks' settings or weights differ,
+    /// or another rank failed.
+    #[error("{0}")]
+    Distributed(String),
     /// The loss became NaN or infinite.
     #[error("training diverged at epoch {epoch}, batch {batch}: the loss is {loss} (try a smaller learning rate, or rerun with --detect-anomaly to find the op that made it)")]
     Diverged {

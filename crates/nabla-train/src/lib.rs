@@ -17,6 +17,7 @@ mod error;
 mod loss;
 mod lr_find;
 mod metrics;
+mod parallel;
 mod probe;
 mod search;
 mod state;
@@ -28,6 +29,7 @@ pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
 pub use lr_find::{lr_find, LrFindConfig, LrFinding, LrPoint};
 pub use metrics::{eval_batch_size, evaluate, probabilities, EpochMetrics, Evaluation, Score};
+pub use parallel::{weights_checksum, Collective, DataParallel, Reduction, DEFAULT_BUCKET_BYTES};
 pub use probe::{
     ActivationProbe, ParamProbe, ProbeConfig, ProbeReport, Prober, EXPLODING, RATIO_TOO_LARGE,
     RATIO_TOO_SMALL, UNIT_FRACTION, VANISHING,

@@ -27,6 +27,7 @@
 //! allocates nothing.
 
 use crate::loss::{BatchTargets, Loss, Targets};
+use crate::parallel::{DataParallel, Exchange};
 use crate::{Result, TrainError};
 use nabla_autograd::{BatchPart, Gradients, ParamGrad, Tape, Target};
 use nabla_data::{class_labels, gather_inputs, gather_targets, Augment, Batches, Dataset, Task};
@@ -96,13 +97,16 @@ pub struct Stepper {
     warmup: u64,
     batch_stats: BatchStats,
     detect_anomaly: bool,
+    /// The ranks sharing each batch, if the run is data-parallel.
+    parallel: Option<DataParallel>,
+    exchange: Exchange,
 }
 
 /// The state one shard keeps from step to step.
 #[derive(Default)]
-struct Shard {
+pub(crate) struct Shard {
     tape: Tape<f32>,
-    grads: Gradients<f32>,
+    pub(crate) grads: Gradients<f32>,
     outcome: Option<Result<StepOutcome>>,
 }
 
@@ -139,6 +143,13 @@ impl Stepper {
         self.detect_anomaly = on;
     }
 
+    /// Shares every batch among the ranks of `parallel` (see
+    /// [`crate::parallel`]): this process computes its shards only, and the
+    /// ranks combine their gradients before every update.
+    pub fn set_parallel(&mut self, parallel: Option<DataParallel>) {
+        self.parallel = parallel;
+    }
+
     /// Sets which rows batch normalisation takes its statistics over.
     pub fn set_batch_stats(&mut self, stats: BatchStats) {
         self.batch_stats = stats;
@@ -165,10 +176,17 @@ impl Stepper {
         rows: usize,
         fetch: impl Fn(Range<usize>) -> Result<(Tensor<f32>, BatchTargets)> + Sync,
     ) -> Result<StepOutcome> {
-        let count = if model.couples_batch() && self.batch_stats == BatchStats::Batch {
+        let single = if model.couples_batch() && self.batch_stats == BatchStats::Batch {
             1
         } else {
             shard_count(rows)
+        };
+        let (count, owned) = match &self.parallel {
+            Some(_) if model.couples_batch() => return Err(TrainError::Config(
+                "batch normalisation cannot be trained data-parallel yet: its running statistics need every part of the batch in one process".into(),
+            )),
+            Some(dp) => dp.plan(single),
+            None => (single, 0..single),
         };
         if self.shards.len() < count {
             self.shards.resize_with(count, Shard::default);
@@ -187,41 +205,68 @@ impl Stepper {
                 index: s,
                 count,
             };
+            if range.is_empty() {
+                // More ranks than rows: this shard has nothing to add.
+                shard.grads.clear();
+                shard.outcome = Some(Ok(StepOutcome {
+                    loss: 0.0,
+                    correct: 0,
+                }));
+                return;
+            }
             shard.tape.set_detect_anomaly(detect);
             shard.tape.set_record_scopes(detect);
             shard.outcome = Some(shard.run(net, loss, fetch(range), share, part));
         };
-        let shards = &mut self.shards[..count];
         // One shard's weight gradients at batch 1 are outer products, which
         // plain SGD applies without forming them; with several shards the
         // optimiser adds formed gradients.
-        let keep_outer = count == 1 && optimizer.takes_outer_products();
-        for shard in shards.iter_mut() {
+        let keep_outer = count == 1 && self.parallel.is_none() && optimizer.takes_outer_products();
+        let mine = &mut self.shards[owned.clone()];
+        for shard in mine.iter_mut() {
             shard.grads.keep_outer_products(keep_outer);
         }
-        if count == 1 {
-            run(0, &mut shards[0]);
+        if mine.len() == 1 {
+            run(owned.start, &mut mine[0]);
         } else {
-            shards
-                .par_iter_mut()
+            mine.par_iter_mut()
                 .enumerate()
-                .for_each(|(s, sh)| run(s, sh));
+                .for_each(|(s, sh)| run(owned.start + s, sh));
         }
         // Combine in shard order: the sum does not depend on which thread ran what.
         let mut total = StepOutcome {
             loss: 0.0,
             correct: 0,
         };
-        for shard in shards.iter_mut() {
-            let outcome = shard.outcome.take().expect("every shard ran")?;
-            total.loss += outcome.loss;
-            total.correct += outcome.correct;
+        let mut failure = None;
+        for shard in mine.iter_mut() {
+            match shard.outcome.take().expect("every shard ran") {
+                Ok(outcome) => {
+                    total.loss += outcome.loss;
+                    total.correct += outcome.correct;
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(dp) = &self.parallel {
+            total = self.exchange.outcome(dp, total, failure)?;
+        } else if let Some(e) = failure {
+            return Err(e);
         }
         // A loss that is not finite is the caller's to report (the run
         // diverged); the weights are left as they were.
         if !total.loss.is_finite() {
             return Ok(total);
         }
+        let used = match &self.parallel {
+            Some(dp) => self
+                .exchange
+                .combine(dp, model, &mut self.shards[..count], owned)?,
+            None => count,
+        };
+        let shards = &self.shards[..used];
         // A gradient that is not finite would spoil every weight it
         // reaches: stop before the update and say which parameter.
         if let Some(bad) = shards.iter().find(|s| !s.grads.params_finite()) {

@@ -3,6 +3,9 @@
 use crate::checkpoint::{save_checkpoint, Checkpoint};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, EpochMetrics, Evaluation, Score};
+use crate::parallel::{
+    broadcast_weights, check_agreement, check_in_step, data_fingerprint, fingerprint, DataParallel,
+};
 use crate::probe::{ProbeConfig, ProbeReport, Prober};
 use crate::state::{Best, RunState};
 use crate::step::{mix, BatchStats, Stepper};
@@ -167,6 +170,8 @@ pub struct Trainer<M: Module<f32> = Sequential<f32>> {
     loss: Box<dyn Loss>,
     /// Shard state reused from step to step.
     stepper: Stepper,
+    /// The ranks sharing the run, if it is data-parallel.
+    parallel: Option<DataParallel>,
 }
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
@@ -200,7 +205,24 @@ impl<M: Module<f32>> Trainer<M> {
             checkpoint_metadata: HashMap::new(),
             loss: Box::new(loss),
             stepper: Stepper::new(),
+            parallel: None,
         }
+    }
+
+    /// Makes the run data-parallel over `parallel`'s ranks (see
+    /// [`crate::DataParallel`]): every rank must call [`Trainer::fit`] with
+    /// the same model, data and settings. At the start the ranks check that
+    /// they agree (an error names what differs) and take rank 0's weights;
+    /// after each epoch they check that their weights are still the same.
+    /// Only rank 0 writes the checkpoint; every rank evaluates (with the
+    /// same weights, to the same scores, so they stop early together).
+    pub fn set_parallel(&mut self, parallel: DataParallel) {
+        self.parallel = Some(parallel);
+    }
+
+    /// The ranks sharing the run, if it is data-parallel.
+    pub fn parallel(&self) -> Option<&DataParallel> {
+        self.parallel.as_ref()
     }
 
     /// Continues a run from a checkpoint: `model` (of the checkpoint's
@@ -264,6 +286,7 @@ impl<M: Module<f32>> Trainer<M> {
                 checkpoint_metadata: checkpoint.metadata,
                 loss: Box::new(loss),
                 stepper: Stepper::new(),
+                parallel: None,
             },
             changes,
         ))
@@ -344,6 +367,11 @@ impl<M: Module<f32>> Trainer<M> {
         self.stepper.set_warmup(c.warmup_steps as u64);
         self.stepper.set_batch_stats(c.batch_stats);
         self.stepper.set_detect_anomaly(c.detect_anomaly);
+        if let Some(dp) = &self.parallel {
+            self.start_parallel(dp.clone(), train, val, test)?;
+        }
+        self.stepper.set_parallel(self.parallel.clone());
+        let primary = self.parallel.as_ref().is_none_or(DataParallel::is_primary);
         let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
             data.map(|d| evaluate(model, d, c.eval_batch_size).map(|e| e.score))
@@ -380,8 +408,11 @@ impl<M: Module<f32>> Trainer<M> {
             };
             self.run.history.push(metrics.clone());
             self.run.epochs_done = epoch;
+            if let Some(dp) = &self.parallel {
+                check_in_step(dp, &self.model, epoch)?;
+            }
             let stop = self.track_best(val_score.as_ref(), epoch);
-            if let Some(path) = &c.checkpoint {
+            if let (Some(path), true) = (&c.checkpoint, primary) {
                 self.save_checkpoint(path)?;
             }
             observer.epoch_done(&metrics);
@@ -393,6 +424,50 @@ impl<M: Module<f32>> Trainer<M> {
             }
         }
         Ok(())
+    }
+
+    /// Checks that every rank runs the same model on the same data with
+    /// the same settings, and gives them rank 0's weights.
+    fn start_parallel(
+        &mut self,
+        dp: DataParallel,
+        train: &dyn Dataset,
+        val: Option<&dyn Dataset>,
+        test: Option<&dyn Dataset>,
+    ) -> Result<()> {
+        if self.model.couples_batch() {
+            return Err(TrainError::Config(
+                "batch normalisation cannot be trained data-parallel yet: its running statistics need every part of the batch in one process".into(),
+            ));
+        }
+        let mut shapes = self.model.describe();
+        self.model.visit_params("", &mut |name, p| {
+            shapes.push_str(&format!(" {name}{}", p.value().shape()));
+        });
+        // The checkpoint's path is rank 0's business alone.
+        let settings = TrainConfig {
+            checkpoint: None,
+            seed: 0,
+            ..self.config.clone()
+        };
+        let set = |d: Option<&dyn Dataset>| d.map_or(Ok(0), data_fingerprint);
+        check_agreement(
+            &dp,
+            &[
+                ("model", fingerprint(&shapes)),
+                ("seed", self.config.seed),
+                ("training data", data_fingerprint(train)?),
+                ("validation data", set(val)?),
+                ("test data", set(test)?),
+                ("training settings", fingerprint(&format!("{settings:?}"))),
+                (
+                    "optimiser",
+                    fingerprint(&format!("{:?}", self.optimizer.config())),
+                ),
+                ("epochs already done", self.run.epochs_done as u64),
+            ],
+        )?;
+        broadcast_weights(&dp, &mut self.model)
     }
 
     /// Writes a checkpoint of the run as it stands.

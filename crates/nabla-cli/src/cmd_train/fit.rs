@@ -152,6 +152,14 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
 
 /// Trains as the flags say, saves the model, and evaluates it on the test set.
 pub fn fit(a: &TrainArgs) -> Result<Trained> {
+    fit_with(a, None)
+}
+
+/// [`fit`], data-parallel over `parallel`'s ranks when given: every rank
+/// trains its part of each batch; rank 0 alone prints, writes the model,
+/// the checkpoints and the metrics, and evaluates the test set.
+pub fn fit_with(a: &TrainArgs, parallel: Option<&nabla_train::DataParallel>) -> Result<Trained> {
+    let primary = parallel.is_none_or(|p| p.is_primary());
     let Setup {
         splits,
         opt,
@@ -160,7 +168,7 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
         checkpoint,
     } = prepare(a)?;
     let kind = a.dataset.kind();
-    let human = !a.quiet && !a.json;
+    let human = !a.quiet && !a.json && primary;
     let (mut trainer, spec) = if let Some(path) = &a.resume {
         let ckpt = load_checkpoint(path)?;
         let spec = ModelSpec::from_metadata(path, &ckpt.metadata)?;
@@ -188,6 +196,21 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
         (Trainer::new(model, opt.init(), loss, config), spec)
     };
     trainer.config.eval_batch_size = eval_batch_size(&trainer.model);
+    if let Some(p) = parallel {
+        trainer.set_parallel(p.clone());
+        if human {
+            println!(
+                "data-parallel: {} ranks, each computes its part of every batch of {}; gradients combined by {} in buckets of {}",
+                p.group.size(),
+                trainer.config.batch_size,
+                match p.reduction {
+                    nabla_train::Reduction::Sum => "allreduce (sum)",
+                    nabla_train::Reduction::Exact => "allgather (exact, in shard order)",
+                },
+                super::human_bytes(p.bucket_bytes as u64)
+            );
+        }
+    }
     trainer.checkpoint_metadata = spec.metadata()?;
     if human {
         println!("data: {}", splits.desc);
@@ -228,7 +251,7 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
         .map_or(1.0, |s| s.std.first().copied().unwrap_or(1.0));
     let mut progress = Progress::new(
         human,
-        a.metrics_out.as_deref(),
+        a.metrics_out.as_deref().filter(|_| primary),
         trainer.epochs_done() > 0,
         scale,
     )?;
@@ -241,6 +264,15 @@ pub fn fit(a: &TrainArgs) -> Result<Trained> {
         .map_err(|e| resume_error(e, a))?;
     progress.finish()?;
 
+    if !primary {
+        return Ok(Trained {
+            trainer,
+            spec,
+            checkpoint,
+            test: None,
+            scale,
+        });
+    }
     save_model(&a.out, &trainer.model, &spec)?;
     let test = match test_set {
         Some(t) => Some(evaluate(

@@ -170,6 +170,24 @@ pub struct TrainArgs {
     /// Print the final summary as one JSON object (and nothing else on stdout).
     #[arg(long)]
     json: bool,
+    /// Under `mpirun`: how the ranks combine gradients: sum (an allreduce of each rank's sum; equal to one process's weights up to rounding) or exact (every shard's gradient gathered and added in order; bit-identical to one process).
+    #[arg(long, value_enum, default_value_t = ReduceArg::Sum)]
+    reduce: ReduceArg,
+    /// Under `mpirun`: megabytes of gradient per exchange.
+    #[arg(long, default_value_t = 1.0)]
+    bucket_mb: f64,
+    /// Under `mpirun`: seconds a rank waits in an exchange before it ends the job (a rank died or hangs).
+    #[arg(long, default_value_t = 120)]
+    collective_timeout: u64,
+}
+
+/// How the ranks of a data-parallel run combine gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReduceArg {
+    /// Each rank's sum, summed (allreduce).
+    Sum,
+    /// Every shard's gradient, added in shard order on every rank.
+    Exact,
 }
 
 /// The hidden layers of the default network.
@@ -313,14 +331,40 @@ impl TrainArgs {
     pub fn json(&self) -> bool {
         self.json
     }
+
+    /// How a data-parallel run shares its work: the reduction, the bucket
+    /// size in bytes and the collective timeout.
+    pub fn parallel_settings(
+        &self,
+    ) -> Result<(nabla_train::Reduction, usize, std::time::Duration)> {
+        if !(self.bucket_mb > 0.0 && self.bucket_mb <= 4096.0) {
+            bail!("--bucket-mb {}: must be in (0, 4096]", self.bucket_mb);
+        }
+        if self.collective_timeout == 0 {
+            bail!("--collective-timeout 0: must be at least 1 second");
+        }
+        let reduction = match self.reduce {
+            ReduceArg::Sum => nabla_train::Reduction::Sum,
+            ReduceArg::Exact => nabla_train::Reduction::Exact,
+        };
+        let bytes = (self.bucket_mb * (1 << 20) as f64) as usize;
+        Ok((
+            reduction,
+            bytes.max(4),
+            std::time::Duration::from_secs(self.collective_timeout),
+        ))
+    }
 }
 
-pub use fit::{fit, prepare, Trained};
+pub use fit::{fit, fit_with, prepare, Trained};
 pub(crate) use setup::build_model;
 use setup::{augmentation, optimizer_config, parse_size, recipe, schedule};
 
 /// Runs `nabla train`.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    if crate::distributed::is_parallel() {
+        return crate::distributed::run_train(a);
+    }
     thread_pool(a.threads)?.install(|| {
         let trained = fit(&a)?;
         report(&a, &trained);
@@ -329,7 +373,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
 }
 
 /// A file size in kB or MB.
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1 << 20) as f64),
         n => format!("{:.1} kB", n as f64 / 1024.0),
@@ -337,7 +381,7 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// The run's summary: one JSON object (`--json`), or a few lines.
-fn report(a: &TrainArgs, t: &Trained) {
+pub(crate) fn report(a: &TrainArgs, t: &Trained) {
     let trainer = &t.trainer;
     let total_seconds: f64 = trainer.history().iter().map(|m| m.seconds).sum();
     let sparsity = crate::model_file::sparsity(&trainer.model);
