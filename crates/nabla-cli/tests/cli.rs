@@ -924,3 +924,25 @@ fn several_models_evaluate_and_predict_as_an_ensemble() {
         "t.safetensors: trained on other data than m1.safetensors",
     );
 }
+
+#[test]
+fn an_mpi_launch_the_binary_cannot_serve_is_refused() {
+    if cfg!(feature = "mpi") {
+        return; // scripts/test_mpi.sh runs that binary under mpirun
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // As one of two ranks of an Open MPI job (what mpirun sets).
+    let as_rank = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .output()
+            .unwrap()
+    };
+    fails_with(&as_rank(&["train", "--epochs", "1"]), "built without MPI");
+    fails_with(&as_rank(&["eval"]), "built without MPI");
+    assert!(!dir.path().join("model.safetensors").exists());
+    let o = nabla(&["train", "--epochs", "1", "--bucket-mb", "0"], dir.path());
+    fails_with(&o, "--bucket-mb 0");
+}

@@ -144,7 +144,7 @@ impl Stepper {
     }
 
     /// Shares every batch among the ranks of `parallel` (see
-    /// [`crate::parallel`]): this process computes its shards only, and the
+    /// [`DataParallel`]): this process computes its shards only, and the
     /// ranks combine their gradients before every update.
     pub fn set_parallel(&mut self, parallel: Option<DataParallel>) {
         self.parallel = parallel;

@@ -72,6 +72,8 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
             a.test_split
         );
     }
+    // The data-parallel flags are checked even where no MPI runs them.
+    a.parallel_settings()?;
     check_writable_parent(&a.out, "--out")?;
     let checkpoint = a.checkpoint.clone().unwrap_or_else(|| {
         let mut p = a.out.clone().into_os_string();

@@ -356,7 +356,9 @@ impl TrainArgs {
     }
 }
 
-pub use fit::{fit, fit_with, prepare, Trained};
+#[cfg(feature = "mpi")]
+pub use fit::fit_with;
+pub use fit::{fit, prepare, Trained};
 pub(crate) use setup::build_model;
 use setup::{augmentation, optimizer_config, parse_size, recipe, schedule};
 
