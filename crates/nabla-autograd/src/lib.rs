@@ -35,6 +35,7 @@ mod numeric;
 mod op;
 pub mod ops;
 mod param;
+mod ready;
 mod tape;
 mod var;
 
@@ -51,5 +52,6 @@ pub use numeric::{
 pub use op::{InputGrads, Op, INLINE_INPUTS};
 pub use ops::loss::{Reduction, Target};
 pub use param::{Param, ParamId};
+pub use ready::OnFinal;
 pub use smallvec::smallvec;
 pub use tape::{BatchPart, NodeView, Tape, Var};

@@ -2,6 +2,7 @@
 
 use crate::anomaly::{all_finite, anomaly, Phase};
 use crate::op::INLINE_INPUTS;
+use crate::ready::{OnFinal, ReadyOrder};
 use crate::{Error, Gradients, Op, OuterProduct, Param, ParamId, Result};
 use nabla_tensor::{Float, Rng, Shape, Tensor};
 use smallvec::SmallVec;
@@ -482,6 +483,41 @@ impl<T: Float> Tape<T> {
         seed: Tensor<T>,
         grads: &mut Gradients<T>,
     ) -> Result<()> {
+        self.sweep(output, seed, grads, None)
+    }
+
+    /// Like [`Tape::backward_into`], and tells `on_final` each parameter's
+    /// gradient as soon as backward has finished it, while the layers below
+    /// are still being differentiated: the gradient this pass computed
+    /// (summed over the parameter's registrations), once per parameter that
+    /// received one, roughly the last layer first. The store receives the
+    /// same gradients as from [`Tape::backward_into`]. A data-parallel step
+    /// uses it to send the last layers' gradients to the other processes
+    /// while the first layers' are computed.
+    ///
+    /// # Errors
+    /// As [`Tape::backward`], and any error from `on_final`, which stops
+    /// the pass.
+    pub fn backward_into_observed(
+        &self,
+        output: Var<'_, T>,
+        grads: &mut Gradients<T>,
+        on_final: OnFinal<'_, T>,
+    ) -> Result<()> {
+        let shape = output.shape();
+        if shape.numel() != 1 {
+            return Err(Error::NotScalar { shape });
+        }
+        self.sweep(output, Tensor::ones(shape.dims()), grads, Some(on_final))
+    }
+
+    fn sweep(
+        &self,
+        output: Var<'_, T>,
+        seed: Tensor<T>,
+        grads: &mut Gradients<T>,
+        mut on_final: Option<OnFinal<'_, T>>,
+    ) -> Result<()> {
         if !std::ptr::eq(output.tape, self) {
             return Err(Error::ForeignVar { op: "backward" });
         }
@@ -495,7 +531,17 @@ impl<T: Float> Tape<T> {
         if inner.nodes[output.id].requires_grad {
             local[output.id] = Some(seed);
         }
+        let mut ready = on_final.is_some().then(|| {
+            ReadyOrder::new(
+                output.id,
+                |id| inner.nodes[id].param,
+                |id| &inner.nodes[id].inputs[..],
+            )
+        });
         for id in (0..=output.id).rev() {
+            if let (Some(ready), Some(f)) = (&mut ready, &mut on_final) {
+                ready.report(Some(id), &local, &outer, &mut **f)?;
+            }
             let node = &inner.nodes[id];
             let (Some(op), Some(grad)) = (&node.op, &local[id]) else {
                 continue;
@@ -560,6 +606,9 @@ impl<T: Float> Tape<T> {
                 }
                 accumulate(&mut local[input], g)?;
             }
+        }
+        if let (Some(ready), Some(f)) = (&mut ready, &mut on_final) {
+            ready.report(None, &local, &outer, &mut **f)?;
         }
         grads.absorb(self.id, &mut local, &mut outer, |id| inner.nodes[id].param)
     }
