@@ -29,7 +29,7 @@
 use crate::loss::{BatchTargets, Loss, Targets};
 use crate::parallel::{DataParallel, Exchange};
 use crate::{Result, TrainError};
-use nabla_autograd::{BatchPart, Gradients, ParamGrad, Tape, Target};
+use nabla_autograd::{BatchPart, Gradients, OnFinal, ParamGrad, Tape, Target};
 use nabla_data::{class_labels, gather_inputs, gather_targets, Augment, Batches, Dataset, Task};
 use nabla_nn::Module;
 use nabla_optim::Optimizer;
@@ -191,11 +191,18 @@ impl Stepper {
         if self.shards.len() < count {
             self.shards.resize_with(count, Shard::default);
         }
+        let overlap = self
+            .parallel
+            .as_ref()
+            .is_some_and(|dp| Exchange::overlaps(dp, count));
+        if let Some(dp) = &self.parallel {
+            self.exchange.begin(dp, model, count);
+        }
         let net: &M = model;
         let detect = self.detect_anomaly;
         let stream = mix(self.seed, self.steps);
         self.steps += 1;
-        let run = |s: usize, shard: &mut Shard| {
+        let run = |s: usize, shard: &mut Shard, observe: Option<OnFinal<'_, f32>>| {
             let range = shard_range(rows, count, s);
             // Each shard's mean weighs by its share of the batch, so the
             // shards add up to the batch mean.
@@ -216,7 +223,7 @@ impl Stepper {
             }
             shard.tape.set_detect_anomaly(detect);
             shard.tape.set_record_scopes(detect);
-            shard.outcome = Some(shard.run(net, loss, fetch(range), share, part));
+            shard.outcome = Some(shard.run(net, loss, fetch(range), share, part, observe));
         };
         // One shard's weight gradients at batch 1 are outer products, which
         // plain SGD applies without forming them; with several shards the
@@ -226,12 +233,21 @@ impl Stepper {
         for shard in mine.iter_mut() {
             shard.grads.keep_outer_products(keep_outer);
         }
-        if mine.len() == 1 {
-            run(owned.start, &mut mine[0]);
-        } else {
-            mine.par_iter_mut()
+        match &self.parallel {
+            Some(dp) if overlap => {
+                // At most one shard here: its gradients leave as backward
+                // finishes them.
+                self.exchange.overlapped(dp, |on_final| {
+                    if let Some(shard) = mine.first_mut() {
+                        run(owned.start, shard, Some(on_final));
+                    }
+                })?;
+            }
+            _ if mine.len() == 1 => run(owned.start, &mut mine[0], None),
+            _ => mine
+                .par_iter_mut()
                 .enumerate()
-                .for_each(|(s, sh)| run(owned.start + s, sh));
+                .for_each(|(s, sh)| run(owned.start + s, sh, None)),
         }
         // Combine in shard order: the sum does not depend on which thread ran what.
         let mut total = StepOutcome {
@@ -261,9 +277,10 @@ impl Stepper {
             return Ok(total);
         }
         let used = match &self.parallel {
-            Some(dp) => self
-                .exchange
-                .combine(dp, model, &mut self.shards[..count], owned)?,
+            Some(dp) => {
+                self.exchange
+                    .combine(dp, model, &mut self.shards[..count], owned, overlap)?
+            }
             None => count,
         };
         let shards = &self.shards[..used];
@@ -370,12 +387,13 @@ impl Shard {
         input: Result<(Tensor<f32>, BatchTargets)>,
         share: f64,
         part: BatchPart,
+        observe: Option<OnFinal<'_, f32>>,
     ) -> Result<StepOutcome> {
         self.grads.clear();
         self.tape.reset();
         self.tape.seed_rng(mix(part.batch, part.index as u64));
         self.tape.set_batch_part(Some(part));
-        let outcome = self.forward_backward(net, loss, input, share);
+        let outcome = self.forward_backward(net, loss, input, share, observe);
         // Release the values the tape holds (the parameters among them), so
         // that the optimiser updates the weights in place instead of copying.
         self.tape.reset();
@@ -389,6 +407,7 @@ impl Shard {
         loss: &dyn Loss,
         input: Result<(Tensor<f32>, BatchTargets)>,
         share: f64,
+        observe: Option<OnFinal<'_, f32>>,
     ) -> Result<StepOutcome> {
         let (x, targets) = input?;
         let tape = &self.tape;
@@ -405,7 +424,10 @@ impl Shard {
         };
         let mean = loss.loss(y, targets)?;
         let weighted = mean.mul_scalar(share)?;
-        tape.backward_into(weighted, &mut self.grads)?;
+        match observe {
+            Some(on_final) => tape.backward_into_observed(weighted, &mut self.grads, on_final)?,
+            None => tape.backward_into(weighted, &mut self.grads)?,
+        }
         Ok(StepOutcome {
             loss: weighted.item()? as f64,
             correct,

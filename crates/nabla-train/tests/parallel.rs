@@ -146,7 +146,7 @@ fn together(
     batch: usize,
     ranks: usize,
     reduction: Reduction,
-    bucket_bytes: usize,
+    (bucket_bytes, overlap): (usize, bool),
     vary: impl Fn(usize, &mut TrainConfig) + Sync,
 ) -> Vec<std::result::Result<Vec<f32>, String>> {
     std::thread::scope(|s| {
@@ -169,6 +169,7 @@ fn together(
                         group: Arc::new(rank),
                         reduction,
                         bucket_bytes,
+                        overlap,
                     });
                     t.fit(train, None, None, &mut Silent)
                         .map(|()| weights(&t.model))
@@ -185,17 +186,30 @@ fn the_exact_reduction_gives_one_process_weights_bit_for_bit() {
     let train = data(700);
     // Batch 100: 2 shards, one per rank. Batch 300: 5 shards, split 2 and 3.
     // Buckets of 1 KiB cut the gradient into many exchanges.
-    for (batch, ranks, bucket) in [(100, 2, 1 << 20), (300, 2, 1024), (300, 3, 4096)] {
+    // At batch 100 the gradients are sent during backward, unless told not to.
+    for (batch, ranks, bucket) in [
+        (100, 2, 1 << 20),
+        (100, 2, 1024),
+        (300, 2, 1024),
+        (300, 3, 4096),
+    ] {
         let one = alone(&train, batch);
-        for (r, w) in together(&train, batch, ranks, Reduction::Exact, bucket, |_, _| {})
-            .into_iter()
-            .enumerate()
-        {
-            let w = w.unwrap();
-            assert!(
-                one.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "batch {batch}, {ranks} ranks: rank {r}'s weights differ from one process's"
+        for overlap in [true, false] {
+            let all = together(
+                &train,
+                batch,
+                ranks,
+                Reduction::Exact,
+                (bucket, overlap),
+                |_, _| {},
             );
+            for (r, w) in all.into_iter().enumerate() {
+                let w = w.unwrap();
+                assert!(
+                    one.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "batch {batch}, {ranks} ranks, overlap {overlap}: rank {r}'s weights differ from one process's"
+                );
+            }
         }
     }
 }
@@ -204,8 +218,8 @@ fn the_exact_reduction_gives_one_process_weights_bit_for_bit() {
 fn the_summed_reduction_agrees_to_rounding_and_repeats_itself() {
     let train = data(700);
     let one = alone(&train, 300);
-    let first = together(&train, 300, 2, Reduction::Sum, 2048, |_, _| {});
-    let again = together(&train, 300, 2, Reduction::Sum, 2048, |_, _| {});
+    let first = together(&train, 300, 2, Reduction::Sum, (2048, true), |_, _| {});
+    let again = together(&train, 300, 2, Reduction::Sum, (2048, true), |_, _| {});
     let w0 = first[0].as_ref().unwrap();
     assert_eq!(w0, first[1].as_ref().unwrap(), "the ranks' weights differ");
     assert_eq!(w0, again[0].as_ref().unwrap(), "a second run differs");
@@ -218,10 +232,52 @@ fn the_summed_reduction_agrees_to_rounding_and_repeats_itself() {
 }
 
 #[test]
+fn sending_during_backward_changes_no_bit() {
+    // Batch 100 on 2 or 3 ranks: one shard per rank, so the buckets leave
+    // during backward; 1 KiB buckets split the weights across many, and
+    // 64 KiB ones hold several parameters each.
+    let train = data(400);
+    let one = alone(&train, 100);
+    for (ranks, bucket) in [(2, 1024), (3, 1024), (2, 64 << 10)] {
+        let on = together(
+            &train,
+            100,
+            ranks,
+            Reduction::Sum,
+            (bucket, true),
+            |_, _| {},
+        );
+        let off = together(
+            &train,
+            100,
+            ranks,
+            Reduction::Sum,
+            (bucket, false),
+            |_, _| {},
+        );
+        let w = on[0].as_ref().unwrap();
+        for (r, (a, b)) in on.iter().zip(&off).enumerate() {
+            assert_eq!(w, a.as_ref().unwrap(), "{ranks} ranks: rank {r} drifted");
+            assert_eq!(
+                w,
+                b.as_ref().unwrap(),
+                "{ranks} ranks, {bucket} B: overlap changed rank {r}'s weights"
+            );
+        }
+        let worst = one
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs() / a.abs().max(1e-2))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "max relative difference {worst}");
+    }
+}
+
+#[test]
 fn more_ranks_than_rows_in_a_batch_still_train_together() {
     // The last batch of 50 samples at batch 48 has 2 rows for 3 ranks.
     let train = data(50);
-    let w = together(&train, 48, 3, Reduction::Sum, 1 << 20, |_, _| {});
+    let w = together(&train, 48, 3, Reduction::Sum, (1 << 20, true), |_, _| {});
     let w0 = w[0].as_ref().unwrap();
     assert!(w.iter().all(|x| x.as_ref().unwrap() == w0));
 }
@@ -229,7 +285,7 @@ fn more_ranks_than_rows_in_a_batch_still_train_together() {
 #[test]
 fn ranks_that_disagree_are_named_before_any_step() {
     let train = data(200);
-    let w = together(&train, 100, 2, Reduction::Sum, 1 << 20, |r, c| {
+    let w = together(&train, 100, 2, Reduction::Sum, (1 << 20, true), |r, c| {
         if r == 1 {
             c.seed = 4;
         }
@@ -238,7 +294,7 @@ fn ranks_that_disagree_are_named_before_any_step() {
         let e = e.as_ref().unwrap_err();
         assert!(e.contains("disagree on the seed: rank 1"), "{e}");
     }
-    let w = together(&train, 100, 2, Reduction::Sum, 1 << 20, |r, c| {
+    let w = together(&train, 100, 2, Reduction::Sum, (1 << 20, true), |r, c| {
         if r == 1 {
             c.batch_size = 50;
         }

@@ -12,16 +12,18 @@
 //! rank applies the same update to the same weights, so the weights stay
 //! identical on every rank; a checksum after each epoch makes sure.
 //!
-//! Gradients travel in buckets of [`DataParallel::bucket_bytes`], the
-//! parameters in the model's order.
+//! Gradients travel in buckets of [`DataParallel::bucket_bytes`], the last
+//! layers' first, sent while backward runs where the step allows it (the
+//! `exchange` module).
 
-use crate::step::{Shard, StepOutcome};
 use crate::{Result, TrainError};
-use nabla_autograd::{Gradients, ParamGrad};
 use nabla_data::{gather_inputs, Dataset};
 use nabla_nn::Module;
 use std::ops::Range;
 use std::sync::Arc;
+
+mod exchange;
+pub(crate) use exchange::Exchange;
 
 /// The collective operations of a group of processes (ranks), each called
 /// by every rank of the group in the same order, as MPI's are.
@@ -103,6 +105,11 @@ pub struct DataParallel {
     pub reduction: Reduction,
     /// Bytes of gradient per collective call (at least one value).
     pub bucket_bytes: usize,
+    /// Whether gradients are sent while backward runs, when every rank
+    /// computes at most one shard of a batch (see the `exchange` module).
+    /// Off by default: the exchange then competes with backward for the
+    /// cores, and pays only where a rank leaves one free.
+    pub overlap: bool,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -112,17 +119,20 @@ impl std::fmt::Debug for DataParallel {
             .field("size", &self.group.size())
             .field("reduction", &self.reduction)
             .field("bucket_bytes", &self.bucket_bytes)
+            .field("overlap", &self.overlap)
             .finish()
     }
 }
 
 impl DataParallel {
-    /// `group` with the default reduction and bucket size.
+    /// `group` with the default reduction and bucket size, gradients sent
+    /// after backward.
     pub fn new(group: Arc<dyn Collective>) -> Self {
         DataParallel {
             group,
             reduction: Reduction::Sum,
             bucket_bytes: DEFAULT_BUCKET_BYTES,
+            overlap: false,
         }
     }
 
@@ -150,174 +160,6 @@ impl DataParallel {
 /// The shards rank `r` of `n` computes, of `count`.
 fn shards_of(count: usize, n: usize, r: usize) -> Range<usize> {
     r * count / n..(r + 1) * count / n
-}
-
-/// Buffers the gradient exchange keeps from step to step.
-#[derive(Default)]
-pub(crate) struct Exchange {
-    /// Elements of each parameter, in the model's order.
-    sizes: Vec<usize>,
-    send: Vec<f32>,
-    recv: Vec<f32>,
-    /// One bucket of every slot (exact reduction).
-    piece: Vec<f32>,
-    /// Every shard's gradients, shard after shard (exact reduction).
-    all: Vec<f32>,
-}
-
-impl Exchange {
-    /// Adds up the ranks' losses and correct rows; a step that failed on
-    /// any rank fails on every rank (none is left waiting for the others).
-    pub(crate) fn outcome(
-        &mut self,
-        dp: &DataParallel,
-        local: StepOutcome,
-        failure: Option<TrainError>,
-    ) -> Result<StepOutcome> {
-        let failed = if failure.is_some() { 1.0 } else { 0.0 };
-        let mut sum = [0.0; 3];
-        dp.group
-            .all_reduce_sum_f64(&[local.loss, local.correct as f64, failed], &mut sum)?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if sum[2] > 0.0 {
-            return Err(TrainError::Distributed(format!(
-                "{} other rank{} failed at this step (each prints its own error)",
-                sum[2],
-                if sum[2] == 1.0 { "" } else { "s" }
-            )));
-        }
-        Ok(StepOutcome {
-            loss: sum[0],
-            correct: sum[1] as usize,
-        })
-    }
-
-    /// Combines the gradients of the batch's `shards` (this rank's, the
-    /// `owned` ones, computed) across the ranks; returns how many of the
-    /// first `shards` now hold the batch's gradients for the update.
-    pub(crate) fn combine<M: Module<f32> + ?Sized>(
-        &mut self,
-        dp: &DataParallel,
-        model: &mut M,
-        shards: &mut [Shard],
-        owned: Range<usize>,
-    ) -> Result<usize> {
-        self.sizes.clear();
-        model.for_each_param_mut(&mut |p| self.sizes.push(p.value().len()));
-        let total: usize = self.sizes.iter().sum();
-        let bucket = dp.bucket_values();
-        match dp.reduction {
-            Reduction::Sum => {
-                self.send.clear();
-                self.send.resize(total, 0.0);
-                let mut at = 0;
-                model.for_each_param_mut(&mut |p| {
-                    let out = &mut self.send[at..at + p.value().len()];
-                    for shard in &shards[owned.clone()] {
-                        add_grad(out, shard.grads.param_grad(p));
-                    }
-                    at += out.len();
-                });
-                self.recv.resize(total, 0.0);
-                for (send, recv) in self.send.chunks(bucket).zip(self.recv.chunks_mut(bucket)) {
-                    dp.group.all_reduce_sum(send, recv)?;
-                }
-                let (store, recv) = (&mut shards[0].grads, &self.recv);
-                store.clear();
-                set_all(model, recv, store)?;
-                Ok(1)
-            }
-            Reduction::Exact => {
-                let n = dp.group.size();
-                let count = shards.len();
-                let slots = count.div_ceil(n);
-                // This rank's shards, slot after slot (an empty slot is zeros).
-                self.send.clear();
-                self.send.resize(slots * total, 0.0);
-                for (slot, shard) in shards[owned.clone()].iter().enumerate() {
-                    let mut at = slot * total;
-                    model.for_each_param_mut(&mut |p| {
-                        let len = p.value().len();
-                        add_grad(&mut self.send[at..at + len], shard.grads.param_grad(p));
-                        at += len;
-                    });
-                }
-                self.all.clear();
-                self.all.resize(count * total, 0.0);
-                let mut start = 0;
-                while start < total {
-                    let end = (start + bucket.div_ceil(slots)).min(total);
-                    let width = end - start;
-                    self.piece.clear();
-                    for slot in 0..slots {
-                        let at = slot * total;
-                        self.piece
-                            .extend_from_slice(&self.send[at + start..at + end]);
-                    }
-                    self.recv.resize(n * slots * width, 0.0);
-                    dp.group.all_gather(&self.piece, &mut self.recv)?;
-                    for r in 0..n {
-                        for (slot, s) in shards_of(count, n, r).enumerate() {
-                            let from = (r * slots + slot) * width;
-                            self.all[s * total + start..s * total + end]
-                                .copy_from_slice(&self.recv[from..from + width]);
-                        }
-                    }
-                    start = end;
-                }
-                for (s, shard) in shards.iter_mut().enumerate() {
-                    if owned.contains(&s) {
-                        continue;
-                    }
-                    shard.grads.clear();
-                    let values = &self.all[s * total..(s + 1) * total];
-                    set_all(model, values, &mut shard.grads)?;
-                }
-                Ok(count)
-            }
-        }
-    }
-}
-
-/// Adds a gradient, in either form, onto `out`.
-fn add_grad(out: &mut [f32], g: Option<ParamGrad<'_, f32>>) {
-    match g {
-        None => {}
-        Some(ParamGrad::Dense(t)) => {
-            for (o, &v) in out.iter_mut().zip(t.data()) {
-                *o += v;
-            }
-        }
-        Some(ParamGrad::Outer(o)) => {
-            let dense = o.to_dense();
-            for (o, &v) in out.iter_mut().zip(dense.data()) {
-                *o += v;
-            }
-        }
-    }
-}
-
-/// Gives every parameter of `model` its slice of `values` (in the model's
-/// order) as its gradient in `store`.
-fn set_all<M: Module<f32> + ?Sized>(
-    model: &mut M,
-    values: &[f32],
-    store: &mut Gradients<f32>,
-) -> Result<()> {
-    let mut at = 0;
-    let mut failed = None;
-    model.for_each_param_mut(&mut |p| {
-        let len = p.value().len();
-        if failed.is_none() {
-            if let Err(e) = store.set_param(p, &values[at..at + len]) {
-                failed = Some(e);
-            }
-        }
-        at += len;
-    });
-    failed.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// A checksum of the model's weights (FNV-1a over the bits of every
