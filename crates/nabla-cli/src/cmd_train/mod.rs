@@ -176,6 +176,9 @@ pub struct TrainArgs {
     /// Under `mpirun`: megabytes of gradient per exchange.
     #[arg(long, default_value_t = 1.0)]
     bucket_mb: f64,
+    /// Under `mpirun`: send each bucket of gradients while backward runs, as soon as its gradients are final (when each rank computes one shard of the batch); it pays when each rank leaves a core free for the exchange, and changes no weight.
+    #[arg(long)]
+    overlap: bool,
     /// Under `mpirun`: seconds a rank waits in an exchange before it ends the job (a rank died or hangs).
     #[arg(long, default_value_t = 120)]
     collective_timeout: u64,
@@ -332,11 +335,11 @@ impl TrainArgs {
         self.json
     }
 
-    /// How a data-parallel run shares its work: the reduction, the bucket
-    /// size in bytes and the collective timeout.
-    pub fn parallel_settings(
-        &self,
-    ) -> Result<(nabla_train::Reduction, usize, std::time::Duration)> {
+    /// How a data-parallel run shares its work.
+    ///
+    /// # Errors
+    /// A bucket size or timeout out of range.
+    pub fn parallel_settings(&self) -> Result<ParallelSettings> {
         if !(self.bucket_mb > 0.0 && self.bucket_mb <= 4096.0) {
             bail!("--bucket-mb {}: must be in (0, 4096]", self.bucket_mb);
         }
@@ -348,12 +351,29 @@ impl TrainArgs {
             ReduceArg::Exact => nabla_train::Reduction::Exact,
         };
         let bytes = (self.bucket_mb * (1 << 20) as f64) as usize;
-        Ok((
+        Ok(ParallelSettings {
             reduction,
-            bytes.max(4),
-            std::time::Duration::from_secs(self.collective_timeout),
-        ))
+            bucket_bytes: bytes.max(4),
+            overlap: self.overlap,
+            timeout: std::time::Duration::from_secs(self.collective_timeout),
+        })
     }
+}
+
+/// The data-parallel flags of `nabla train`, checked (in every build, so
+/// that a bad flag is an error with or without MPI; only an MPI build reads
+/// them).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub struct ParallelSettings {
+    /// `--reduce`.
+    pub reduction: nabla_train::Reduction,
+    /// `--bucket-mb`, in bytes.
+    pub bucket_bytes: usize,
+    /// `--overlap`.
+    pub overlap: bool,
+    /// `--collective-timeout`.
+    pub timeout: std::time::Duration,
 }
 
 #[cfg(feature = "mpi")]

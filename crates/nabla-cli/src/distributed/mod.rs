@@ -68,14 +68,15 @@ fn threads_per_rank(asked: usize) -> usize {
 #[cfg(feature = "mpi")]
 pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
     use nabla_train::{DataParallel, TrainError};
-    let (reduction, bucket_bytes, timeout) = a.parallel_settings()?;
-    let session = mpi_group::Session::start(timeout)?;
+    let settings = a.parallel_settings()?;
+    let session = mpi_group::Session::start(settings.timeout)?;
     let group = session.group();
     let rank = nabla_train::Collective::rank(&*group);
     let parallel = DataParallel {
         group,
-        reduction,
-        bucket_bytes,
+        reduction: settings.reduction,
+        bucket_bytes: settings.bucket_bytes,
+        overlap: settings.overlap,
     };
     #[cfg(unix)]
     say_when_ended(rank);
