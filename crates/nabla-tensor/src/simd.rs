@@ -1,4 +1,6 @@
-//! Eight-lane vectors for the hand-blocked kernels (see `conv::direct`).
+//! Eight-lane vectors for the hand-blocked kernels (see `conv::direct`),
+//! and the one place that decides which vector instructions the kernels of
+//! every crate use ([`simd_level`], limited by [`limit_simd_level`]).
 //!
 //! A kernel is written once, generic over [`Lanes`], and compiled twice:
 //! with [`Avx`] (eight `f32` in one AVX register, fused multiply-add) inside
@@ -9,6 +11,7 @@
 
 use crate::Float;
 use std::any::TypeId;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Lanes of one vector.
 pub(crate) const LANES: usize = 8;
@@ -208,32 +211,143 @@ impl Lanes<f32> for Avx {
     }
 }
 
-/// What this CPU offers the kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Level {
-    /// Neither of the below: plain arrays.
+/// The vector instructions nabla's own kernels use, from the narrowest.
+///
+/// The kernels choose theirs from [`simd_level`], once per call, in this one
+/// place: every crate asks it rather than detecting the CPU itself. Matrix
+/// products that go to the `gemm` crate are the exception: it picks its own
+/// microkernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// No vector extension beyond the build's baseline: plain arrays, which
+    /// the compiler may still vectorise at the baseline width.
     Plain,
-    /// AVX2 and FMA: [`Avx`] with 16 vector registers.
+    /// AVX2 and FMA: eight `f32` lanes, 16 vector registers.
     Avx2,
-    /// AVX-512 (F and VL) as well: [`Avx`] with 32 vector registers, so a
-    /// kernel can keep larger blocks in registers.
+    /// AVX-512 (F and VL) as well: the kernels that have a wider plan keep
+    /// larger blocks in 32 registers.
     Avx512,
 }
 
-/// The [`Level`] of this CPU (the standard library caches the answer).
-#[inline]
-pub(crate) fn level() -> Level {
+impl SimdLevel {
+    /// Every level, from the narrowest.
+    pub const ALL: [SimdLevel; 3] = [SimdLevel::Plain, SimdLevel::Avx2, SimdLevel::Avx512];
+
+    /// The name used in reports and on command lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Plain => "plain",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+
+    /// The level called `name` ([`SimdLevel::name`]).
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        SimdLevel::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+impl std::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The widest level this CPU offers (the standard library caches the
+/// answer).
+pub fn detected_simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         use std::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
             if has!("avx512f") && has!("avx512vl") {
-                return Level::Avx512;
+                return SimdLevel::Avx512;
             }
-            return Level::Avx2;
+            return SimdLevel::Avx2;
         }
     }
-    Level::Plain
+    SimdLevel::Plain
+}
+
+/// The most [`simd_level`] may return: `u8::MAX` while not limited.
+static LIMIT: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// The level the kernels run at: the CPU's, or less if
+/// [`limit_simd_level`] asked for less.
+#[inline]
+pub fn simd_level() -> SimdLevel {
+    let detected = detected_simd_level();
+    match LIMIT.load(Ordering::Relaxed) {
+        0 => SimdLevel::Plain,
+        1 => detected.min(SimdLevel::Avx2),
+        _ => detected,
+    }
+}
+
+/// Makes the kernels run at `limit` at most (`None`: at the CPU's level),
+/// for every thread, from their next call; returns the limit it replaced.
+/// For tests and benchmarks that compare levels on one machine. Results
+/// can differ between levels in the last bits (see `docs/performance.md`),
+/// so set it while nothing else computes.
+pub fn limit_simd_level(limit: Option<SimdLevel>) -> Option<SimdLevel> {
+    let code = limit.map_or(u8::MAX, |l| l as u8);
+    match LIMIT.swap(code, Ordering::Relaxed) {
+        0 => Some(SimdLevel::Plain),
+        1 => Some(SimdLevel::Avx2),
+        2 => Some(SimdLevel::Avx512),
+        _ => None,
+    }
+}
+
+/// This CPU in one line: its name, and on x86 its family and model numbers
+/// (which tell generations apart where the name does not, as in virtual
+/// machines) and the SIMD level the kernels run at.
+pub fn cpu_description() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // Leaves above the highest extended one the CPU reports are not read.
+        let (name, family, model) = {
+            let mut name = String::new();
+            if __cpuid(0x8000_0000).eax >= 0x8000_0004 {
+                for leaf in 0x8000_0002..=0x8000_0004u32 {
+                    let r = __cpuid(leaf);
+                    for word in [r.eax, r.ebx, r.ecx, r.edx] {
+                        name.extend(word.to_le_bytes().iter().map(|&b| b as char));
+                    }
+                }
+            }
+            let eax = __cpuid(1).eax;
+            let base_family = (eax >> 8) & 0xf;
+            let family = if base_family == 0xf {
+                base_family + ((eax >> 20) & 0xff)
+            } else {
+                base_family
+            };
+            let model = if base_family == 0x6 || base_family == 0xf {
+                (((eax >> 16) & 0xf) << 4) | ((eax >> 4) & 0xf)
+            } else {
+                (eax >> 4) & 0xf
+            };
+            (name, family, model)
+        };
+        let name = name.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        let name = if name.is_empty() { "x86-64" } else { name };
+        format!(
+            "{name} (family {family} model {model}), SIMD {}{}",
+            simd_level(),
+            if simd_level() == detected_simd_level() {
+                String::new()
+            } else {
+                format!(" (limited; the CPU has {})", detected_simd_level())
+            }
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        format!("{}, SIMD {}", std::env::consts::ARCH, simd_level())
+    }
 }
 
 /// `values` as `f32`, when `T` is `f32`.

@@ -5,7 +5,7 @@
 //! where the strip is not zero, and sums over those only.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, level, Avx, Level};
+use crate::simd::{as_f32, simd_level, Avx, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 
@@ -52,10 +52,12 @@ pub(crate) unsafe fn transposed_products<T: Float>(
         let out = out.cast();
         // SAFETY (both): the CPU has what each function is compiled for; T
         // is f32, so `out` points to f32; the caller's promise.
-        match level() {
-            Level::Plain => {}
-            Level::Avx512 => return unsafe { transposed_avx512(a32, b32, out, shape, accumulate) },
-            Level::Avx2 => return unsafe { transposed_avx2(a32, b32, out, shape, accumulate) },
+        match simd_level() {
+            SimdLevel::Plain => {}
+            SimdLevel::Avx512 => {
+                return unsafe { transposed_avx512(a32, b32, out, shape, accumulate) }
+            }
+            SimdLevel::Avx2 => return unsafe { transposed_avx2(a32, b32, out, shape, accumulate) },
         }
     }
     // SAFETY: the caller's promise.

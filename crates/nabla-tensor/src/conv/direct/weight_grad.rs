@@ -8,7 +8,7 @@ use super::{
 };
 use crate::simd::Lanes;
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, as_f32_mut, level, Level};
+use crate::simd::{as_f32, as_f32_mut, simd_level, SimdLevel};
 use crate::Float;
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -63,14 +63,14 @@ pub fn conv_direct_weight_grad<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if let (Some(images), Some(grad), Some(dw)) = (as_f32(images), as_f32(grad), as_f32_mut(dw)) {
         // SAFETY: the CPU has the features each function is compiled for.
-        match level() {
-            Level::Avx512 => {
+        match simd_level() {
+            SimdLevel::Avx512 => {
                 return unsafe { compiled::weight_grad_avx512(&g, images, grad, rows, dw) }
             }
-            Level::Avx2 => {
+            SimdLevel::Avx2 => {
                 return unsafe { compiled::weight_grad_avx2(&g, images, grad, rows, dw) }
             }
-            Level::Plain => {}
+            SimdLevel::Plain => {}
         }
     }
     weight_grad::<T, [T; LANES], { B16[1].0 }, { B16[1].1 }>(&g, images, grad, rows, dw);
