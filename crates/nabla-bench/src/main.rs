@@ -2,8 +2,11 @@
 //! batch sizes and thread count, in one run.
 //!
 //! ```sh
-//! cargo run --release -p nabla-bench -- [--data-dir DIR] [--threads 2] [--repeats 5]
+//! cargo run --release -p nabla-bench -- [--data-dir DIR] [--threads 2] [--repeats 5] [--simd plain|avx2|avx512]
 //! ```
+//!
+//! `--simd` runs nabla's kernels at that level at most (the `gemm` crate's
+//! matrix products keep their own), to compare levels on one machine.
 //!
 //! The PyTorch side is `bench/pytorch_bench.py`, run when `python3 -c "import torch"`
 //! works (`pip install torch`); without it the nabla side still runs.
@@ -27,6 +30,7 @@ struct Args {
     repeats: usize,
     pytorch: bool,
     only: Option<String>,
+    simd: Option<nabla::tensor::SimdLevel>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -41,6 +45,7 @@ fn parse_args() -> Result<Args> {
         repeats: 5,
         pytorch: true,
         only: None,
+        simd: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,8 +56,14 @@ fn parse_args() -> Result<Args> {
             "--repeats" => args.repeats = value("--repeats")?.parse().context("--repeats")?,
             "--no-pytorch" => args.pytorch = false,
             "--only" => args.only = Some(value("--only")?),
+            "--simd" => {
+                let name = value("--simd")?;
+                let level = nabla::tensor::SimdLevel::from_name(&name)
+                    .with_context(|| format!("--simd {name}: expected plain, avx2 or avx512"))?;
+                args.simd = Some(level);
+            }
             "-h" | "--help" => {
-                println!("usage: nabla-bench [--data-dir DIR] [--threads N] [--repeats N] [--no-pytorch] [--only TEXT]");
+                println!("usage: nabla-bench [--data-dir DIR] [--threads N] [--repeats N] [--no-pytorch] [--only TEXT] [--simd plain|avx2|avx512]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (see --help)"),
@@ -119,6 +130,16 @@ fn run(args: Args) -> Result<()> {
     let data = nabla_data::ImageDataset::load_dir(&args.data_dir, nabla_data::DatasetKind::Mnist)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?
         .train;
+    if let Some(level) = args.simd {
+        if level > nabla::tensor::detected_simd_level() {
+            bail!(
+                "--simd {level}: this CPU offers at most {}",
+                nabla::tensor::detected_simd_level()
+            );
+        }
+        nabla::tensor::limit_simd_level(Some(level));
+    }
+    println!("CPU: {}", nabla::tensor::cpu_description());
     println!(
         "nabla vs PyTorch, {} threads, {} training images from {}, median of {} runs after a warm-up\n",
         args.threads,
