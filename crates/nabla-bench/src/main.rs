@@ -141,6 +141,10 @@ fn run(args: Args) -> Result<()> {
     }
     println!("CPU: {}", nabla::tensor::cpu_description());
     println!(
+        "kernels: {}; matrix products through the gemm crate at its own (AVX2 and FMA at most)",
+        nabla::tensor::kernel_levels()
+    );
+    println!(
         "nabla vs PyTorch, {} threads, {} training images from {}, median of {} runs after a warm-up\n",
         args.threads,
         data.len(),

@@ -395,7 +395,7 @@ fn push_unit(out: &mut Vec<f32>, bytes: &[u8]) {
         out.extend(bytes.iter().map(|&p| f32::from(p) / 255.0));
     }
     #[cfg(target_arch = "x86_64")]
-    if nabla_tensor::simd_level() >= nabla_tensor::SimdLevel::Avx2 {
+    if nabla_tensor::Kernel::PixelConversion.level() >= nabla_tensor::SimdLevel::Avx2 {
         // Eight divisions at a time rather than the baseline build's four:
         // a batch of 100 in 8.1 µs instead of 16.2 (`gather` in the kernel
         // benches), the same values.

@@ -252,7 +252,7 @@ fn formed<'a, T: Float>(parts: &[ParamGrad<'a, T>]) -> SmallVec<[Cow<'a, Tensor<
 /// gradient and stepping with it (tested).
 fn sgd_outer_widest<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
     #[cfg(target_arch = "x86_64")]
-    if nabla_tensor::simd_level() >= nabla_tensor::SimdLevel::Avx2 {
+    if nabla_tensor::Kernel::OptimizerUpdate.level() >= nabla_tensor::SimdLevel::Avx2 {
         #[target_feature(enable = "avx2")]
         fn wide<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
             sgd_outer(lr, w, o);
@@ -430,7 +430,7 @@ fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>)
 /// the same bits either way (tested below); only the speed changes.
 fn update_widest<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
     #[cfg(target_arch = "x86_64")]
-    if nabla_tensor::simd_level() >= nabla_tensor::SimdLevel::Avx2 {
+    if nabla_tensor::Kernel::OptimizerUpdate.level() >= nabla_tensor::SimdLevel::Avx2 {
         #[target_feature(enable = "avx2")]
         fn wide<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
             update(s, span, grads);

@@ -13,7 +13,7 @@
 //! depend on where it lies in the tensor, nor on how a batch is split.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, simd_level, SimdLevel};
+use crate::simd::{as_f32, Kernel, SimdLevel};
 use crate::{Float, Tensor};
 
 impl<T: Float> Tensor<T> {
@@ -22,7 +22,7 @@ impl<T: Float> Tensor<T> {
     pub fn sigmoid(&self) -> Tensor<T> {
         #[cfg(target_arch = "x86_64")]
         if let Some(x) = as_f32(self.data()) {
-            if simd_level() != SimdLevel::Plain {
+            if Kernel::Sigmoid.level() != SimdLevel::Plain {
                 return Tensor::build(self.shape().clone(), |out| {
                     out.reserve(x.len());
                     let spare = &mut out.spare_capacity_mut()[..x.len()];

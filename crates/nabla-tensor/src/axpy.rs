@@ -15,7 +15,7 @@
 //! rows, on `m`, or on the block of columns the element falls in.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, simd_level, Avx, SimdLevel};
+use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 use std::mem::MaybeUninit;
@@ -55,7 +55,7 @@ pub(crate) unsafe fn sparse_rows_times<T: Float>(
     assert!(k <= AXPY_MAX_DEPTH, "sparse_rows_times: rows of {k}");
     #[cfg(target_arch = "x86_64")]
     if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
-        if simd_level() != SimdLevel::Plain {
+        if Kernel::Axpy.level() != SimdLevel::Plain {
             // SAFETY: the CPU has AVX2 and FMA; T is f32, so `out` points to
             // f32; the caller's promise.
             return unsafe { rows_avx(a32, b32, out.cast(), (m, k, n), accumulate) };

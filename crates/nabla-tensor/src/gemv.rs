@@ -20,7 +20,7 @@
 //! product ([`outer`]): no sums at all, only a pass writing the gradient.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, simd_level, Avx, SimdLevel};
+use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 
@@ -57,7 +57,7 @@ pub(crate) unsafe fn dot_products<T: Float>(
         let out = out.cast();
         // SAFETY (all three): the CPU has what each function is compiled
         // for; T is f32, so `out` points to f32; the caller's promise.
-        match simd_level() {
+        match Kernel::DotProducts.level() {
             SimdLevel::Plain => {}
             _ if m == 1 => return unsafe { dot_avx::<1, 8>(a32, b32, out, shape, accumulate) },
             SimdLevel::Avx512 => return unsafe { dot_avx512(a32, b32, out, shape, accumulate) },
@@ -79,7 +79,7 @@ pub(crate) unsafe fn dot_products<T: Float>(
 /// GEMM library's packing only for a single row.
 pub(crate) fn dot_is_vectorised<T: Float>() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if as_f32::<T>(&[]).is_some() && simd_level() != SimdLevel::Plain {
+    if as_f32::<T>(&[]).is_some() && Kernel::DotProducts.level() != SimdLevel::Plain {
         return true;
     }
     false
@@ -280,7 +280,7 @@ pub(crate) fn mostly_sparse<T: Float>(b: &[T], (k, n): (usize, usize)) -> bool {
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(b32) = as_f32(b) {
-        if simd_level() != SimdLevel::Plain {
+        if Kernel::OuterProducts.level() != SimdLevel::Plain {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { mostly_sparse_avx(b32, (k, n)) };
         }
@@ -324,7 +324,7 @@ fn mostly_sparse_with<T: Float, V: Lanes<T>>(b: &[T], (k, n): (usize, usize)) ->
 pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
-        if simd_level() != SimdLevel::Plain {
+        if Kernel::OuterProducts.level() != SimdLevel::Plain {
             // SAFETY: the CPU has AVX2 and FMA; T is f32; the caller's promise.
             return unsafe { outer_avx(a32, b32, out.cast(), accumulate) };
         }

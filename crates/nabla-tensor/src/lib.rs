@@ -39,5 +39,8 @@ pub use matmul::{gemm_into, gemm_slices, in_gemm_library, input_major_pays, Tran
 pub use pool::{BufferPool, MAX_CACHED_BYTES, MAX_CACHED_PER_SIZE};
 pub use random::{Rng, RNG_STATE_LEN};
 pub use shape::{Dims, Shape, INLINE_RANK};
-pub use simd::{cpu_description, detected_simd_level, limit_simd_level, simd_level, SimdLevel};
+pub use simd::{
+    cpu_description, detected_simd_level, kernel_levels, limit_simd_level, simd_level, Kernel,
+    SimdLevel,
+};
 pub use tensor::Tensor;

@@ -300,6 +300,87 @@ pub fn limit_simd_level(limit: Option<SimdLevel>) -> Option<SimdLevel> {
     }
 }
 
+/// The families of vector kernels, in every crate, each with the widest
+/// level it is written for: a family runs at [`simd_level`] or its widest,
+/// whichever is lower ([`Kernel::level`]), and every dispatch asks this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Dot products of rows (small-batch matrix products and their plans).
+    DotProducts,
+    /// Outer products and the check for mostly-zero rows.
+    OuterProducts,
+    /// Sparse rows times a matrix (axpy).
+    Axpy,
+    /// Products with a transposed operand that `gemm` does not take.
+    TransposedProducts,
+    /// Direct (stride-1) convolutions and their gradients.
+    Convolution,
+    /// The sigmoid, a polynomial `exp` in vectors.
+    Sigmoid,
+    /// The optimiser's elementwise update (`nabla-optim`).
+    OptimizerUpdate,
+    /// Pixels to values in `[0, 1]` when a batch is gathered (`nabla-data`).
+    PixelConversion,
+}
+
+impl Kernel {
+    /// Every family.
+    pub const ALL: [Kernel; 8] = [
+        Kernel::DotProducts,
+        Kernel::OuterProducts,
+        Kernel::Axpy,
+        Kernel::TransposedProducts,
+        Kernel::Convolution,
+        Kernel::Sigmoid,
+        Kernel::OptimizerUpdate,
+        Kernel::PixelConversion,
+    ];
+
+    /// The family's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::DotProducts => "dot products",
+            Kernel::OuterProducts => "outer products",
+            Kernel::Axpy => "axpy",
+            Kernel::TransposedProducts => "transposed products",
+            Kernel::Convolution => "direct convolution",
+            Kernel::Sigmoid => "sigmoid",
+            Kernel::OptimizerUpdate => "optimiser update",
+            Kernel::PixelConversion => "pixel conversion",
+        }
+    }
+
+    /// The widest level the family has a kernel for.
+    pub fn widest(self) -> SimdLevel {
+        match self {
+            Kernel::DotProducts | Kernel::TransposedProducts | Kernel::Convolution => {
+                SimdLevel::Avx512
+            }
+            Kernel::OuterProducts
+            | Kernel::Axpy
+            | Kernel::Sigmoid
+            | Kernel::OptimizerUpdate
+            | Kernel::PixelConversion => SimdLevel::Avx2,
+        }
+    }
+
+    /// The level the family runs at now.
+    #[inline]
+    pub fn level(self) -> SimdLevel {
+        simd_level().min(self.widest())
+    }
+}
+
+/// Every family and the level it runs at now, in one line
+/// (`dot products avx2, …`), for reports beside [`cpu_description`].
+pub fn kernel_levels() -> String {
+    Kernel::ALL
+        .iter()
+        .map(|k| format!("{} {}", k.name(), k.level()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// This CPU in one line: its name, and on x86 its family and model numbers
 /// (which tell generations apart where the name does not, as in virtual
 /// machines) and the SIMD level the kernels run at.

@@ -5,7 +5,7 @@
 //! where the strip is not zero, and sums over those only.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, simd_level, Avx, SimdLevel};
+use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 
@@ -52,7 +52,7 @@ pub(crate) unsafe fn transposed_products<T: Float>(
         let out = out.cast();
         // SAFETY (both): the CPU has what each function is compiled for; T
         // is f32, so `out` points to f32; the caller's promise.
-        match simd_level() {
+        match Kernel::TransposedProducts.level() {
             SimdLevel::Plain => {}
             SimdLevel::Avx512 => {
                 return unsafe { transposed_avx512(a32, b32, out, shape, accumulate) }

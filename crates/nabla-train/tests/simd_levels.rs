@@ -22,7 +22,7 @@ use nabla_autograd::{Reduction, Tape, Target};
 use nabla_data::{embedded_mnist, ImageDataset};
 use nabla_nn::{Init, MlpConfig, Module, NetSpec, Sequential};
 use nabla_optim::{Method, OptimizerConfig};
-use nabla_tensor::{detected_simd_level, limit_simd_level, Float, Rng, SimdLevel, Tensor};
+use nabla_tensor::{detected_simd_level, limit_simd_level, Float, Kernel, Rng, SimdLevel, Tensor};
 use nabla_train::{Silent, StandardLoss, TrainConfig, Trainer};
 
 fn data(n: usize) -> ImageDataset {
@@ -197,6 +197,7 @@ fn the_limit_is_reported_and_undone() {
     assert_eq!(SimdLevel::from_name("sse"), None);
     let before = limit_simd_level(Some(SimdLevel::Plain));
     assert_eq!(nabla_tensor::simd_level(), SimdLevel::Plain);
+    assert!(Kernel::ALL.iter().all(|k| k.level() == SimdLevel::Plain));
     let text = nabla_tensor::cpu_description();
     assert!(text.contains("SIMD plain"), "{text}");
     if detected_simd_level() > SimdLevel::Plain {
@@ -205,6 +206,14 @@ fn the_limit_is_reported_and_undone() {
     assert_eq!(limit_simd_level(before), Some(SimdLevel::Plain));
     assert_eq!(nabla_tensor::simd_level(), detected_simd_level());
     assert!(!nabla_tensor::cpu_description().contains("limited"));
+    let report = nabla_tensor::kernel_levels();
+    for k in Kernel::ALL {
+        assert_eq!(k.level(), detected_simd_level().min(k.widest()));
+        assert!(
+            report.contains(&format!("{} {}", k.name(), k.level())),
+            "{report}"
+        );
+    }
 }
 
 /// The level is one setting for the whole process: the tests take turns.

@@ -6,7 +6,7 @@ use super::compiled;
 use super::{conv_direct, conv_direct_applies, pad_into, Geometry, Padded, Window, B16, LANES};
 use crate::simd::Lanes;
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, as_f32_mut, simd_level, SimdLevel};
+use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
 use crate::Float;
 use smallvec::SmallVec;
 
@@ -210,7 +210,7 @@ pub(super) fn dispatch_input_grad<T: Float>(
         (as_f32(rows), as_f32(weight), as_f32_mut(dx_padded))
     {
         // SAFETY: the CPU has the features each function is compiled for.
-        match simd_level() {
+        match Kernel::Convolution.level() {
             SimdLevel::Avx512 => {
                 return unsafe { compiled::input_grad_avx512(g, rows, weight, dx) }
             }

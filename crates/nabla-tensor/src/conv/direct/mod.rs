@@ -29,7 +29,7 @@
 
 use super::Window;
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, as_f32_mut, simd_level, SimdLevel};
+use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 use smallvec::SmallVec;
@@ -199,7 +199,7 @@ pub fn conv_direct<T: Float>(
     {
         let bias = bias.map(|b| as_f32(b).expect("the bias has the weight's type"));
         // SAFETY: the CPU has the features each function is compiled for.
-        match simd_level() {
+        match Kernel::Convolution.level() {
             SimdLevel::Avx512 => {
                 return unsafe { compiled::forward_avx512(&g, image, weight, bias, out) }
             }

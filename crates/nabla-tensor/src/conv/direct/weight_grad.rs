@@ -8,7 +8,7 @@ use super::{
 };
 use crate::simd::Lanes;
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, as_f32_mut, simd_level, SimdLevel};
+use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
 use crate::Float;
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -63,7 +63,7 @@ pub fn conv_direct_weight_grad<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if let (Some(images), Some(grad), Some(dw)) = (as_f32(images), as_f32(grad), as_f32_mut(dw)) {
         // SAFETY: the CPU has the features each function is compiled for.
-        match simd_level() {
+        match Kernel::Convolution.level() {
             SimdLevel::Avx512 => {
                 return unsafe { compiled::weight_grad_avx512(&g, images, grad, rows, dw) }
             }
