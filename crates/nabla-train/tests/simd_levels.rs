@@ -12,8 +12,10 @@
 //!   compare the two paths directly);
 //! - sums in f32 may be grouped and fused differently (eight or sixteen
 //!   lanes, fused multiply-adds): after the steps below, each weight within
-//!   1e-5 (momentum) or 1e-3 (Adam) relative of the plain path's (relative
+//!   1e-5 (momentum) or 5e-3 (Adam) relative of the plain path's (relative
 //!   to at least 5e-3), and some bits differ, or the level was not applied.
+//!
+//! At each level, 1 and 2 threads give the same bits.
 //!
 //! The level is a process-wide setting: the tests of this binary take turns
 //! (a lock), and no other test binary sets it.
@@ -55,7 +57,7 @@ fn trained(train: &ImageDataset, method: Method) -> Vec<(&'static str, Vec<f64>)
         .map(|(name, net)| {
             let config = TrainConfig {
                 epochs: 1,
-                batch_size: 50,
+                batch_size: 100,
                 seed: 3,
                 checkpoint: None,
                 ..Default::default()
@@ -128,6 +130,15 @@ fn every_level_agrees_with_the_plain_path() {
     let mut runs = Vec::new();
     for &level in &levels {
         limit_simd_level(Some(level));
+        // At a given level the threads change no bit (batch 100: two shards).
+        let on = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| trained(&train, Method::adam()))
+        };
+        assert_eq!(on(1), on(2), "{level}: 1 and 2 threads differ");
         runs.push((
             level,
             trained(&train, Method::adam()),
@@ -158,10 +169,12 @@ fn every_level_agrees_with_the_plain_path() {
             );
         }
         // Adam divides by the root of the squared gradients, so a last-bit
-        // difference in a tiny gradient moves its step more than momentum's.
+        // difference in a tiny gradient moves its step far more than
+        // momentum's (3.5e-4 seen with AVX2): momentum's bound is the tight
+        // check of the kernels, Adam's a check of its vector update.
         let mut moved = ulps > 0;
         for (what, runs, plain, bound) in [
-            ("adam", adam, plain_adam, 1e-3),
+            ("adam", adam, plain_adam, 5e-3),
             ("momentum", momentum, plain_momentum, 1e-5),
         ] {
             for ((name, a), (_, b)) in runs.iter().zip(plain) {
