@@ -202,13 +202,14 @@ pub fn fit_with(a: &TrainArgs, parallel: Option<&nabla_train::DataParallel>) -> 
         trainer.set_parallel(p.clone());
         if human {
             println!(
-                "data-parallel: {} ranks, each computes its part of every batch of {}; gradients combined by {} in buckets of {}, sent {}",
+                "data-parallel: {} ranks, each computes its part of every batch of {}; gradients combined by {} (--reduce {}) in buckets of {}, sent {}",
                 p.group.size(),
                 trainer.config.batch_size,
                 match p.reduction {
-                    nabla_train::Reduction::Sum => "allreduce (sum)",
-                    nabla_train::Reduction::Exact => "allgather (exact, in shard order)",
+                    nabla_train::Reduction::Sum => "allreduce",
+                    nabla_train::Reduction::Exact => "allgather, added in shard order",
                 },
+                p.reduction.name(),
                 super::human_bytes(p.bucket_bytes as u64),
                 if p.overlap {
                     "while backward runs"
