@@ -63,23 +63,11 @@ if [ "$mode" != host ]; then
             exit 1
             ;;
     esac
-    cat > "$work/agent.sh" << 'EOF'
-#!/bin/sh
-# Open MPI's launch agent in place of ssh: run the command in the host's namespace.
-host=$1; shift
-case $host in
-  10.78.0.1) ns=nbA ;;
-  10.78.0.2) ns=nbB ;;
-  *) echo "no namespace holds $host" >&2; exit 1 ;;
-esac
-exec ip netns exec $ns sh -c "$*"
-EOF
-    chmod +x "$work/agent.sh"
     printf '10.78.0.1 slots=1\n10.78.0.2 slots=1\n' > "$work/hosts"
     # --bind-to none: the two "hosts" share this machine's cores, and each
     # would otherwise bind its rank to the same first core.
     mpi=(ip netns exec nbA mpirun -np 2 --hostfile "$work/hosts" --bind-to none
-        --mca plm_rsh_agent "$work/agent.sh" --mca btl tcp,self
+        --mca plm_rsh_agent "$here/netns_agent.sh" --mca btl tcp,self
         --mca btl_tcp_if_include 10.78.0.0/24 --mca oob_tcp_if_include 10.78.0.0/24
         --mca btl_tcp_sndbuf 0 --mca btl_tcp_rcvbuf 0
         -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM)

@@ -50,7 +50,13 @@ def tun(name):
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__.strip().splitlines()[-1])
-    ns_a, ns_b, delay_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    ns_a, ns_b = sys.argv[1], sys.argv[2]
+    try:
+        delay_ms = float(sys.argv[3])
+    except ValueError:
+        sys.exit(f"delayed_link: DELAY_MS {sys.argv[3]!r} is not a number")
+    if not delay_ms >= 0:
+        sys.exit(f"delayed_link: DELAY_MS {delay_ms} must be 0 or more")
     delay = delay_ms / 1000.0
     enter(ns_a)
     a = tun("dlA")

@@ -13,6 +13,7 @@
 # Usage: scripts/test_mpi.sh NABLA_BINARY_BUILT_WITH_MPI
 set -euo pipefail
 nabla=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"; ip netns del nbA 2>/dev/null || true; ip netns del nbB 2>/dev/null || true' EXIT
 cd "$work"
@@ -139,22 +140,10 @@ ip -n nbB addr add 10.77.0.2/24 dev vnbB
 for ns in nbA nbB; do ip -n $ns link set lo up; done
 ip -n nbA link set vnbA up
 ip -n nbB link set vnbB up
-cat > agent.sh <<'EOF'
-#!/bin/sh
-# Open MPI's launch agent in place of ssh: run the command in the host's namespace.
-host=$1; shift
-case $host in
-  10.77.0.1) ns=nbA ;;
-  10.77.0.2) ns=nbB ;;
-  *) echo "no namespace holds $host" >&2; exit 1 ;;
-esac
-exec ip netns exec $ns sh -c "$*"
-EOF
-chmod +x agent.sh
 printf '10.77.0.1 slots=1\n10.77.0.2 slots=1\n' > hosts
 # --bind-to none: both namespaces share this machine's cores, and each host's
 # launcher would otherwise bind its rank to the same first core.
-ip netns exec nbA mpirun -np 2 --hostfile hosts --bind-to none --mca plm_rsh_agent "$work/agent.sh" \
+ip netns exec nbA mpirun -np 2 --hostfile hosts --bind-to none --mca plm_rsh_agent "$here/netns_agent.sh" \
     --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
     --mca btl_tcp_sndbuf 0 --mca btl_tcp_rcvbuf 0 \
     -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM \
