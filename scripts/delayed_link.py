@@ -34,7 +34,10 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 def enter(namespace):
     """Moves this thread into a named network namespace (as `ip netns exec`)."""
-    fd = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        fd = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    except OSError as e:
+        sys.exit(f"delayed_link: no network namespace {namespace}: {e.strerror}")
     if libc.setns(fd, CLONE_NEWNET) != 0:
         sys.exit(f"delayed_link: cannot enter namespace {namespace}: {os.strerror(ctypes.get_errno())}")
     os.close(fd)
