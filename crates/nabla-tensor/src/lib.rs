@@ -16,12 +16,10 @@
 //! ```
 
 mod activation;
-mod axpy;
 pub mod conv;
 mod element;
 mod elementwise;
 mod error;
-mod gemv;
 mod layout;
 mod matmul;
 mod pool;
@@ -30,7 +28,6 @@ mod reduce;
 mod shape;
 mod simd;
 mod tensor;
-mod transposed;
 
 pub use conv::Window;
 pub use element::Float;
@@ -40,7 +37,7 @@ pub use pool::{BufferPool, MAX_CACHED_BYTES, MAX_CACHED_PER_SIZE};
 pub use random::{Rng, RNG_STATE_LEN};
 pub use shape::{Dims, Shape, INLINE_RANK};
 pub use simd::{
-    cpu_description, detected_simd_level, kernel_levels, limit_simd_level, simd_level, Kernel,
-    SimdLevel,
+    cpu_description, detected_simd_level, gemm_library_level, kernel_levels, limit_simd_level,
+    simd_level, Kernel, SimdLevel,
 };
 pub use tensor::Tensor;

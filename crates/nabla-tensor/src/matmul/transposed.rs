@@ -22,13 +22,13 @@ pub(crate) const TRANSPOSED_MAX_DEPTH: usize = 256;
 /// Each strip of eight columns of `b` first lists the rows where the strip
 /// is not all zero, and its sums run over those rows only: three in five of
 /// the eight-pixel strips of an MNIST image are zero. As in
-/// [`crate::gemv::dot_products`], skipping them changes no bit (an accumulator starting
+/// [`super::dot::dot_products`], skipping them changes no bit (an accumulator starting
 /// at +0 is never -0), except where `a` holds an infinity or NaN facing
 /// zeros. Every element is one accumulator lane that adds its rows' products
 /// in row order, so its value does not depend on the block it falls in.
 ///
 /// # Safety
-/// As [`crate::gemv::dot_products`], for `m·n` elements of `out`.
+/// As [`super::dot::dot_products`], for `m·n` elements of `out`.
 ///
 /// # Panics
 /// If `a.len() != k·m`, `b.len() != k·n` or `k > TRANSPOSED_MAX_DEPTH` (a
@@ -193,8 +193,8 @@ unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemv::dot_is_vectorised;
-    use crate::gemv::tests::{sparse, to_f32, values};
+    use crate::matmul::dot::dot_is_vectorised;
+    use crate::matmul::test_values::{sparse, to_f32, values};
 
     /// `aᵀ · b` by the definition, each element one fused multiply-add per
     /// row of `a` and `b` in row order, zeros included: what the vector

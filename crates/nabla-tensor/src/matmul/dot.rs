@@ -1,24 +1,21 @@
-//! Products read in place, without the GEMM library's packing: a few rows
-//! times a matrix stored row by row, `x · Wᵀ` (a layer's forward product on
-//! a shard of a batch, or at batch 1), and the outer product.
+//! Dot products of rows read in place, without the GEMM library's packing:
+//! a few rows times a matrix stored row by row, `x · Wᵀ` (a layer's forward
+//! product on a shard of a batch, or at batch 1).
 //!
-//! The GEMM library packs both operands before it multiplies. For a single
-//! row that costs as much as the products themselves (a 784 × 100 layer took
-//! 4.4 µs, several times what reading its weights once takes), and for a
-//! shard of 50 rows about a quarter of the product's time. Here both
-//! operands' rows are contiguous along the sum, so a block of rows of `x`
-//! and a block of weight rows are read in place into vector registers, and
-//! each block's sums come out of horizontal adds. The order of every sum is
-//! fixed, so results do not depend on threads or on the block an element
+//! The GEMM library packs both operands before it multiplies, which for a
+//! single row costs as much as the products themselves, and for a shard of
+//! 50 rows a large part of the product's time (`docs/performance.md`). Here
+//! both operands' rows are contiguous along the sum, so a block of rows of
+//! `x` and a block of weight rows are read in place into vector registers,
+//! and each block's sums come out of horizontal adds. The order of every sum
+//! is fixed, so results do not depend on threads or on the block an element
 //! falls in.
 //!
 //! Where `x` is mostly zeros (an image: 81% of MNIST's pixels are 0) the
 //! sums skip the eight-column vectors that are zero in every row of a
 //! block, without changing a bit ([`mostly_sparse`] decides).
-//!
-//! The transpose at batch 1, the weight gradient `dYᵀ · x`, is an outer
-//! product ([`outer`]): no sums at all, only a pass writing the gradient.
 
+use super::zeros::mostly_sparse;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
@@ -128,7 +125,7 @@ const LIVE_MAX_VECTORS: usize = 1024;
 /// is 81% zero pixels, and two in five of the eight-pixel vectors of four
 /// images are zero in all four. The loop over `a`'s blocks is then the
 /// outer one, so that each list is made once; otherwise it is the inner
-/// one, which keeps a block of `b` in the first-level cache (5% faster on
+/// one, which keeps a block of `b` in the first-level cache (faster on
 /// dense rows).
 ///
 /// Skipping changes no bit: every accumulator starts at +0 and so can never
@@ -266,135 +263,11 @@ unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
     }
 }
 
-/// Whether at least a quarter of the eight-column strips of `b` (k × n,
-/// stored row by row) are all zero in a row. Then the kernels that skip
-/// such strips pay: `crate::transposed::transposed_products` for `aᵀ · b`
-/// runs on dense rows at about 80% of the GEMM library's rate (`cargo bench
-/// -p nabla-bench -- "gemm ("`: 98 against 77 µs for 50 × 100 × 784) and on
-/// MNIST images (three strips in five zero) at 1.6 times it (48 µs); and
-/// [`dot_products`] lists a block's live vectors, which costs it 5% on
-/// dense rows.
-pub(crate) fn mostly_sparse<T: Float>(b: &[T], (k, n): (usize, usize)) -> bool {
-    if k == 0 || n == 0 {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b32) = as_f32(b) {
-        if Kernel::OuterProducts.level() != SimdLevel::Plain {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { mostly_sparse_avx(b32, (k, n)) };
-        }
-    }
-    mostly_sparse_with::<T, [T; LANES]>(b, (k, n))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn mostly_sparse_avx(b: &[f32], shape: (usize, usize)) -> bool {
-    mostly_sparse_with::<f32, Avx>(b, shape)
-}
-
-#[inline(always)]
-fn mostly_sparse_with<T: Float, V: Lanes<T>>(b: &[T], (k, n): (usize, usize)) -> bool {
-    let full = n / LANES * LANES;
-    // Enough zero strips: a quarter of them, rounded up. The count stops
-    // there, a few pixel rows into an image (whose top rows are blank).
-    let enough = (k * n.div_ceil(LANES)).div_ceil(4);
-    let mut zero = 0;
-    for row in b.chunks_exact(n).take(k) {
-        for j in (0..full).step_by(LANES) {
-            // SAFETY: `j + LANES <= n`, inside the row.
-            zero += usize::from(!unsafe { V::load(row.as_ptr().add(j)) }.any_nonzero());
-            if zero >= enough {
-                return true;
-            }
-        }
-        if full < n {
-            zero += usize::from(!V::load_partial(&row[full..]).any_nonzero());
-        }
-    }
-    zero >= enough
-}
-
-/// `out[i·n + j] = a[i] · b[j]` for `i < a.len()`, `j < n = b.len()` (or
-/// `+=` with `accumulate`): the product of a column and a row.
-///
-/// # Safety
-/// As [`dot_products`], for `a.len() · n` elements of `out`.
-pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
-        if Kernel::OuterProducts.level() != SimdLevel::Plain {
-            // SAFETY: the CPU has AVX2 and FMA; T is f32; the caller's promise.
-            return unsafe { outer_avx(a32, b32, out.cast(), accumulate) };
-        }
-    }
-    // SAFETY: the caller's promise.
-    unsafe { outer_with::<T, [T; LANES]>(a, b, out, accumulate) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn outer_avx(a: &[f32], b: &[f32], out: *mut f32, accumulate: bool) {
-    // SAFETY: the caller's promise.
-    unsafe { outer_with::<f32, Avx>(a, b, out, accumulate) }
-}
-
-/// [`outer`] over `V`, a row of `out` at a time.
-#[inline(always)]
-unsafe fn outer_with<T: Float, V: Lanes<T>>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
-    let n = b.len();
-    let full = n / LANES * LANES;
-    for (i, &a_i) in a.iter().enumerate() {
-        let s = V::splat(a_i);
-        // SAFETY: row `i` of `out` holds `n` elements (the caller's promise).
-        let row = unsafe { out.add(i * n) };
-        for j in (0..full).step_by(LANES) {
-            // SAFETY: `j + LANES <= n`, inside `b` and the row.
-            unsafe {
-                let bv = V::load(b.as_ptr().add(j));
-                let v = if accumulate {
-                    V::load(row.add(j)).madd(s, bv)
-                } else {
-                    V::zero().madd(s, bv)
-                };
-                v.store(row.add(j));
-            }
-        }
-        for (j, &b_j) in b.iter().enumerate().skip(full) {
-            // SAFETY: `j < n`, inside the row.
-            unsafe {
-                let at = row.add(j);
-                // `0 + a·b` as the vector lanes compute it, so that a zero
-                // product is +0 in every column.
-                at.write(if accumulate { *at } else { T::ZERO } + a_i * b_j);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
-        (0..m * n)
-            .map(|e| (0..k).map(|p| a[e / n * k + p] * b[e % n * k + p]).sum())
-            .collect()
-    }
-
-    pub(crate) fn values(len: usize, seed: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| (((i * 29 + seed * 7) % 19) as f64 - 9.0) / 4.0)
-            .collect()
-    }
-
-    pub(crate) fn to_f32(v: &[f64]) -> Vec<f32> {
-        v.iter().map(|&x| x as f32).collect()
-    }
-
-    /// Row counts and lengths that do and do not fill a block and a vector.
-    const SHAPES: [(usize, usize); 6] = [(784, 100), (8, 8), (13, 3), (2, 17), (100, 10), (1, 9)];
+    use crate::matmul::test_values::{naive, sparse, to_f32, values, SHAPES};
+    use crate::matmul::zeros::mostly_sparse;
 
     #[test]
     fn dot_products_match_the_definition_and_accumulate() {
@@ -445,23 +318,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// `values` with runs of zeros: whole eight-column strips, single
-    /// zeros inside strips, and a live value at a strip's last column, as
-    /// in images.
-    pub(crate) fn sparse(len: usize, seed: usize) -> Vec<f64> {
-        values(len, seed)
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                if (i / 8 + seed) % 5 < 3 || i % 3 == 0 {
-                    0.0
-                } else {
-                    v
-                }
-            })
-            .collect()
-    }
-
     /// Zero vectors are skipped without changing a bit: a row alone (its
     /// own list of vectors) gets the bits it gets in a block of four (the
     /// union of their lists), on mostly zero rows.
@@ -483,51 +339,6 @@ pub(crate) mod tests {
                     (f64::from(one[j]) - want[i * n + j]).abs() < tol,
                     "({i}, {j})"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn mostly_sparse_counts_zero_strips() {
-        // Four rows of 20 columns: three strips each (the last partial).
-        let mut b = vec![1.0f32; 4 * 20];
-        assert!(!mostly_sparse(&b, (4, 20)));
-        // Two zero strips of twelve: not a quarter.
-        b[..8].fill(0.0);
-        b[60..68].fill(0.0);
-        assert!(!mostly_sparse(&b, (4, 20)));
-        // A third one, the partial strip of row 1: a quarter.
-        b[36..40].fill(0.0);
-        assert!(mostly_sparse(&b, (4, 20)));
-        // Nothing to count.
-        assert!(!mostly_sparse::<f32>(&[], (0, 8)));
-        assert!(!mostly_sparse::<f32>(&[], (3, 0)));
-        // NaN is not zero.
-        b[36] = f32::NAN;
-        assert!(!mostly_sparse(&b, (4, 20)));
-    }
-
-    #[test]
-    fn outer_products_match_the_definition_and_accumulate() {
-        for (m, n) in SHAPES {
-            let (a, b) = (values(m, 3), values(n, 4));
-            let mut out = vec![f64::NAN; m * n];
-            unsafe { outer(&a, &b, out.as_mut_ptr(), false) };
-            let mut again = vec![1.0; m * n];
-            unsafe { outer(&a, &b, again.as_mut_ptr(), true) };
-            let (a32, b32): (Vec<f32>, Vec<f32>) = (
-                a.iter().map(|&v| v as f32).collect(),
-                b.iter().map(|&v| v as f32).collect(),
-            );
-            let mut out32 = vec![f32::NAN; m * n];
-            unsafe { outer(&a32, &b32, out32.as_mut_ptr(), false) };
-            for i in 0..m {
-                for j in 0..n {
-                    let want = a[i] * b[j];
-                    assert_eq!(out[i * n + j], want, "{m}×{n}: ({i}, {j})");
-                    assert_eq!(again[i * n + j], 1.0 + want, "{m}×{n}: += ({i}, {j})");
-                    assert_eq!(f64::from(out32[i * n + j]), want, "{m}×{n}: f32 ({i}, {j})");
-                }
             }
         }
     }

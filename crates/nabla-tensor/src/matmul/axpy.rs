@@ -3,7 +3,7 @@
 //!
 //! This is the other way to read a layer's weights for one image. With
 //! PyTorch's layout `W [out, in]` the product `x · Wᵀ` is a dot product per
-//! output ([`crate::gemv::dot_products`]), which can skip only the
+//! output ([`super::dot::dot_products`]), which can skip only the
 //! eight-pixel vectors of `x` that are all zero; a 784 → 100 layer then still
 //! reads two in five of its weights for an MNIST digit. With the weights
 //! stored `[in, out]` (`b` here) each nonzero pixel is one multiply-add of a
@@ -33,7 +33,7 @@ pub(crate) const AXPY_MAX_DEPTH: usize = 4096;
 /// the `p` where `a[i·k + p] ≠ 0`; or `out[…] += …` with `accumulate`.
 ///
 /// Skipping a zero changes no bit (every sum starts at +0, see
-/// `gemv::dot_with`), but for a weight that is infinite or NaN facing a
+/// `dot::dot_with`), but for a weight that is infinite or NaN facing a
 /// zero input, whose product, NaN, is skipped.
 ///
 /// # Safety
@@ -223,7 +223,7 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize, const PARTIAL: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemv::tests::{sparse, to_f32, values};
+    use crate::matmul::test_values::{sparse, to_f32, values};
 
     fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
         let mut out = vec![0.0; m * n];
