@@ -141,8 +141,9 @@ fn run(args: Args) -> Result<()> {
     }
     println!("CPU: {}", nabla::tensor::cpu_description());
     println!(
-        "kernels: {}; matrix products through the gemm crate at its own (AVX2 and FMA at most)",
-        nabla::tensor::kernel_levels()
+        "kernels: {}; matrix products through the gemm crate at its own choice, {}",
+        nabla::tensor::kernel_levels(),
+        nabla::tensor::gemm_library_level()
     );
     println!(
         "nabla vs PyTorch, {} threads, {} training images from {}, median of {} runs after a warm-up\n",

@@ -381,6 +381,24 @@ pub fn kernel_levels() -> String {
         .join(", ")
 }
 
+/// The level of the microkernels the `gemm` crate runs on this CPU: it
+/// chooses them itself from the CPU's features (AVX-512 F where present,
+/// else FMA with AVX2, else plain loops), so [`limit_simd_level`] does not
+/// lower it.
+pub fn gemm_library_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        if has!("avx512f") {
+            return SimdLevel::Avx512;
+        }
+        if has!("fma") {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Plain
+}
+
 /// This CPU in one line: its name, and on x86 its family and model numbers
 /// (which tell generations apart where the name does not, as in virtual
 /// machines) and the SIMD level the kernels run at.
