@@ -396,9 +396,8 @@ fn push_unit(out: &mut Vec<f32>, bytes: &[u8]) {
     }
     #[cfg(target_arch = "x86_64")]
     if nabla_tensor::Kernel::PixelConversion.level() >= nabla_tensor::SimdLevel::Avx2 {
-        // Eight divisions at a time rather than the baseline build's four:
-        // a batch of 100 in 8.1 µs instead of 16.2 (`gather` in the kernel
-        // benches), the same values.
+        // Eight divisions at a time rather than the baseline build's four
+        // (twice as fast, `docs/performance.md`), the same values.
         #[target_feature(enable = "avx2")]
         fn wide(out: &mut Vec<f32>, bytes: &[u8]) {
             push(out, bytes);

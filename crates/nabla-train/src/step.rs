@@ -44,8 +44,8 @@ pub const SHARD_ROWS: usize = 64;
 
 /// Shards per batch at most. Every shard leaves a whole copy of the
 /// parameter gradients for the step to add up, and small shards make small
-/// products: at batch 1000 on two threads, 8 shards of 125 rows made a step
-/// 7% faster than 16 shards of 62 or 63.
+/// products: at batch 1000, 8 shards of 125 rows beat 16 of 62 or 63
+/// (`docs/performance.md`).
 pub const MAX_SHARDS: usize = 8;
 
 /// The rows batch normalisation takes its training statistics over.
