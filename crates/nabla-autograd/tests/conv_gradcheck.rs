@@ -66,8 +66,15 @@ fn conv2d_matches_its_definition_and_numerical_gradients() {
     let mut rng = Rng::seed(11);
     // (N, C, H, W, O, k, stride, padding, bias). Stride 1 with at least 8
     // taps runs the direct kernels (the input gradient by flipped weights,
-    // or by scattered adds for the 4×4 case); the others im2col.
+    // or by scattered adds for the 4×4 case); the others im2col. The
+    // stride-1 cases with at least 64 outputs on at most 64 positions take
+    // the weight gradient as one product over the batch (8×8 and 5×5 here);
+    // 9×8 positions, or 63 outputs, stay with the direct kernel.
     for (n, c, h, w, o, k, s, p, bias) in [
+        (2, 1, 10, 10, 64, 3, 1, 0, false),
+        (2, 2, 5, 5, 65, 3, 1, 1, true),
+        (1, 1, 11, 10, 64, 3, 1, 0, true),
+        (2, 1, 5, 5, 63, 3, 1, 1, false),
         (2, 1, 5, 5, 3, 3, 1, 0, true),
         (2, 2, 9, 11, 3, 4, 1, 0, true),
         (1, 2, 6, 5, 2, 3, 1, 1, true),
@@ -249,4 +256,32 @@ fn shape_errors_name_the_op() {
     );
     assert!(err(x.max_pool2d(7, 7, 0)).contains("does not fit"));
     assert!(err(x.max_pool2d(2, 2, 2)).contains("padding"));
+}
+
+/// The weight gradient as one product over a batch large enough for the
+/// GEMM library to share it between threads (64 outputs on 7×7 planes, as
+/// in deep-cnn; 2²⁴ multiply-adds and more): the same bits on one thread
+/// and two, in f32.
+#[test]
+fn the_weight_gradient_product_is_the_same_on_any_thread_count() {
+    let mut rng = Rng::seed(21);
+    let x: Tensor<f32> = rng.normal(&[40, 16, 7, 7], 0.0, 1.0);
+    let w: Tensor<f32> = rng.normal(&[64, 16, 3, 3], 0.0, 0.1);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let tape = Tape::<f32>::new();
+            let wv = tape.var(w.clone());
+            let y = tape.constant(x.clone()).conv2d(wv, None, 1, 1).unwrap();
+            let loss = y.mul(y).unwrap().sum().unwrap();
+            let g = tape.backward(loss).unwrap();
+            g.get(wv).unwrap().clone()
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(one.data().iter().all(|v| v.is_finite()));
+    assert_eq!(one, two);
 }

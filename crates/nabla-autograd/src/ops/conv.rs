@@ -20,8 +20,8 @@ use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
     col2im, conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    im2col, input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights,
-    Padded, WEIGHT_GRAD_ROWS,
+    im2col, im2col_strided, input_grad_scratch_len, input_grad_weights_len, pad_into,
+    prepare_input_grad_weights, weight_grad_as_product, Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -253,6 +253,9 @@ impl Conv2d {
         // channels, and each sum runs over the whole batch in batch order:
         // the same bits on any number of threads.
         let dw = grad_if(needs, 1, || {
+            if weight_grad_as_product(win, o) {
+                return weight_grad_product(x[0], x[1], g, win);
+            }
             let padded = Padded::of_window(win);
             let n = x[0].dims()[0];
             let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
@@ -277,6 +280,53 @@ impl Conv2d {
         })?;
         with_bias_grad(x, g, needs, p, o, dx, dw)
     }
+}
+
+/// `dW = dY · colᵀ` as one product over the batch (small planes, see
+/// [`weight_grad_as_product`]): the images' column matrices side by side in
+/// `[C·kh·kw, N·P]`, the output gradients likewise in `[O, N·P]`, so that
+/// every weight's sum runs over all `N·P` positions in one GEMM. The
+/// product's sums do not depend on the number of threads.
+fn weight_grad_product<T: Float>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    g: &Tensor<T>,
+    win: &Window,
+) -> Result<Tensor<T>> {
+    let (n, o, p, taps) = (
+        x.dims()[0],
+        weight.dims()[0],
+        win.positions(),
+        win.col_rows(),
+    );
+    let wide = n * p;
+    let mut col = Tensor::<T>::zeros(&[taps, wide]);
+    let mut grad = Tensor::<T>::zeros(&[o, wide]);
+    let images = x.data().chunks_exact(win.image_len().max(1));
+    for (b, image) in images.enumerate() {
+        im2col_strided(image, win, &mut col.data_mut()[b * p..], wide);
+    }
+    let grads = g.data().chunks_exact((o * p).max(1));
+    for (b, g_n) in grads.enumerate() {
+        for (row, src) in grad
+            .data_mut()
+            .chunks_exact_mut(wide)
+            .zip(g_n.chunks_exact(p))
+        {
+            row[b * p..(b + 1) * p].copy_from_slice(src);
+        }
+    }
+    let mut dw = weight.zeros_like();
+    gemm_slices(
+        dw.data_mut(),
+        grad.data(),
+        Transpose::No,
+        col.data(),
+        Transpose::Yes,
+        (o, wide, taps),
+        false,
+    )?;
+    Ok(dw)
 }
 
 /// `[dx, dW]`, and `db = Σ_{n, positions} dout` when the op has a bias

@@ -16,8 +16,9 @@ mod direct;
 
 pub use direct::{
     conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
-    WEIGHT_GRAD_ROWS,
+    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights,
+    weight_grad_as_product, Padded, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
+    WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
 
 /// The shape of one sliding-window operation on `channels × height × width`
@@ -91,15 +92,51 @@ fn out_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Option<u
 /// # Panics
 /// If the slices' lengths do not match the window (a bug in the caller).
 pub fn im2col<T: Copy + Default>(image: &[T], w: &Window, col: &mut [T]) {
+    assert_eq!(
+        col.len(),
+        w.col_rows() * w.positions(),
+        "im2col: column length"
+    );
+    im2col_strided(image, w, col, w.positions());
+}
+
+/// [`im2col`] into rows `row_stride` elements apart: row `r` of the image's
+/// column matrix goes to `col[r·row_stride ..][.. OH·OW]`, and the elements
+/// between rows are left as they are. With `row_stride = N·OH·OW`, and `col`
+/// starting at image `n`'s `n·OH·OW`, the images of a batch sit side by side
+/// in one `[C·kh·kw, N·OH·OW]` matrix.
+///
+/// # Panics
+/// If the image's length does not match the window, `row_stride` is less
+/// than `OH·OW`, or `col` is too short for the last row (a bug in the caller).
+pub fn im2col_strided<T: Copy + Default>(
+    image: &[T],
+    w: &Window,
+    col: &mut [T],
+    row_stride: usize,
+) {
     let (oh, ow) = (w.out_h().unwrap_or(0), w.out_w().unwrap_or(0));
+    let pos = oh * ow;
     assert_eq!(image.len(), w.image_len(), "im2col: image length");
-    assert_eq!(col.len(), w.col_rows() * oh * ow, "im2col: column length");
-    let mut rows = col.chunks_exact_mut((oh * ow).max(1));
+    assert!(
+        row_stride >= pos,
+        "im2col: rows {row_stride} apart hold {pos}"
+    );
+    let rows = w.col_rows();
+    if rows == 0 || pos == 0 {
+        return;
+    }
+    assert!(
+        col.len() >= (rows - 1) * row_stride + pos,
+        "im2col: column length"
+    );
+    let mut r = 0;
     for plane in image.chunks_exact(w.height * w.width) {
         for ki in 0..w.kernel_h {
             for kj in 0..w.kernel_w {
-                let row = rows.next().expect("one row per (c, i, j)");
-                for (y, out) in row.chunks_exact_mut(ow.max(1)).enumerate().take(oh) {
+                let row = &mut col[r * row_stride..r * row_stride + pos];
+                r += 1;
+                for (y, out) in row.chunks_exact_mut(ow).enumerate() {
                     match w.source(y, ki, w.height) {
                         None => out.fill(T::default()),
                         Some(iy) => {
@@ -474,6 +511,64 @@ mod tests {
             let lhs: f64 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-9, "{w:?}: {lhs} vs {rhs}");
+        }
+    }
+
+    /// The layers of the presets that take the weight gradient as one
+    /// product: deep-cnn's on 7×7 planes; not cnn's second (50 outputs) nor
+    /// LeNet's (16), nor any on 14×14 or larger, nor strides other than 1.
+    #[test]
+    fn small_planes_with_many_outputs_take_the_weight_gradient_as_a_product() {
+        let layer = |c, side, k, p| Window::square(c, side, side, k, 1, p);
+        assert!(weight_grad_as_product(&layer(32, 7, 3, 1), 64));
+        assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64));
+        assert!(!weight_grad_as_product(&layer(20, 12, 5, 0), 50));
+        assert!(!weight_grad_as_product(&layer(8, 12, 5, 0), 16));
+        assert!(!weight_grad_as_product(&layer(32, 14, 3, 1), 32));
+        assert!(!weight_grad_as_product(&layer(64, 14, 3, 1), 128));
+        assert!(!weight_grad_as_product(
+            &Window::square(32, 7, 7, 3, 2, 1),
+            64
+        ));
+        // The edges: 8×8 positions and 64 outputs in, 9×8 or 63 out.
+        assert!(weight_grad_as_product(
+            &Window::square(1, 10, 10, 3, 1, 0),
+            64
+        ));
+        assert!(!weight_grad_as_product(
+            &Window::square(1, 11, 10, 3, 1, 0),
+            64
+        ));
+        assert!(!weight_grad_as_product(
+            &Window::square(1, 10, 10, 3, 1, 0),
+            63
+        ));
+    }
+
+    /// Three images' column matrices side by side in one matrix: each
+    /// image's columns are its own im2col, and nothing else is written.
+    #[test]
+    fn strided_im2col_puts_a_batch_side_by_side() {
+        for w in [
+            Window::square(2, 5, 5, 3, 1, 1),
+            Window::square(3, 7, 5, 3, 2, 1),
+        ] {
+            let (rows, pos, n) = (w.col_rows(), w.positions(), 3);
+            let mut wide = vec![f64::NAN; rows * n * pos];
+            for b in 0..n {
+                let image: Vec<f64> = (0..w.image_len()).map(|i| (i * (b + 2)) as f64).collect();
+                im2col_strided(&image, &w, &mut wide[b * pos..], n * pos);
+                let own = naive_im2col(&image, &w);
+                for r in 0..rows {
+                    let at = r * n * pos + b * pos;
+                    assert_eq!(&wide[at..at + pos], &own[r * pos..(r + 1) * pos], "{w:?}");
+                }
+                // The later images' columns are still untouched.
+                for r in 0..rows {
+                    let later = r * n * pos + (b + 1) * pos..(r + 1) * n * pos;
+                    assert!(wide[later].iter().all(|v| v.is_nan()), "{w:?}");
+                }
+            }
         }
     }
 

@@ -219,6 +219,33 @@ pub fn conv_direct_applies(win: &Window) -> bool {
     win.stride == 1 && win.col_rows() >= LANES
 }
 
+/// Output positions up to which a stride-1 weight gradient may be computed
+/// as one product over the whole batch, `dW = dY · colᵀ` with the images'
+/// column matrices side by side, rather than by [`conv_direct_weight_grad`]:
+/// on small planes (7×7 in deep-cnn) the direct kernel's rows of a few
+/// pixels fill its vectors poorly, while the product's sums run over every
+/// pixel of the batch. On 14×14 planes and larger the direct kernel is the
+/// faster (`docs/performance.md`).
+pub const WEIGHT_GRAD_PRODUCT_MAX_POSITIONS: usize = 64;
+
+/// The fewest output channels for the product of
+/// [`WEIGHT_GRAD_PRODUCT_MAX_POSITIONS`]: it first copies every image's
+/// column matrix and output gradient, and does about as many multiply-adds
+/// per copied value as there are output channels. With 16 (LeNet's second
+/// layer) the copies cost more than the direct kernel takes in all; with 50
+/// (cnn's second) the kernel alone is faster but the epoch slower, its
+/// copies crowding the caches.
+pub const WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS: usize = 64;
+
+/// Whether the weight gradient of a convolution over `win` with
+/// `out_channels` outputs is computed as one product over the batch (see
+/// [`WEIGHT_GRAD_PRODUCT_MAX_POSITIONS`]) rather than by the direct kernel.
+pub fn weight_grad_as_product(win: &Window, out_channels: usize) -> bool {
+    conv_direct_applies(win)
+        && win.positions() <= WEIGHT_GRAD_PRODUCT_MAX_POSITIONS
+        && out_channels >= WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS
+}
+
 /// Sizes shared by both kernels, checked once so the inner loops can index
 /// without bounds checks.
 struct Geometry {
