@@ -198,12 +198,24 @@ fn softmax_ce(c: &mut Criterion) {
 }
 
 /// One image through each of LeNet's two convolutions (1→8 5×5 on 28×28,
-/// 8→16 5×5 on 12×12) and one deep-cnn layer (16→16 3×3 padding 1 on
-/// 28×28): im2col plus the GEMM library against the direct kernels, for the
-/// forward product, the weight gradient and the input gradient.
+/// 8→16 5×5 on 12×12), the cnn preset's second (20→50 5×5 on 12×12), and each of deep-cnn's six 3×3 padded layers (1→16
+/// and 16→16 on 28×28, 16→32 and 32→32 on 14×14, 32→64 and 64→64 on 7×7):
+/// im2col plus the GEMM library against the direct kernels, for the forward
+/// product, the weight gradient and the input gradient.
 fn conv(c: &mut Criterion) {
     let mut rng = Rng::seed(3);
-    for (ch, side, o, k, p) in [(1, 28, 8, 5, 0), (8, 12, 16, 5, 0), (16, 28, 16, 3, 1)] {
+    for (ch, side, o, k, p) in [
+        (1, 28, 8, 5, 0),
+        (8, 12, 16, 5, 0),
+        // The cnn preset's second layer.
+        (20, 12, 50, 5, 0),
+        (1, 28, 16, 3, 1),
+        (16, 28, 16, 3, 1),
+        (16, 14, 32, 3, 1),
+        (32, 14, 32, 3, 1),
+        (32, 7, 64, 3, 1),
+        (64, 7, 64, 3, 1),
+    ] {
         let win = Window {
             channels: ch,
             height: side,
@@ -278,6 +290,54 @@ fn conv(c: &mut Criterion) {
                 start.elapsed() / shard as u32
             })
         });
+        // The weight gradient of the whole shard as one product: the
+        // shard's column matrices side by side (`[taps, 50·positions]`)
+        // and its output gradients likewise (`[o, 50·positions]`), then
+        // `dW = dY · colᵀ` in the GEMM library, on one thread as the other
+        // kernels here.
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let mut wide_col = vec![0.0f32; taps * shard * pos];
+        let mut wide_grad = vec![0.0f32; o * shard * pos];
+        c.bench_function(
+            &format!("{name} weight gradient, shard im2col + gemm"),
+            |bench| {
+                bench.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for b in 0..shard {
+                            im2col(black_box(image.data()), &win, &mut col);
+                            for (t, row) in col.chunks_exact(pos).enumerate() {
+                                let at = t * shard * pos + b * pos;
+                                wide_col[at..at + pos].copy_from_slice(row);
+                            }
+                            for (r, row) in grads[b * o * pos..(b + 1) * o * pos]
+                                .chunks_exact(pos)
+                                .enumerate()
+                            {
+                                let at = r * shard * pos + b * pos;
+                                wide_grad[at..at + pos].copy_from_slice(row);
+                            }
+                        }
+                        one_thread.install(|| {
+                            gemm_slices(
+                                &mut dw,
+                                &wide_grad,
+                                Transpose::No,
+                                &wide_col,
+                                Transpose::Yes,
+                                (o, shard * pos, taps),
+                                false,
+                            )
+                            .unwrap()
+                        });
+                    }
+                    start.elapsed() / shard as u32
+                })
+            },
+        );
         if ch == 1 {
             continue; // a first layer's input needs no gradient
         }
