@@ -253,7 +253,7 @@ impl Conv2d {
         // channels, and each sum runs over the whole batch in batch order:
         // the same bits on any number of threads.
         let dw = grad_if(needs, 1, || {
-            if weight_grad_as_product(win, o) {
+            if weight_grad_as_product(win, o, x[0].dims()[0]) {
                 return weight_grad_product(x[0], x[1], g, win);
             }
             let padded = Padded::of_window(win);

@@ -17,8 +17,8 @@ mod direct;
 pub use direct::{
     conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
     input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights,
-    weight_grad_as_product, Padded, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
-    WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
+    weight_grad_as_product, Padded, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS,
+    WEIGHT_GRAD_PRODUCT_MAX_POSITIONS, WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
 
 /// The shape of one sliding-window operation on `channels × height × width`
@@ -516,33 +516,33 @@ mod tests {
 
     /// The layers of the presets that take the weight gradient as one
     /// product: deep-cnn's on 7×7 planes; not cnn's second (50 outputs) nor
-    /// LeNet's (16), nor any on 14×14 or larger, nor strides other than 1.
+    /// LeNet's (16), nor any on 14×14 or larger, nor strides other than 1,
+    /// nor a batch whose column matrices would pass 2²³ elements.
     #[test]
     fn small_planes_with_many_outputs_take_the_weight_gradient_as_a_product() {
         let layer = |c, side, k, p| Window::square(c, side, side, k, 1, p);
-        assert!(weight_grad_as_product(&layer(32, 7, 3, 1), 64));
-        assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64));
-        assert!(!weight_grad_as_product(&layer(20, 12, 5, 0), 50));
-        assert!(!weight_grad_as_product(&layer(8, 12, 5, 0), 16));
-        assert!(!weight_grad_as_product(&layer(32, 14, 3, 1), 32));
-        assert!(!weight_grad_as_product(&layer(64, 14, 3, 1), 128));
-        assert!(!weight_grad_as_product(
-            &Window::square(32, 7, 7, 3, 2, 1),
-            64
-        ));
+        let shard = 50;
+        assert!(weight_grad_as_product(&layer(32, 7, 3, 1), 64, shard));
+        assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64, shard));
+        assert!(!weight_grad_as_product(&layer(20, 12, 5, 0), 50, shard));
+        assert!(!weight_grad_as_product(&layer(8, 12, 5, 0), 16, shard));
+        assert!(!weight_grad_as_product(&layer(32, 14, 3, 1), 32, shard));
+        assert!(!weight_grad_as_product(&layer(64, 14, 3, 1), 128, shard));
+        let strided = Window::square(32, 7, 7, 3, 2, 1);
+        assert!(!weight_grad_as_product(&strided, 64, shard));
         // The edges: 8×8 positions and 64 outputs in, 9×8 or 63 out.
-        assert!(weight_grad_as_product(
-            &Window::square(1, 10, 10, 3, 1, 0),
-            64
-        ));
-        assert!(!weight_grad_as_product(
-            &Window::square(1, 11, 10, 3, 1, 0),
-            64
-        ));
-        assert!(!weight_grad_as_product(
-            &Window::square(1, 10, 10, 3, 1, 0),
-            63
-        ));
+        let (eight, nine) = (
+            Window::square(1, 10, 10, 3, 1, 0),
+            Window::square(1, 11, 10, 3, 1, 0),
+        );
+        assert!(weight_grad_as_product(&eight, 64, shard));
+        assert!(!weight_grad_as_product(&nine, 64, shard));
+        assert!(!weight_grad_as_product(&eight, 63, shard));
+        // 64→64 on 7×7 lays out 576 · 49 elements an image: 297 images fit.
+        let last = WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS / (576 * 49);
+        assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64, last));
+        assert!(!weight_grad_as_product(&layer(64, 7, 3, 1), 64, last + 1));
+        assert!(!weight_grad_as_product(&layer(64, 7, 3, 1), 64, usize::MAX));
     }
 
     /// Three images' column matrices side by side in one matrix: each

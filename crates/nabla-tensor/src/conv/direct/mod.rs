@@ -237,13 +237,24 @@ pub const WEIGHT_GRAD_PRODUCT_MAX_POSITIONS: usize = 64;
 /// copies crowding the caches.
 pub const WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS: usize = 64;
 
+/// The most elements the product of [`WEIGHT_GRAD_PRODUCT_MAX_POSITIONS`]
+/// may lay out for a batch's column matrices (32 MB of `f32`): a larger
+/// batch in one call (a shard of thousands of images) goes to the direct
+/// kernel, which holds only the padded images.
+pub const WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS: usize = 1 << 23;
+
 /// Whether the weight gradient of a convolution over `win` with
-/// `out_channels` outputs is computed as one product over the batch (see
-/// [`WEIGHT_GRAD_PRODUCT_MAX_POSITIONS`]) rather than by the direct kernel.
-pub fn weight_grad_as_product(win: &Window, out_channels: usize) -> bool {
+/// `out_channels` outputs, for `batch` images in one call, is computed as
+/// one product over the batch (see [`WEIGHT_GRAD_PRODUCT_MAX_POSITIONS`])
+/// rather than by the direct kernel.
+pub fn weight_grad_as_product(win: &Window, out_channels: usize, batch: usize) -> bool {
     conv_direct_applies(win)
         && win.positions() <= WEIGHT_GRAD_PRODUCT_MAX_POSITIONS
         && out_channels >= WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS
+        && batch
+            .saturating_mul(win.positions())
+            .saturating_mul(win.col_rows())
+            <= WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS
 }
 
 /// Sizes shared by both kernels, checked once so the inner loops can index
