@@ -43,6 +43,18 @@ def mlp(sizes, act):
     return torch.nn.Sequential(*layers)
 
 
+def deep_cnn():
+    """nabla's deep-cnn preset: three pairs of 3x3 padded convolutions."""
+    nn = torch.nn
+    layers, c = [], 1
+    for o in (16, 32, 64):
+        layers += [nn.Conv2d(c, o, 3, padding=1), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.ReLU(),
+                   nn.MaxPool2d(2)]
+        c = o
+    layers += [nn.Flatten(), nn.Linear(576, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10)]
+    return nn.Sequential(*layers)
+
+
 def median_time(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
@@ -114,15 +126,6 @@ def main():
     def cnn():
         return nn.Sequential(nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
-
-    def deep_cnn():
-        layers, c = [], 1
-        for o in (16, 32, 64):
-            layers += [nn.Conv2d(c, o, 3, padding=1), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.ReLU(),
-                       nn.MaxPool2d(2)]
-            c = o
-        layers += [nn.Flatten(), nn.Linear(576, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10)]
-        return nn.Sequential(*layers)
 
     def image_epoch(model, opt, images):
         perm = torch.randperm(images)

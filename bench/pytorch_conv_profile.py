@@ -17,18 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from pytorch_bench import find, read_idx  # noqa: E402
-
-
-def deep_cnn():
-    nn = torch.nn
-    layers, c = [], 1
-    for o in (16, 32, 64):
-        layers += [nn.Conv2d(c, o, 3, padding=1), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.ReLU(),
-                   nn.MaxPool2d(2)]
-        c = o
-    layers += [nn.Flatten(), nn.Linear(576, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, 10)]
-    return nn.Sequential(*layers)
+from pytorch_bench import deep_cnn, find, read_idx  # noqa: E402
 
 
 def main():

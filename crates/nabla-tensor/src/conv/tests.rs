@@ -1,0 +1,155 @@
+//! im2col, col2im, the window's sizes and pooling against their definitions.
+
+use super::*;
+
+/// im2col written the obvious way, to compare the fast paths against.
+fn naive_im2col(image: &[f64], w: &Window) -> Vec<f64> {
+    let (oh, ow) = (w.out_h().unwrap(), w.out_w().unwrap());
+    let mut col = Vec::new();
+    for c in 0..w.channels {
+        for i in 0..w.kernel_h {
+            for j in 0..w.kernel_w {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let iy = (y * w.stride + i) as isize - w.padding as isize;
+                        let ix = (x * w.stride + j) as isize - w.padding as isize;
+                        let inside = iy >= 0
+                            && ix >= 0
+                            && (iy as usize) < w.height
+                            && (ix as usize) < w.width;
+                        col.push(if inside {
+                            image[c * w.height * w.width + iy as usize * w.width + ix as usize]
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+        }
+    }
+    col
+}
+
+#[test]
+fn output_sizes_follow_pytorch() {
+    assert_eq!(Window::square(1, 28, 28, 5, 1, 0).out_h(), Some(24));
+    assert_eq!(Window::square(1, 28, 28, 3, 1, 1).out_h(), Some(28));
+    assert_eq!(Window::square(1, 7, 7, 2, 2, 0).out_h(), Some(3));
+    assert_eq!(Window::square(1, 5, 5, 3, 2, 1).out_w(), Some(3));
+    assert_eq!(Window::square(1, 2, 2, 5, 1, 0).out_h(), None);
+    assert_eq!(Window::square(1, 4, 4, 2, 0, 0).out_h(), None);
+    assert_eq!(
+        Window::square(1, 4, 4, 3, 1, usize::MAX / 2 + 1).out_h(),
+        None,
+        "overflow"
+    );
+}
+
+#[test]
+fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
+    for (c, h, wd, k, s, p) in [
+        (1, 5, 5, 3, 1, 0),
+        (2, 5, 6, 3, 1, 1),
+        (3, 7, 5, 3, 2, 1),
+        (2, 6, 6, 2, 2, 0),
+        (1, 4, 4, 5, 1, 2),
+        (2, 3, 3, 1, 1, 0),
+    ] {
+        let w = Window::square(c, h, wd, k, s, p);
+        let image: Vec<f64> = (0..w.image_len()).map(|i| i as f64 * 0.5 - 3.0).collect();
+        let mut col = vec![f64::NAN; w.col_rows() * w.positions()];
+        im2col(&image, &w, &mut col);
+        assert_eq!(col, naive_im2col(&image, &w), "{w:?}");
+        // ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩ for any y.
+        let y: Vec<f64> = (0..col.len())
+            .map(|i| ((i * 7) % 11) as f64 - 5.0)
+            .collect();
+        let mut back = vec![0.0; image.len()];
+        col2im(&y, &w, &mut back);
+        let lhs: f64 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() < 1e-9, "{w:?}: {lhs} vs {rhs}");
+    }
+}
+
+/// The layers of the presets that take the weight gradient as one
+/// product: deep-cnn's on 7×7 planes; not cnn's second (50 outputs) nor
+/// LeNet's (16), nor any on 14×14 or larger, nor strides other than 1,
+/// nor a batch whose column matrices would pass 2²³ elements.
+#[test]
+fn small_planes_with_many_outputs_take_the_weight_gradient_as_a_product() {
+    let layer = |c, side, k, p| Window::square(c, side, side, k, 1, p);
+    let shard = 50;
+    assert!(weight_grad_as_product(&layer(32, 7, 3, 1), 64, shard));
+    assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64, shard));
+    assert!(!weight_grad_as_product(&layer(20, 12, 5, 0), 50, shard));
+    assert!(!weight_grad_as_product(&layer(8, 12, 5, 0), 16, shard));
+    assert!(!weight_grad_as_product(&layer(32, 14, 3, 1), 32, shard));
+    assert!(!weight_grad_as_product(&layer(64, 14, 3, 1), 128, shard));
+    let strided = Window::square(32, 7, 7, 3, 2, 1);
+    assert!(!weight_grad_as_product(&strided, 64, shard));
+    // The edges: 8×8 positions and 64 outputs in, 9×8 or 63 out.
+    let (eight, nine) = (
+        Window::square(1, 10, 10, 3, 1, 0),
+        Window::square(1, 11, 10, 3, 1, 0),
+    );
+    assert!(weight_grad_as_product(&eight, 64, shard));
+    assert!(!weight_grad_as_product(&nine, 64, shard));
+    assert!(!weight_grad_as_product(&eight, 63, shard));
+    // 64→64 on 7×7 lays out 576 · 49 elements an image: 297 images fit.
+    let last = WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS / (576 * 49);
+    assert!(weight_grad_as_product(&layer(64, 7, 3, 1), 64, last));
+    assert!(!weight_grad_as_product(&layer(64, 7, 3, 1), 64, last + 1));
+    assert!(!weight_grad_as_product(&layer(64, 7, 3, 1), 64, usize::MAX));
+}
+
+/// Three images' column matrices side by side in one matrix: each
+/// image's columns are its own im2col, and nothing else is written.
+#[test]
+fn strided_im2col_puts_a_batch_side_by_side() {
+    for w in [
+        Window::square(2, 5, 5, 3, 1, 1),
+        Window::square(3, 7, 5, 3, 2, 1),
+    ] {
+        let (rows, pos, n) = (w.col_rows(), w.positions(), 3);
+        let mut wide = vec![f64::NAN; rows * n * pos];
+        for b in 0..n {
+            let image: Vec<f64> = (0..w.image_len()).map(|i| (i * (b + 2)) as f64).collect();
+            im2col_strided(&image, &w, &mut wide[b * pos..], n * pos);
+            let own = naive_im2col(&image, &w);
+            for r in 0..rows {
+                let at = r * n * pos + b * pos;
+                assert_eq!(&wide[at..at + pos], &own[r * pos..(r + 1) * pos], "{w:?}");
+            }
+            // The later images' columns are still untouched.
+            for r in 0..rows {
+                let later = r * n * pos + (b + 1) * pos..(r + 1) * n * pos;
+                assert!(wide[later].iter().all(|v| v.is_nan()), "{w:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pooling_takes_the_max_and_the_mean_of_each_window() {
+    let w = Window::square(1, 4, 4, 2, 2, 0);
+    let plane: Vec<f64> = (0..16).map(f64::from).collect();
+    let (mut out, mut at) = (vec![0.0; 4], vec![0; 4]);
+    max_pool_plane(&plane, &w, &mut out, &mut at);
+    assert_eq!(out, [5.0, 7.0, 13.0, 15.0]);
+    assert_eq!(at, [5, 7, 13, 15]);
+    // The general path (a 3×3 window, stride 1) agrees on where maxima are.
+    let w3 = Window::square(1, 4, 4, 3, 1, 0);
+    let (mut out3, mut at3) = (vec![0.0; 4], vec![0; 4]);
+    max_pool_plane(&plane, &w3, &mut out3, &mut at3);
+    assert_eq!(
+        (out3, at3),
+        (vec![10.0, 11.0, 14.0, 15.0], vec![10, 11, 14, 15])
+    );
+    avg_pool_plane(&plane, &w, &mut out, 0.25);
+    assert_eq!(out, [2.5, 4.5, 10.5, 12.5]);
+    let mut grad = vec![0.0; 16];
+    max_pool_scatter(&[1.0, 2.0, 3.0, 4.0], &at, &mut grad);
+    assert_eq!((grad[5], grad[7], grad[13], grad[15]), (1.0, 2.0, 3.0, 4.0));
+    assert_eq!(grad.iter().sum::<f64>(), 10.0);
+}
