@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
-    col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col,
+    col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col, im2col_strided,
     input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
@@ -338,6 +338,42 @@ fn conv(c: &mut Criterion) {
                 })
             },
         );
+        // The forward of the whole shard as one product: the shard's
+        // column matrices side by side, `Y = W · col` into `[o,
+        // 50·positions]`, then each image's outputs copied to `[o,
+        // positions]`, on one thread.
+        let mut wide_out = vec![0.0f32; o * shard * pos];
+        let mut outs = vec![0.0f32; shard * o * pos];
+        c.bench_function(&format!("{name} forward, shard im2col + gemm"), |bench| {
+            bench.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for b in 0..shard {
+                        let image = black_box(image.data());
+                        im2col_strided(image, &win, &mut wide_col[b * pos..], shard * pos);
+                    }
+                    one_thread.install(|| {
+                        gemm_slices(
+                            &mut wide_out,
+                            weight.data(),
+                            Transpose::No,
+                            &wide_col,
+                            Transpose::No,
+                            (o, taps, shard * pos),
+                            false,
+                        )
+                        .unwrap()
+                    });
+                    for (r, row) in wide_out.chunks_exact(shard * pos).enumerate() {
+                        for (b, src) in row.chunks_exact(pos).enumerate() {
+                            let at = (b * o + r) * pos;
+                            outs[at..at + pos].copy_from_slice(src);
+                        }
+                    }
+                }
+                start.elapsed() / shard as u32
+            })
+        });
         if ch == 1 {
             continue; // a first layer's input needs no gradient
         }
