@@ -158,7 +158,7 @@ impl Observer for Progress {
         // Long runs (a small table trains for hundreds of epochs) print
         // about twenty lines, the last epoch always among them.
         let every = self.epochs.div_ceil(20).max(1);
-        if self.human && (m.epoch % every == 0 || m.epoch == self.epochs || m.epoch == 1) {
+        if self.human && (m.epoch.is_multiple_of(every) || m.epoch == self.epochs || m.epoch == 1) {
             let scores = if m.train_accuracy.is_some() {
                 format!(
                     "train {}  val {}  test {}",

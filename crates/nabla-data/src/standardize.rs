@@ -23,7 +23,7 @@ impl Standardizer {
     /// # Errors
     /// No rows, or a length that is not a whole number of rows.
     pub fn fit(rows: &[f32], width: usize) -> Result<Self> {
-        if width == 0 || rows.is_empty() || rows.len() % width != 0 {
+        if width == 0 || rows.is_empty() || !rows.len().is_multiple_of(width) {
             return Err(DataError::invalid(
                 "standardise",
                 format!("{} values are not rows of {width}", rows.len()),
@@ -63,7 +63,10 @@ impl Standardizer {
     }
 
     fn check(&self, rows: &[f32]) -> Result<()> {
-        if self.width() == 0 || rows.len() % self.width() != 0 || self.std.len() != self.width() {
+        if self.width() == 0
+            || !rows.len().is_multiple_of(self.width())
+            || self.std.len() != self.width()
+        {
             return Err(DataError::invalid(
                 "standardise",
                 format!(

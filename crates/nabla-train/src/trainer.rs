@@ -546,7 +546,7 @@ impl<M: Module<f32>> Trainer<M> {
                         let step = first_step + b as u64 + 1;
                         if p.config()
                             .every
-                            .is_some_and(|k| k > 0 && step % k as u64 == 0)
+                            .is_some_and(|k| k > 0 && step.is_multiple_of(k as u64))
                         {
                             // In evaluation mode, so that probing changes no
                             // state (batch norm's running statistics).

@@ -15,7 +15,8 @@
 //!   1e-5 (momentum) or 5e-3 (Adam) relative of the plain path's (relative
 //!   to at least 5e-3), and some bits differ, or the level was not applied.
 //!
-//! At each level, 1 and 2 threads give the same bits.
+//! At each level, 1 and 2 threads give the same bits, and AVX-512 gives
+//! AVX2's bits (its kernels promise it; their unit tests call both).
 //!
 //! The level is a process-wide setting: the tests of this binary take turns
 //! (a lock), and no other test binary sets it.
@@ -197,6 +198,28 @@ fn every_level_agrees_with_the_plain_path() {
             moved,
             "{level}: the same bits as the plain path: was the level applied?"
         );
+    }
+    // AVX-512 against AVX2: every family promises the same bits (the
+    // blocked kernels sum in the same eight lanes with larger blocks; the
+    // elementwise ones and the sigmoid do the same IEEE operations per lane
+    // at sixteen lanes; the outer products fuse at both).
+    let at = |l: SimdLevel| runs.iter().find(|r| r.0 == l);
+    if let (Some(avx2), Some(avx512)) = (at(SimdLevel::Avx2), at(SimdLevel::Avx512)) {
+        assert!(
+            avx2.1 == avx512.1,
+            "avx512: Adam's f32 weights differ from avx2's"
+        );
+        assert!(
+            avx2.2 == avx512.2,
+            "avx512: momentum's f32 weights differ from avx2's"
+        );
+        let bits =
+            |v: &Vec<Vec<f32>>| -> Vec<u32> { v.iter().flatten().map(|x| x.to_bits()).collect() };
+        assert!(
+            bits(&avx2.4) == bits(&avx512.4),
+            "avx512: the sigmoid differs from avx2's"
+        );
+        println!("avx512: the same bits as avx2");
     }
     println!("levels compared: {levels:?}");
 }

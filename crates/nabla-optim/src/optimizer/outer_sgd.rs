@@ -13,16 +13,8 @@ use smallvec::SmallVec;
 /// SGD's `w -= lr · g`, so the weights are the bits of forming the
 /// gradient and stepping with it (tested).
 pub(super) fn sgd_outer_widest<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
-    #[cfg(target_arch = "x86_64")]
-    if nabla_tensor::Kernel::OptimizerUpdate.level() >= nabla_tensor::SimdLevel::Avx2 {
-        #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
-            sgd_outer(lr, w, o);
-        }
-        // SAFETY: at that level the CPU has AVX2.
-        return unsafe { wide(lr, w, o) };
-    }
-    sgd_outer(lr, w, o);
+    // At the optimiser family's level: elementwise, the same bits at each.
+    nabla_tensor::Kernel::OptimizerUpdate.run(|| sgd_outer(lr, w, o));
 }
 
 #[inline(always)]

@@ -99,21 +99,15 @@ fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>)
     );
 }
 
-/// [`update`] in eight-lane vectors where the CPU has AVX2 (the baseline
-/// x86-64 build has four). Every loop in it is elementwise, and the compiler
-/// never reorders a sum nor fuses a multiply with an add, so the result is
-/// the same bits either way (tested below); only the speed changes.
+/// [`update`] at the optimiser family's level ([`Kernel::run`]): sixteen
+/// `f32` lanes with AVX-512, eight with AVX2, four in the baseline x86-64
+/// build. Every loop in it is elementwise, and the compiler never reorders a
+/// sum nor fuses a multiply with an add, so the result is the same bits at
+/// every level (tested below); only the speed changes.
+///
+/// [`Kernel::run`]: nabla_tensor::Kernel::run
 fn update_widest<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
-    #[cfg(target_arch = "x86_64")]
-    if nabla_tensor::Kernel::OptimizerUpdate.level() >= nabla_tensor::SimdLevel::Avx2 {
-        #[target_feature(enable = "avx2")]
-        fn wide<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
-            update(s, span, grads);
-        }
-        // SAFETY: at that level the CPU has AVX2.
-        return unsafe { wide(s, span, grads) };
-    }
-    update(s, span, grads);
+    nabla_tensor::Kernel::OptimizerUpdate.run(|| update(s, span, grads));
 }
 
 /// Applies one step of the method to a range of one parameter's elements.
@@ -171,7 +165,7 @@ mod tests {
     use super::*;
     use crate::Method;
 
-    /// The AVX2 copy of the update gives the baseline's bits, for every
+    /// The update at this CPU's level gives the baseline's bits, for every
     /// method, with regularisation and a clipping factor (whose loop builds
     /// the regularised gradient), over two shards' gradients and a length
     /// that spans blocks and that no vector width divides.

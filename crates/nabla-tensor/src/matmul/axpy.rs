@@ -25,6 +25,10 @@ use std::mem::MaybeUninit;
 /// for four, in 12 of AVX2's 16 registers.
 const BLOCK_VECTORS: usize = 12;
 
+/// The same with AVX-512's 32 registers: 192 columns, so that a row's
+/// nonzero entries are swept half as often over a wide layer.
+const WIDE_BLOCK_VECTORS: usize = 24;
+
 /// The longest rows of `a` the kernel takes: a row's nonzero entries are
 /// listed on the stack first.
 pub(crate) const AXPY_MAX_DEPTH: usize = 4096;
@@ -55,19 +59,22 @@ pub(crate) unsafe fn sparse_rows_times<T: Float>(
     assert!(k <= AXPY_MAX_DEPTH, "sparse_rows_times: rows of {k}");
     #[cfg(target_arch = "x86_64")]
     if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
-        if Kernel::Axpy.level() != SimdLevel::Plain {
-            // SAFETY: the CPU has AVX2 and FMA; T is f32, so `out` points to
-            // f32; the caller's promise.
-            return unsafe { rows_avx(a32, b32, out.cast(), (m, k, n), accumulate) };
+        let (out, shape) = (out.cast(), (m, k, n));
+        // SAFETY (both): the CPU has what each function is compiled for;
+        // T is f32, so `out` points to f32; the caller's promise.
+        match Kernel::Axpy.level() {
+            SimdLevel::Plain => {}
+            SimdLevel::Avx2 => return unsafe { rows_avx2(a32, b32, out, shape, accumulate) },
+            SimdLevel::Avx512 => return unsafe { rows_avx512(a32, b32, out, shape, accumulate) },
         }
     }
     // SAFETY: the caller's promise.
-    unsafe { rows_with::<T, [T; LANES]>(a, b, out, (m, k, n), accumulate) }
+    unsafe { rows_with::<T, [T; LANES], BLOCK_VECTORS>(a, b, out, (m, k, n), accumulate) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx(
+unsafe fn rows_avx2(
     a: &[f32],
     b: &[f32],
     out: *mut f32,
@@ -75,17 +82,32 @@ unsafe fn rows_avx(
     accumulate: bool,
 ) {
     // SAFETY: the caller's promise.
-    unsafe { rows_with::<f32, Avx>(a, b, out, shape, accumulate) }
+    unsafe { rows_with::<f32, Avx, BLOCK_VECTORS>(a, b, out, shape, accumulate) }
+}
+
+/// With 32 vector registers: blocks of 24 vectors. Every output is the
+/// same chain of fused multiply-adds as at AVX2, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn rows_avx512(
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { rows_with::<f32, Avx, WIDE_BLOCK_VECTORS>(a, b, out, shape, accumulate) }
 }
 
 /// [`sparse_rows_times`] over `V`: for each row of `a`, list its nonzero
 /// entries once, then sweep the list for each block of output columns: up
-/// to [`BLOCK_VECTORS`] vectors at a time, the last block taking the
+/// to `B` vectors at a time ([`BLOCK_VECTORS`] or [`WIDE_BLOCK_VECTORS`]), the last block taking the
 /// partial vector at the end of the row along (100 outputs: one block of
 /// twelve vectors and four columns). A row's nonzero entries are found
 /// eight at a time, as the bits of a vector comparison.
 #[inline(always)]
-unsafe fn rows_with<T: Float, V: Lanes<T>>(
+unsafe fn rows_with<T: Float, V: Lanes<T>, const B: usize>(
     a: &[T],
     b: &[T],
     out: *mut T,
@@ -130,6 +152,9 @@ unsafe fn rows_with<T: Float, V: Lanes<T>>(
             // the block reaches the end of the row.
             j += unsafe {
                 match vectors {
+                    v if v == B => block::<T, V, B, true>(nonzero, b, n, j, out_row, accumulate),
+                    v if v > B => block::<T, V, B, false>(nonzero, b, n, j, out_row, accumulate),
+                    // Only with the wide blocks: the rest of a row in one.
                     BLOCK_VECTORS => {
                         block::<T, V, BLOCK_VECTORS, true>(nonzero, b, n, j, out_row, accumulate)
                     }
@@ -309,6 +334,41 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The AVX-512 blocks (24 vectors) give the AVX2 blocks' bits, on
+    /// widths below, at and past both block sizes, with partial vectors.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_wide_blocks_give_the_same_bits() {
+        if crate::detected_simd_level() < SimdLevel::Avx512 {
+            return;
+        }
+        for &(m, k, n) in &[
+            (1, 784, 100),
+            (3, 300, 200),
+            (2, 57, 193),
+            (4, 100, 97),
+            (1, 9, 5),
+        ] {
+            let a = to_f32(&sparse(m * k, m + n));
+            let b = to_f32(&values(k * n, k));
+            for accumulate in [false, true] {
+                let start: Vec<f32> = (0..m * n).map(|i| i as f32 / 7.0).collect();
+                let (mut narrow, mut wide) = (start.clone(), start);
+                // SAFETY: the CPU has AVX-512 (checked above); both hold m·n.
+                unsafe {
+                    rows_avx2(&a, &b, narrow.as_mut_ptr(), (m, k, n), accumulate);
+                    rows_avx512(&a, &b, wide.as_mut_ptr(), (m, k, n), accumulate);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&narrow),
+                    bits(&wide),
+                    "{m}x{k}x{n}, accumulate {accumulate}"
+                );
             }
         }
     }

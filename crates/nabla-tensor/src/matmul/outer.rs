@@ -3,7 +3,7 @@
 //! only a pass writing the product.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
+use crate::simd::{as_f32, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
 use crate::Float;
 
@@ -15,20 +15,45 @@ use crate::Float;
 pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(a32), Some(b32)) = (as_f32(a), as_f32(b)) {
-        if Kernel::OuterProducts.level() != SimdLevel::Plain {
-            // SAFETY: the CPU has AVX2 and FMA; T is f32; the caller's promise.
-            return unsafe { outer_avx(a32, b32, out.cast(), accumulate) };
+        let kernel = Kernel::OuterProducts;
+        if kernel.level() != SimdLevel::Plain {
+            let out = out.cast();
+            // SAFETY: T is f32; the caller's promise. At these levels the
+            // CPU has FMA, so `mul_add` is one instruction.
+            return kernel.run(|| unsafe { outer_fused(a32, b32, out, accumulate) });
         }
     }
     // SAFETY: the caller's promise.
     unsafe { outer_with::<T, [T; LANES]>(a, b, out, accumulate) }
 }
 
+/// [`outer`] with one fused multiply-add per element (onto `+0` without
+/// `accumulate`, which rounds as the product alone but gives `+0` for a
+/// zero product), a plain loop that [`Kernel::run`] vectorises at the
+/// level's width: every element gets the same bits at 8 and 16 lanes.
+///
+/// # Safety
+/// As [`outer`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn outer_avx(a: &[f32], b: &[f32], out: *mut f32, accumulate: bool) {
-    // SAFETY: the caller's promise.
-    unsafe { outer_with::<f32, Avx>(a, b, out, accumulate) }
+#[inline(always)]
+unsafe fn outer_fused(a: &[f32], b: &[f32], out: *mut f32, accumulate: bool) {
+    let n = b.len();
+    for (i, &a_i) in a.iter().enumerate() {
+        // SAFETY: row `i` of `out` holds `n` elements (the caller's promise).
+        let row = unsafe { out.add(i * n) };
+        // Two loops, so that neither tests `accumulate` per element.
+        if accumulate {
+            for (j, &b_j) in b.iter().enumerate() {
+                // SAFETY: `j < n`, inside the row.
+                unsafe { row.add(j).write(a_i.mul_add(b_j, *row.add(j))) };
+            }
+        } else {
+            for (j, &b_j) in b.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { row.add(j).write(a_i.mul_add(b_j, 0.0)) };
+            }
+        }
+    }
 }
 
 /// [`outer`] over `V`, a row of `out` at a time.

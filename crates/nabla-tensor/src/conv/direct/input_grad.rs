@@ -264,7 +264,7 @@ pub(super) fn input_grad<T: Float, V: Lanes<T>, const MC: usize, const NR: usize
 ) {
     const {
         assert!(
-            CHANNEL_PAD % MC == 0 && NR <= ROW_PAD + 1,
+            CHANNEL_PAD.is_multiple_of(MC) && NR <= ROW_PAD + 1,
             "blocks within the padding"
         )
     };

@@ -56,7 +56,7 @@ pub fn conv_direct_weight_grad<T: Float>(
     );
     let rows = first..first + dw.len() / taps;
     assert!(
-        dw.len() % taps == 0 && rows.end <= outputs,
+        dw.len().is_multiple_of(taps) && rows.end <= outputs,
         "conv_direct_weight_grad: weight-gradient rows"
     );
     let g = Geometry::of(padded, kh, kw, outputs * taps);
@@ -88,7 +88,7 @@ pub(super) fn weight_grad<T: Float, V: Lanes<T>, const MR: usize, const NQ: usiz
 ) {
     const {
         assert!(
-            MR * NQ % LANES == 0 && MR * NQ <= MAX_GRAD_BLOCK,
+            (MR * NQ).is_multiple_of(LANES) && MR * NQ <= MAX_GRAD_BLOCK,
             "whole sums of LANES"
         );
         assert!(MR == WEIGHT_GRAD_ROWS, "one block height on every path");
