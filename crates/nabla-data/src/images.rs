@@ -396,7 +396,10 @@ fn push_unit(out: &mut Vec<f32>, bytes: &[u8]) {
     }
     // Sixteen divisions at a time with AVX-512, eight with AVX2, rather
     // than the baseline build's four (`docs/performance.md`): the same values.
-    nabla_tensor::Kernel::PixelConversion.run(|| push(out, bytes));
+    nabla_tensor::Kernel::PixelConversion.run(
+        #[inline(always)]
+        || push(out, bytes),
+    );
 }
 
 /// Asks the CPU to bring `bytes` into cache ahead of their use (a hint; no

@@ -14,7 +14,10 @@ use smallvec::SmallVec;
 /// gradient and stepping with it (tested).
 pub(super) fn sgd_outer_widest<T: Float>(lr: T, w: &mut [T], o: &OuterProduct<T>) {
     // At the optimiser family's level: elementwise, the same bits at each.
-    nabla_tensor::Kernel::OptimizerUpdate.run(|| sgd_outer(lr, w, o));
+    nabla_tensor::Kernel::OptimizerUpdate.run(
+        #[inline(always)]
+        || sgd_outer(lr, w, o),
+    );
 }
 
 #[inline(always)]

@@ -107,7 +107,10 @@ fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>)
 ///
 /// [`Kernel::run`]: nabla_tensor::Kernel::run
 fn update_widest<T: Float>(s: StepSettings<'_>, span: Span<'_, T>, grads: &[&[T]]) {
-    nabla_tensor::Kernel::OptimizerUpdate.run(|| update(s, span, grads));
+    nabla_tensor::Kernel::OptimizerUpdate.run(
+        #[inline(always)]
+        || update(s, span, grads),
+    );
 }
 
 /// Applies one step of the method to a range of one parameter's elements.

@@ -20,7 +20,10 @@ pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: 
             let out = out.cast();
             // SAFETY: T is f32; the caller's promise. At these levels the
             // CPU has FMA, so `mul_add` is one instruction.
-            return kernel.run(|| unsafe { outer_fused(a32, b32, out, accumulate) });
+            return kernel.run(
+                #[inline(always)]
+                || unsafe { outer_fused(a32, b32, out, accumulate) },
+            );
         }
     }
     // SAFETY: the caller's promise.

@@ -186,8 +186,11 @@ impl Kernel {
     /// elementwise kernels choose their instructions; nothing else in them
     /// depends on the CPU.
     ///
-    /// `work` and the functions it calls should be `#[inline(always)]`:
-    /// what is not inlined runs at the baseline (correct, only slower).
+    /// `work` and the functions it calls must be inlined into that
+    /// function, or they run at the baseline (correct, only slower): write
+    /// `kernel.run(#[inline(always)] || loops(…))` with `loops` marked
+    /// `#[inline(always)]` too. Without the mark on the closure the
+    /// compiler kept a large one out of line (seen on the optimiser's).
     /// At the AVX levels the compiler may contract nothing on its own (Rust
     /// never fuses `a * b + c`), so a loop gives the same bits at every
     /// level unless it asks for fused multiply-adds (`mul_add`) or sums in
