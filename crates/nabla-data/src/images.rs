@@ -394,8 +394,9 @@ fn push_unit(out: &mut Vec<f32>, bytes: &[u8]) {
     fn push(out: &mut Vec<f32>, bytes: &[u8]) {
         out.extend(bytes.iter().map(|&p| f32::from(p) / 255.0));
     }
-    // Sixteen divisions at a time with AVX-512, eight with AVX2, rather
-    // than the baseline build's four (`docs/performance.md`): the same values.
+    // Eight divisions at a time with AVX2 rather than the baseline build's
+    // four (`docs/performance.md`), the same values; the family stops at
+    // AVX2 (`Kernel::widest` says why).
     nabla_tensor::Kernel::PixelConversion.run(
         #[inline(always)]
         || push(out, bytes),

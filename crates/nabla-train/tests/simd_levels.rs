@@ -201,8 +201,8 @@ fn every_level_agrees_with_the_plain_path() {
     }
     // AVX-512 against AVX2: every family promises the same bits (the
     // blocked kernels sum in the same eight lanes with larger blocks; the
-    // elementwise ones and the sigmoid do the same IEEE operations per lane
-    // at sixteen lanes; the outer products fuse at both).
+    // sigmoid does the same IEEE operations per lane at sixteen lanes; the
+    // streaming elementwise families stop at AVX2).
     let at = |l: SimdLevel| runs.iter().find(|r| r.0 == l);
     if let (Some(avx2), Some(avx512)) = (at(SimdLevel::Avx2), at(SimdLevel::Avx512)) {
         assert!(

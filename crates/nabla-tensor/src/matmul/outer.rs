@@ -33,7 +33,7 @@ pub(crate) unsafe fn outer<T: Float>(a: &[T], b: &[T], out: *mut T, accumulate: 
 /// [`outer`] with one fused multiply-add per element (onto `+0` without
 /// `accumulate`, which rounds as the product alone but gives `+0` for a
 /// zero product), a plain loop that [`Kernel::run`] vectorises at the
-/// level's width: every element gets the same bits at 8 and 16 lanes.
+/// level's width: every element gets the same bits at any width.
 ///
 /// # Safety
 /// As [`outer`].

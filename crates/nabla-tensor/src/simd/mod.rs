@@ -163,14 +163,25 @@ impl Kernel {
         }
     }
 
-    /// The widest level the family has a kernel for. Every family has one
-    /// at AVX-512: the elementwise ones and the outer products in 16-lane
-    /// vectors; the blocked ones (dot and transposed products, axpy, the
-    /// direct convolutions) in eight lanes with the 32 registers AVX-512
-    /// brings, holding larger blocks (`docs/performance.md` says why eight
-    /// lanes there).
+    /// The widest level the family runs at: the widest that measured
+    /// faster than the one below it (`docs/performance.md`, "AVX-512 on
+    /// Zen 4"). The sigmoid runs 16 lanes at AVX-512; the blocked kernels
+    /// (dot and transposed products, axpy, the direct convolutions) keep
+    /// eight lanes there but hold larger blocks in its 32 registers. The
+    /// streaming elementwise loops (the optimiser's update, the pixel
+    /// conversion, the outer products) stop at AVX2: compiled at 16 lanes
+    /// they measured slower on an AVX-512 CPU (the update 2.7 times).
     pub fn widest(self) -> SimdLevel {
-        SimdLevel::Avx512
+        match self {
+            Kernel::DotProducts
+            | Kernel::Axpy
+            | Kernel::TransposedProducts
+            | Kernel::Convolution
+            | Kernel::Sigmoid => SimdLevel::Avx512,
+            Kernel::OuterProducts | Kernel::OptimizerUpdate | Kernel::PixelConversion => {
+                SimdLevel::Avx2
+            }
+        }
     }
 
     /// The level the family runs at now.
