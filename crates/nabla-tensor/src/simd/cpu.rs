@@ -5,7 +5,7 @@ use super::{detected_simd_level, simd_level, SimdLevel};
 
 /// The level of the microkernels the `gemm` crate runs on this CPU: it
 /// chooses them itself from the CPU's features (AVX-512 F where present,
-/// else FMA with AVX2, else plain loops), so [`limit_simd_level`] does not
+/// else FMA with AVX2, else plain loops), so [`limit_simd_level`](super::limit_simd_level) does not
 /// lower it.
 pub fn gemm_library_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
