@@ -153,7 +153,7 @@ fn families(c: &mut Criterion) {
         black_box(black_box(&z).sigmoid());
     });
 
-    // Adam's update of a 784 → 512 layer (401,920 parameters).
+    // Adam's and momentum's updates of a 784 → 512 layer (401,920 parameters).
     let mut fc = Linear::<f32>::new(784, 512, Init::He, &mut rng);
     let xb: Tensor<f32> = rng.uniform(&[10, 784], 0.0, 1.0);
     let tape = Tape::new();
@@ -162,6 +162,10 @@ fn families(c: &mut Criterion) {
     let mut adam = OptimizerConfig::new(Method::adam(), 1e-3).init::<f32>();
     at_each_level(c, "adam update 784x512", || {
         adam.step(&mut fc.params_mut(), &grads).unwrap()
+    });
+    let mut momentum = OptimizerConfig::new(Method::momentum(), 1e-2).init::<f32>();
+    at_each_level(c, "momentum update 784x512", || {
+        momentum.step(&mut fc.params_mut(), &grads).unwrap()
     });
 
     // Gathering a shuffled batch of 100 images, bytes to [0, 1].

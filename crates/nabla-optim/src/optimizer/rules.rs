@@ -79,6 +79,12 @@ impl<T: Float> Coefficients<T> {
 
     /// The method's update of `w` with gradient `g` and its state `s0`, `s1`
     /// (momentum's `v`, AdaGrad's and RMSProp's `h`, Adam's `m` and `v`).
+    ///
+    /// Each loop computes the new state into locals and stores it once:
+    /// reading back a state just stored made the compiler reload it from
+    /// memory, and a 64-byte load of a 64-byte store that the CPU wrote in
+    /// two halves (Zen 4) is not forwarded, which made the 16-lane update
+    /// 2.7 times slower than the 8-lane one (`docs/performance.md`).
     #[inline(always)]
     pub(super) fn apply(&self, w: &mut [T], g: &[T], s0: &mut [T], s1: &mut [T]) {
         let lr = self.lr;
@@ -92,31 +98,36 @@ impl<T: Float> Coefficients<T> {
                 let nesterov = matches!(self.method, Method::Nesterov { .. });
                 let mu = T::from_f64(momentum);
                 for ((wi, &gi), vi) in w.iter_mut().zip(g).zip(s0) {
-                    *vi = mu * *vi + gi;
-                    *wi -= lr * if nesterov { gi + mu * *vi } else { *vi };
+                    let v = mu * *vi + gi;
+                    *vi = v;
+                    *wi -= lr * if nesterov { gi + mu * v } else { v };
                 }
             }
             Method::AdaGrad { eps } => {
                 let eps = T::from_f64(eps);
                 for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(s0) {
-                    *hi += gi * gi;
-                    *wi -= lr * gi / (hi.sqrt() + eps);
+                    let h = *hi + gi * gi;
+                    *hi = h;
+                    *wi -= lr * gi / (h.sqrt() + eps);
                 }
             }
             Method::RmsProp { alpha, eps } => {
                 let (a, eps) = (T::from_f64(alpha), T::from_f64(eps));
                 for ((wi, &gi), hi) in w.iter_mut().zip(g).zip(s0) {
-                    *hi = a * *hi + (T::ONE - a) * gi * gi;
-                    *wi -= lr * gi / (hi.sqrt() + eps);
+                    let h = a * *hi + (T::ONE - a) * gi * gi;
+                    *hi = h;
+                    *wi -= lr * gi / (h.sqrt() + eps);
                 }
             }
             Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
                 let (b1, b2, eps) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
                 let (c1, c2, keep) = (self.c1, self.c2, self.keep);
                 for ((wi, &gi), (mi, vi)) in w.iter_mut().zip(g).zip(s0.iter_mut().zip(s1)) {
-                    *mi = b1 * *mi + (T::ONE - b1) * gi;
-                    *vi = b2 * *vi + (T::ONE - b2) * gi * gi;
-                    *wi = *wi * keep - lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
+                    let m = b1 * *mi + (T::ONE - b1) * gi;
+                    let v = b2 * *vi + (T::ONE - b2) * gi * gi;
+                    *mi = m;
+                    *vi = v;
+                    *wi = *wi * keep - lr * (m * c1) / ((v * c2).sqrt() + eps);
                 }
             }
         }
