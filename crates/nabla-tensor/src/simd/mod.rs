@@ -3,14 +3,17 @@
 //! the one way they are dispatched ([`Kernel::run`]).
 //!
 //! Each family of kernels ([`Kernel`]) states the widest level it is
-//! written for, and runs at that or at the CPU's level, whichever is lower.
-//! Two kinds of kernel share the dispatch:
+//! written for, and runs at that or at the CPU's level, whichever is lower
+//! ([`Kernel::level`]). Two kinds of kernel take their level from it:
 //! - elementwise loops, written once as plain Rust and handed to
 //!   [`Kernel::run`], which calls them inside a function compiled for the
 //!   level's instructions: the compiler vectorises them at 4 (baseline), 8
 //!   (AVX2) or 16 (AVX-512) `f32` lanes;
 //! - hand-blocked kernels over [`Lanes`] (`lanes.rs`), which choose their
-//!   vector type and block sizes per level.
+//!   vector type and block sizes per level and keep one `#[target_feature]`
+//!   entry function per level: called through `Kernel::run` closures, their
+//!   intrinsics were not all inlined (the convolution twice as slow,
+//!   `docs/performance.md`).
 
 mod cpu;
 mod lanes;
