@@ -43,69 +43,58 @@ fn families(c: &mut Criterion) {
     println!("CPU: {}", cpu_description());
     let mut rng = Rng::seed(7);
 
+    // One matrix product `op(a) · op(b)` into `out`, per level; the plan
+    // picks the family from the shapes and the operands' zeros.
+    let mut product =
+        |name: &str, out: &mut Tensor<f32>, a: &Tensor<f32>, ta, b: &Tensor<f32>, tb| {
+            at_each_level(c, name, || {
+                gemm_into(out, black_box(a), ta, b, tb, false).unwrap()
+            })
+        };
+    use Transpose::{No, Yes};
+
     // Dot products: a shard of 50 rows times a 784 → 100 layer, x · Wᵀ.
     let x: Tensor<f32> = rng.normal(&[50, 784], 0.0, 1.0);
     let w: Tensor<f32> = rng.normal(&[100, 784], 0.0, 0.1);
     let mut out = Tensor::zeros(&[50, 100]);
-    at_each_level(c, "dot products 50x784 · (100x784)ᵀ", || {
-        gemm_into(
-            &mut out,
-            black_box(&x),
-            Transpose::No,
-            &w,
-            Transpose::Yes,
-            false,
-        )
-        .unwrap()
-    });
+    product(
+        "dot products 50x784 · (100x784)ᵀ",
+        &mut out,
+        &x,
+        No,
+        &w,
+        Yes,
+    );
 
     // Axpy: one digit times a 784 → 512 layer stored [in, out].
-    let one = digits(1);
     let w_in_out: Tensor<f32> = rng.normal(&[784, 512], 0.0, 0.1);
     let mut out = Tensor::zeros(&[1, 512]);
-    at_each_level(c, "axpy digit · 784x512", || {
-        gemm_into(
-            &mut out,
-            black_box(&one),
-            Transpose::No,
-            &w_in_out,
-            Transpose::No,
-            false,
-        )
-        .unwrap()
-    });
+    product(
+        "axpy digit · 784x512",
+        &mut out,
+        &digits(1),
+        No,
+        &w_in_out,
+        No,
+    );
 
     // Transposed products: a layer's weight gradient on a shard of digits.
-    let shard = digits(50);
     let dz: Tensor<f32> = rng.normal(&[50, 100], 0.0, 1.0);
     let mut dw = Tensor::zeros(&[100, 784]);
-    at_each_level(c, "transposed (50x100)ᵀ · digits 50x784", || {
-        gemm_into(
-            &mut dw,
-            black_box(&dz),
-            Transpose::Yes,
-            &shard,
-            Transpose::No,
-            false,
-        )
-        .unwrap()
-    });
+    product(
+        "transposed (50x100)ᵀ · digits 50x784",
+        &mut dw,
+        &dz,
+        Yes,
+        &digits(50),
+        No,
+    );
 
     // Outer products: a weight gradient at batch 1.
     let u: Tensor<f32> = rng.normal(&[512, 1], 0.0, 1.0);
     let v: Tensor<f32> = rng.normal(&[1, 784], 0.0, 1.0);
     let mut uv = Tensor::zeros(&[512, 784]);
-    at_each_level(c, "outer 512x1 · 1x784", || {
-        gemm_into(
-            &mut uv,
-            black_box(&u),
-            Transpose::No,
-            &v,
-            Transpose::No,
-            false,
-        )
-        .unwrap()
-    });
+    product("outer 512x1 · 1x784", &mut uv, &u, No, &v, No);
 
     // Direct convolution: deep-cnn's 64 → 64 3×3 layer on 7×7, forward and
     // weight gradient of one image.

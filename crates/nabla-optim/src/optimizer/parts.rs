@@ -101,9 +101,10 @@ fn in_parts<T: Float>(span: Span<'_, T>, parts: usize, f: &(impl Fn(Span<'_, T>)
 
 /// [`update`] at the optimiser family's level ([`Kernel::run`]): eight
 /// `f32` lanes with AVX2, four in the baseline x86-64 build (the family
-/// stops at AVX2, see [`Kernel::widest`]). Every loop in it is elementwise, and the compiler never reorders a
-/// sum nor fuses a multiply with an add, so the result is the same bits at
-/// every level (tested below); only the speed changes.
+/// stops at AVX2, see [`Kernel::widest`]). Every loop in it is
+/// elementwise, and the compiler never reorders a sum nor fuses a multiply
+/// with an add, so the result is the same bits at every level (tested
+/// below); only the speed changes.
 ///
 /// [`Kernel::run`]: nabla_tensor::Kernel::run
 /// [`Kernel::widest`]: nabla_tensor::Kernel::widest

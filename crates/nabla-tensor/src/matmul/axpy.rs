@@ -102,9 +102,9 @@ unsafe fn rows_avx512(
 
 /// [`sparse_rows_times`] over `V`: for each row of `a`, list its nonzero
 /// entries once, then sweep the list for each block of output columns: up
-/// to `B` vectors at a time ([`BLOCK_VECTORS`] or [`WIDE_BLOCK_VECTORS`]), the last block taking the
-/// partial vector at the end of the row along (100 outputs: one block of
-/// twelve vectors and four columns). A row's nonzero entries are found
+/// to `B` vectors at a time ([`BLOCK_VECTORS`] or [`WIDE_BLOCK_VECTORS`]),
+/// the last block taking the partial vector at the end of the row along
+/// (100 outputs: one block of twelve vectors and four columns). A row's nonzero entries are found
 /// eight at a time, as the bits of a vector comparison.
 #[inline(always)]
 unsafe fn rows_with<T: Float, V: Lanes<T>, const B: usize>(

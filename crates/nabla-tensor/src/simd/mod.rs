@@ -174,7 +174,7 @@ impl Kernel {
     /// streaming elementwise loops (the optimiser's update, the pixel
     /// conversion, the outer products) stop at AVX2: compiled at 16 lanes
     /// they measured no faster on an AVX-512 CPU (Zen 4: momentum's update
-    /// 6–13% slower, Adam's 2–9% faster, the conversion 25% and the outer
+    /// 9–16% slower, Adam's 4–9% faster, the conversion 25% and the outer
     /// products 13% slower).
     pub fn widest(self) -> SimdLevel {
         match self {
