@@ -11,9 +11,9 @@ use nabla::nn::{Ensemble, Module};
 use nabla::tensor::Tensor;
 use nabla_data::{
     load_image, load_image_folder, preprocess_digit_file, Dataset, DatasetKind, ImageFolderOptions,
-    Table, TaskKind,
+    ShiftViews, Table, TaskKind,
 };
-use nabla_train::{eval_batch_size, evaluate, probabilities, Evaluation};
+use nabla_train::{eval_batch_size, evaluate_views, probabilities, Evaluation};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,6 +34,9 @@ pub struct EvalArgs {
     /// Also draw the confusion matrix (and, for digits, a grid of misclassified ones) into this directory.
     #[arg(long)]
     plot_dir: Option<PathBuf>,
+    /// Test-time augmentation: average the model's answers over the image moved by every shift of up to PX pixels on each axis ((2·PX+1)² views; 1 gives 9). Images only.
+    #[arg(long, value_name = "PX", default_value_t = 0)]
+    tta_shift: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -50,9 +53,27 @@ pub struct PredictArgs {
     /// A CSV file of new rows with the model's feature columns (a target column, if present, is ignored).
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Test-time augmentation, as `nabla eval --tta-shift`.
+    #[arg(long, value_name = "PX", default_value_t = 0)]
+    tta_shift: usize,
     /// Print one JSON object per image or row, one per line.
     #[arg(long)]
     json: bool,
+}
+
+/// The views of `--tta-shift PX` for a model of images; none for 0.
+fn shift_views(spec: &ModelSpec, reach: usize, model: &str) -> Result<Option<ShiftViews>> {
+    if reach == 0 {
+        return Ok(None);
+    }
+    let (h, w) = match (&spec.data.images, &spec.data.preprocessing) {
+        (Some(input), _) => (input.height, input.width),
+        (None, Some(p)) => (p.height, p.width),
+        (None, None) => {
+            bail!("--tta-shift {reach}: {model} does not read images; there is nothing to shift")
+        }
+    };
+    Ok(Some(ShiftViews::square(h, w, reach)?))
 }
 
 /// Which model `eval` and `predict` run: files, or a shipped one.
@@ -217,7 +238,8 @@ fn target_scale(spec: &ModelSpec) -> f64 {
 pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     let (model, spec, batch) = a.model.load()?;
     let (data, desc) = eval_data(&a, &spec)?;
-    let mut e = evaluate(model.as_ref(), data.as_ref(), batch)?;
+    let views = shift_views(&spec, a.tta_shift, &a.model.name())?;
+    let mut e = evaluate_views(model.as_ref(), data.as_ref(), batch, views.as_ref())?;
     e.score = in_units(&e.score, target_scale(&spec));
     if let Some(dir) = &a.plot_dir {
         std::fs::create_dir_all(dir)
@@ -255,6 +277,13 @@ pub fn run_eval(a: EvalArgs) -> Result<ExitCode> {
         }
     );
     println!("data: {desc}");
+    if let Some(v) = &views {
+        println!(
+            "test-time augmentation: each image seen {} times, moved by up to {} px on each axis; the answers averaged",
+            v.len(),
+            a.tta_shift
+        );
+    }
     print_evaluation(&e, &spec);
     if let Some(dir) = &a.plot_dir {
         println!("plots written to {}", dir.display());
@@ -325,6 +354,7 @@ pub(crate) fn image_input(spec: &ModelSpec, path: &Path, model: &str) -> Result<
 /// Runs `nabla predict`.
 pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     let (model, spec, _) = a.model.load()?;
+    let views = shift_views(&spec, a.tta_shift, &a.model.name())?;
     if let Some(path) = &a.csv {
         return predict_rows(model.as_ref(), &spec, &a, path);
     }
@@ -337,7 +367,10 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
     }
     for path in &a.images {
         let x = image_input(&spec, path, &a.model.name())?;
-        let probs = probabilities(model.as_ref(), &x)?;
+        let probs = match &views {
+            None => probabilities(model.as_ref(), &x)?,
+            Some(v) => view_probabilities(model.as_ref(), &x, v)?,
+        };
         let best = probs.argmax_axis(1)?[0];
         let name = class_name(&data.classes, best);
         if a.json {
@@ -364,6 +397,31 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The class probabilities of one input averaged over the views.
+fn view_probabilities(
+    model: &dyn Module<f32>,
+    x: &Tensor<f32>,
+    views: &ShiftViews,
+) -> Result<Tensor<f32>> {
+    let mut mean: Option<Tensor<f32>> = None;
+    for &(dy, dx) in views.shifts() {
+        let p = probabilities(model, &views.shift(x, dy, dx)?)?;
+        match &mut mean {
+            None => mean = Some(p),
+            Some(m) => m
+                .data_mut()
+                .iter_mut()
+                .zip(p.data())
+                .for_each(|(m, v)| *m += v),
+        }
+    }
+    let mut mean = mean.ok_or_else(|| anyhow::anyhow!("no test-time views"))?;
+    mean.data_mut()
+        .iter_mut()
+        .for_each(|m| *m /= views.len() as f32);
+    Ok(mean)
 }
 
 fn class_name(classes: &[String], i: usize) -> String {

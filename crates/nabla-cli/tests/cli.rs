@@ -946,3 +946,96 @@ fn an_mpi_launch_the_binary_cannot_serve_is_refused() {
     let o = nabla(&["train", "--epochs", "1", "--bucket-mb", "0"], dir.path());
     fails_with(&o, "--bucket-mb 0");
 }
+
+#[test]
+fn test_time_shifts_average_the_views_of_each_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let json = |args: &[&str]| {
+        let o = nabla(args, d);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(stdout(&o).trim()).unwrap()
+    };
+    let plain = json(&["eval", "--shipped", "cnn", "--json"]);
+    let views = json(&["eval", "--shipped", "cnn", "--tta-shift", "1", "--json"]);
+    let (a, b) = (
+        views["accuracy"].as_f64().unwrap(),
+        views["loss"].as_f64().unwrap(),
+    );
+    assert!(a > 0.97, "the shipped cnn over 9 views: {a}");
+    assert_ne!(
+        b,
+        plain["loss"].as_f64().unwrap(),
+        "the views change the answers"
+    );
+    let o = nabla(&["eval", "--shipped", "cnn", "--tta-shift", "1"], d);
+    assert!(
+        stdout(&o).contains("test-time augmentation: each image seen 9 times"),
+        "{}",
+        stdout(&o)
+    );
+
+    let test = nabla_data::embedded_mnist().unwrap().test;
+    let mut img = image::GrayImage::from_pixel(28, 28, image::Luma([255]));
+    for (j, &v) in test.pixels(0).iter().enumerate() {
+        img.put_pixel((j % 28) as u32, (j / 28) as u32, image::Luma([255 - v]));
+    }
+    img.save(d.join("d.png")).unwrap();
+    let p = json(&[
+        "predict",
+        "--shipped",
+        "cnn",
+        "--tta-shift",
+        "1",
+        "--json",
+        "d.png",
+    ]);
+    assert_eq!(p["class"].as_u64().unwrap() as usize, test.label(0));
+    let sum: f64 = p["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum - 1.0).abs() < 1e-4,
+        "averaged probabilities sum to {sum}"
+    );
+
+    fails_with(
+        &nabla(&["eval", "--shipped", "cnn", "--tta-shift", "14"], d),
+        "test-time shift of 14 pixels: must be under half the 28×28 image",
+    );
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/iris.csv");
+    let o = nabla(
+        &[
+            "train",
+            "--csv",
+            iris.to_str().unwrap(),
+            "--target",
+            "species",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            "t.safetensors",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(
+        &nabla(
+            &[
+                "eval",
+                "--model",
+                "t.safetensors",
+                "--tta-shift",
+                "1",
+                "--csv",
+                iris.to_str().unwrap(),
+            ],
+            d,
+        ),
+        "--tta-shift 1: t.safetensors does not read images",
+    );
+}

@@ -6,7 +6,7 @@
 //! MNIST-format IDX files, read with every header checked before anything
 //! large is allocated ([`ImageDataset`]). Also seeded batching, a real MNIST
 //! subset embedded in the library, standardisation fitted on a training
-//! split, the preprocessing that turns a person's drawing into an MNIST-like
+//! split, the shifted views of test-time augmentation ([`ShiftViews`]), the preprocessing that turns a person's drawing into an MNIST-like
 //! digit, what a model file records of its data ([`DataSpec`]), and a
 //! verified download of the standard files.
 //!
@@ -26,6 +26,7 @@ mod spec;
 mod standardize;
 mod table;
 mod tensors;
+mod views;
 
 pub use augment::Augment;
 pub use batch::{batches_per_epoch, Batch, Batches};
@@ -48,3 +49,4 @@ pub use spec::{DataSpec, ImageInput, Preprocessing, TableInput, TaskKind};
 pub use standardize::Standardizer;
 pub use table::{Table, TableData, TaskChoice};
 pub use tensors::TensorDataset;
+pub use views::ShiftViews;

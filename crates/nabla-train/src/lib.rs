@@ -28,7 +28,9 @@ pub use checkpoint::{decode_checkpoint, load_checkpoint, save_checkpoint, Checkp
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
 pub use lr_find::{lr_find, LrFindConfig, LrFinding, LrPoint};
-pub use metrics::{eval_batch_size, evaluate, probabilities, EpochMetrics, Evaluation, Score};
+pub use metrics::{
+    eval_batch_size, evaluate, evaluate_views, probabilities, EpochMetrics, Evaluation, Score,
+};
 pub use parallel::{weights_checksum, Collective, DataParallel, Reduction, DEFAULT_BUCKET_BYTES};
 pub use probe::{
     ActivationProbe, ParamProbe, ProbeConfig, ProbeReport, Prober, EXPLODING, RATIO_TOO_LARGE,

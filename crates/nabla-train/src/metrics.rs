@@ -3,7 +3,7 @@
 
 use crate::{Result, TrainError};
 use nabla_autograd::{Reduction, Tape, Target};
-use nabla_data::{class_labels, gather_inputs, gather_targets, Dataset, Task};
+use nabla_data::{class_labels, gather_inputs, gather_targets, Dataset, ShiftViews, Task};
 use nabla_nn::{Module, Sequential};
 use nabla_tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,21 @@ pub fn evaluate(
     data: &dyn Dataset,
     batch_size: usize,
 ) -> Result<Evaluation> {
+    evaluate_views(model, data, batch_size, None)
+}
+
+/// [`evaluate`], with test-time augmentation when `views` are given: the
+/// model sees every view of each input and its answers are averaged (class
+/// probabilities, or values), one forward pass per view.
+///
+/// # Errors
+/// As [`evaluate`]; also inputs that are not images of the views' size.
+pub fn evaluate_views(
+    model: &dyn Module<f32>,
+    data: &dyn Dataset,
+    batch_size: usize,
+    views: Option<&ShiftViews>,
+) -> Result<Evaluation> {
     let outputs = data.task().model_outputs();
     let mut acc = Accumulator::new(data.task());
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -134,7 +149,13 @@ pub fn evaluate(
         let x = gather_inputs(data, chunk)?;
         let tape = Tape::new();
         tape.set_grad_enabled(false);
-        let y = model.forward(tape.constant(x))?;
+        let y = match views {
+            None => model.forward(tape.constant(x))?,
+            Some(v) => {
+                let averaged = average_over_views(model, &x, v, data.task())?;
+                tape.constant(averaged)
+            }
+        };
         let dims = y.shape().dims().to_vec();
         if dims != [chunk.len(), outputs] {
             return Err(TrainError::Config(format!(
@@ -165,6 +186,51 @@ pub fn evaluate(
         }
     }
     Ok(acc.finish(data.len()))
+}
+
+/// The model's answers for a batch averaged over the views: for classes
+/// the log of the mean probabilities (a logit whose softmax is that mean,
+/// as [`Ensemble`](nabla_nn::Ensemble) gives), for values the mean values.
+fn average_over_views(
+    model: &dyn Module<f32>,
+    x: &Tensor<f32>,
+    views: &ShiftViews,
+    task: &Task,
+) -> Result<Tensor<f32>> {
+    let classes = matches!(task, Task::Classify { .. });
+    let mut sum: Option<Tensor<f32>> = None;
+    for &(dy, dx) in views.shifts() {
+        let moved = views.shift(x, dy, dx)?;
+        let answer = match classes {
+            true => probabilities(model, &moved)?,
+            false => model.predict(&moved)?,
+        };
+        sum = Some(match sum {
+            None => answer,
+            Some(mut s) => {
+                if s.dims() != answer.dims() {
+                    return Err(TrainError::Config(format!(
+                        "the model's outputs change shape between views: {} and {}",
+                        s.shape(),
+                        answer.shape()
+                    )));
+                }
+                for (a, b) in s.data_mut().iter_mut().zip(answer.data()) {
+                    *a += b;
+                }
+                s
+            }
+        });
+    }
+    let mut mean = sum.ok_or_else(|| TrainError::Config("no test-time views".into()))?;
+    let k = views.len() as f32;
+    for v in mean.data_mut() {
+        *v = match classes {
+            true => (*v / k + 1e-10).ln(),
+            false => *v / k,
+        };
+    }
+    Ok(mean)
 }
 
 /// Sums over the batches of an evaluation.
