@@ -544,6 +544,10 @@ fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
             "5",
             "--augment-zoom",
             "0.2",
+            "--augment-elastic",
+            "20",
+            "--augment-elastic-sigma",
+            "5",
         ],
         d,
     );
@@ -554,7 +558,7 @@ fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
         "{out}"
     );
     assert!(
-        out.contains("augmentation: each image, each epoch: shifts up to 2 px, rotations up to 5°, zooms up to 20%"),
+        out.contains("augmentation: each image, each epoch: shifts up to 2 px, rotations up to 5°, zooms up to 20%, elastic distortions (alpha 20 px, sigma 5 px)"),
         "{out}"
     );
     assert!(out.contains("wrote: model model.safetensors ("), "{out}");
@@ -598,6 +602,28 @@ fn the_best_cnn_preset_brings_its_augmentation_and_flags_replace_it() {
             d,
         ),
         "augmentation zoom 1.5",
+    );
+    fails_with(
+        &nabla(&["train", "--augment-elastic", "34", "--epochs", "1"], d),
+        "--augment-elastic sets a range of the augmentation, which is off: add --augment",
+    );
+    fails_with(
+        &nabla(
+            &[
+                "train",
+                "--augment",
+                "--augment-elastic",
+                "34",
+                "--augment-elastic-sigma",
+                "0",
+            ],
+            d,
+        ),
+        "elastic distortion sigma 0: must be in (0, 16] pixels",
+    );
+    fails_with(
+        &nabla(&["train", "--augment", "--augment-elastic=-3"], d),
+        "elastic distortion alpha -3",
     );
     fails_with(
         &nabla(&["train", "--augment", "--no-augment"], d),

@@ -28,7 +28,7 @@ mod table;
 mod tensors;
 mod views;
 
-pub use augment::Augment;
+pub use augment::{Augment, Elastic};
 pub use batch::{batches_per_epoch, Batch, Batches};
 pub use digit::{preprocess_digit, preprocess_digit_file};
 pub use download::{

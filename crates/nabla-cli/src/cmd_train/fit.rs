@@ -245,8 +245,15 @@ pub fn fit_with(a: &TrainArgs, parallel: Option<&nabla_train::DataParallel>) -> 
                 true => format!(", zooms up to {}%", 100.0 * aug.max_zoom),
                 false => String::new(),
             };
+            let elastic = match &aug.elastic {
+                Some(e) => format!(
+                    ", elastic distortions (alpha {} px, sigma {} px)",
+                    e.alpha, e.sigma
+                ),
+                None => String::new(),
+            };
             println!(
-                "augmentation: each image, each epoch: shifts up to {} px, rotations up to {}°{zoom}",
+                "augmentation: each image, each epoch: shifts up to {} px, rotations up to {}°{zoom}{elastic}",
                 aug.max_shift, aug.max_rotation
             );
         }

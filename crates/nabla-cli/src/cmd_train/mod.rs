@@ -10,7 +10,7 @@ use nabla::nn::file::build_from_tensors;
 use nabla::nn::{preset, Activation, Architecture, Init, MlpConfig, Module, NetSpec, Sequential};
 use nabla::optim::{LrSchedule, Method, OptimizerConfig};
 use nabla::tensor::Rng;
-use nabla_data::{Augment, Color, DatasetKind, ImageFolderOptions, TaskChoice, TaskKind};
+use nabla_data::{Augment, Color, DatasetKind, Elastic, ImageFolderOptions, TaskChoice, TaskKind};
 use nabla_train::{
     eval_batch_size, evaluate, load_checkpoint, ProbeConfig, StandardLoss, TrainConfig, TrainError,
     Trainer,
@@ -134,6 +134,12 @@ pub struct TrainArgs {
     /// Largest zoom of the augmentation, as a fraction of the size, 0.1 for 90% to 110% (default 0).
     #[arg(long)]
     augment_zoom: Option<f64>,
+    /// Scale of the augmentation's elastic distortion in pixels, e.g. 34 (Simard et al., 2003); default 0, none.
+    #[arg(long, value_name = "ALPHA")]
+    augment_elastic: Option<f64>,
+    /// Smoothness of the elastic distortion: the Gaussian's sigma in pixels (default 4).
+    #[arg(long, value_name = "SIGMA")]
+    augment_elastic_sigma: Option<f64>,
     /// Seed of initialisation, validation split, shuffling, dropout and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,

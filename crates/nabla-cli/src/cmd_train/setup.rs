@@ -104,6 +104,8 @@ pub(super) fn augmentation(a: &TrainArgs, recipe: Option<Augment>) -> Result<Opt
         ("--augment-shift", a.augment_shift),
         ("--augment-rotate", a.augment_rotate),
         ("--augment-zoom", a.augment_zoom),
+        ("--augment-elastic", a.augment_elastic),
+        ("--augment-elastic-sigma", a.augment_elastic_sigma),
     ];
     let base = match (a.augment, a.no_augment, recipe) {
         (true, _, r) => r.unwrap_or_default(),
@@ -115,14 +117,28 @@ pub(super) fn augmentation(a: &TrainArgs, recipe: Option<Augment>) -> Result<Opt
             return Ok(None);
         }
     };
-    Augment::with_zoom(
+    let affine = Augment::with_zoom(
         a.augment_shift.unwrap_or(base.max_shift),
         a.augment_rotate.unwrap_or(base.max_rotation),
         a.augment_zoom.unwrap_or(base.max_zoom),
     )
-    .map(Some)
-    .context("--augment-shift/--augment-rotate/--augment-zoom")
+    .context("--augment-shift/--augment-rotate/--augment-zoom")?;
+    let elastic = base.elastic.unwrap_or(Elastic {
+        alpha: 0.0,
+        sigma: DEFAULT_ELASTIC_SIGMA,
+    });
+    affine
+        .with_elastic(
+            a.augment_elastic.unwrap_or(elastic.alpha),
+            a.augment_elastic_sigma.unwrap_or(elastic.sigma),
+        )
+        .map(Some)
+        .context("--augment-elastic/--augment-elastic-sigma")
 }
+
+/// The elastic distortion's sigma when only its alpha is given, as Simard et
+/// al. (2003) chose for MNIST.
+const DEFAULT_ELASTIC_SIGMA: f64 = 4.0;
 
 /// `HEIGHTxWIDTH`.
 pub(super) fn parse_size(s: &str) -> Result<(usize, usize)> {
