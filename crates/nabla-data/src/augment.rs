@@ -227,7 +227,7 @@ thread_local! {
 impl Elastic {
     /// Fills `field` with a `height × width` displacement plane for `y` and
     /// one for `x`: uniform noise, smoothed along rows and then columns by
-    /// the Gaussian cut at 3σ (the edges repeat their last pixel), scaled by
+    /// the Gaussian cut at 3σ (the noise mirrored at the edges), scaled by
     /// `alpha`.
     fn draw(
         &self,
@@ -246,10 +246,21 @@ impl Elastic {
         );
         let total: f64 = kernel.iter().sum();
         kernel.iter_mut().for_each(|w| *w /= total);
-        // Rows padded by repeating their edge pixels, so that the inner loops
-        // run over plain slices and vectorise.
+        // Rows padded by mirroring them about their edges (as scipy's
+        // `gaussian_filter` does by default), so that the inner loops run over
+        // plain slices and vectorise. Repeating the edge pixel instead would
+        // give the one noise value there most of the kernel's weight, and
+        // the border displacements many pixels.
         let r = radius as usize;
-        let clamp = |v: usize, n: usize| v.saturating_sub(r).min(n - 1);
+        let clamp = |v: usize, n: usize| {
+            // Index v − r of the sequence a b c … | … c b a | a b c …
+            let i = (v as isize - r as isize).rem_euclid(2 * n as isize) as usize;
+            if i < n {
+                i
+            } else {
+                2 * n - 1 - i
+            }
+        };
         for noise in field.chunks_exact_mut(plane.max(1)) {
             // Along the rows, for the rows above and below repeated too.
             scratch.clear();
