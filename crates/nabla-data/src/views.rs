@@ -79,7 +79,7 @@ impl ShiftViews {
         let (h, w) = (self.height, self.width);
         let plane = h * w;
         let rows = batch.dims().first().copied().unwrap_or(0);
-        if batch.rank() < 2 || rows == 0 || batch.len() % (rows * plane) != 0 {
+        if batch.rank() < 2 || rows == 0 || !batch.len().is_multiple_of(rows * plane) {
             return Err(DataError::invalid(
                 "test-time shifts",
                 format!(
