@@ -13,7 +13,7 @@ use nabla_data::{
     load_image, load_image_folder, preprocess_digit_file, Dataset, DatasetKind, ImageFolderOptions,
     ShiftViews, Table, TaskKind,
 };
-use nabla_train::{eval_batch_size, evaluate_views, probabilities, Evaluation};
+use nabla_train::{eval_batch_size, evaluate_views, probabilities, view_probabilities, Evaluation};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -397,31 +397,6 @@ pub fn run_predict(a: PredictArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The class probabilities of one input averaged over the views.
-fn view_probabilities(
-    model: &dyn Module<f32>,
-    x: &Tensor<f32>,
-    views: &ShiftViews,
-) -> Result<Tensor<f32>> {
-    let mut mean: Option<Tensor<f32>> = None;
-    for &(dy, dx) in views.shifts() {
-        let p = probabilities(model, &views.shift(x, dy, dx)?)?;
-        match &mut mean {
-            None => mean = Some(p),
-            Some(m) => m
-                .data_mut()
-                .iter_mut()
-                .zip(p.data())
-                .for_each(|(m, v)| *m += v),
-        }
-    }
-    let mut mean = mean.ok_or_else(|| anyhow::anyhow!("no test-time views"))?;
-    mean.data_mut()
-        .iter_mut()
-        .for_each(|m| *m /= views.len() as f32);
-    Ok(mean)
 }
 
 fn class_name(classes: &[String], i: usize) -> String {

@@ -6,6 +6,28 @@ mod common;
 use common::{fails_with, nabla, stderr, stdout};
 use std::path::{Path, PathBuf};
 
+/// Trains a one-epoch classifier of the shipped iris table into `out`; gives the table's path.
+fn iris_model(dir: &Path, out: &str) -> PathBuf {
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/iris.csv");
+    let o = nabla(
+        &[
+            "train",
+            "--csv",
+            iris.to_str().unwrap(),
+            "--target",
+            "species",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            out,
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    iris
+}
+
 /// Trains a small model once per test (1 epoch of 784-32-10 on the embedded subset).
 fn small_model(dir: &Path) -> PathBuf {
     let out = dir.join("m.safetensors");
@@ -893,23 +915,7 @@ fn several_models_evaluate_and_predict_as_an_ensemble() {
         d,
     );
     assert!(stdout(&o).contains("an ensemble of 2"), "{}", stdout(&o));
-    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/iris.csv");
-    let o = nabla(
-        &[
-            "train",
-            "--csv",
-            iris.to_str().unwrap(),
-            "--target",
-            "species",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--out",
-            "t.safetensors",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    iris_model(d, "t.safetensors");
     fails_with(
         &nabla(
             &[
@@ -1006,23 +1012,7 @@ fn test_time_shifts_average_the_views_of_each_image() {
         &nabla(&["eval", "--shipped", "cnn", "--tta-shift", "14"], d),
         "test-time shift of 14 pixels: must be under half the 28×28 image",
     );
-    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/iris.csv");
-    let o = nabla(
-        &[
-            "train",
-            "--csv",
-            iris.to_str().unwrap(),
-            "--target",
-            "species",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--out",
-            "t.safetensors",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let iris = iris_model(d, "t.safetensors");
     fails_with(
         &nabla(
             &[

@@ -32,7 +32,7 @@ impl ShiftViews {
                 format!("images of {height}×{width} pixels have nothing to shift"),
             ));
         }
-        if 2 * reach >= height.min(width) {
+        if reach.saturating_mul(2) >= height.min(width) {
             return Err(DataError::invalid(
                 format!("test-time shift of {reach} pixels"),
                 format!("must be under half the {height}×{width} image"),
@@ -121,6 +121,7 @@ mod tests {
         assert_eq!(ShiftViews::square(28, 28, 2).unwrap().len(), 25);
         assert!(ShiftViews::square(4, 9, 2).is_err());
         assert!(ShiftViews::square(0, 9, 0).is_err());
+        assert!(ShiftViews::square(28, 28, usize::MAX).is_err());
     }
 
     #[test]

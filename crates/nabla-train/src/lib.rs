@@ -29,7 +29,8 @@ pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};
 pub use lr_find::{lr_find, LrFindConfig, LrFinding, LrPoint};
 pub use metrics::{
-    eval_batch_size, evaluate, evaluate_views, probabilities, EpochMetrics, Evaluation, Score,
+    eval_batch_size, evaluate, evaluate_views, probabilities, view_probabilities, EpochMetrics,
+    Evaluation, Score,
 };
 pub use parallel::{weights_checksum, Collective, DataParallel, Reduction, DEFAULT_BUCKET_BYTES};
 pub use probe::{

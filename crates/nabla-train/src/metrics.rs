@@ -188,6 +188,19 @@ pub fn evaluate_views(
     Ok(acc.finish(data.len()))
 }
 
+/// The class probabilities of a classifier for a batch, averaged over the
+/// views of each input (one forward pass per view).
+///
+/// # Errors
+/// Inputs that are not images of the views' size, or that the model cannot take.
+pub fn view_probabilities(
+    model: &dyn Module<f32>,
+    x: &Tensor<f32>,
+    views: &ShiftViews,
+) -> Result<Tensor<f32>> {
+    mean_over_views(views, x, |moved| probabilities(model, moved))
+}
+
 /// The model's answers for a batch averaged over the views: for classes
 /// the log of the mean probabilities (a logit whose softmax is that mean,
 /// as [`Ensemble`](nabla_nn::Ensemble) gives), for values the mean values.
@@ -197,39 +210,44 @@ fn average_over_views(
     views: &ShiftViews,
     task: &Task,
 ) -> Result<Tensor<f32>> {
-    let classes = matches!(task, Task::Classify { .. });
+    if let Task::Regress { .. } = task {
+        return mean_over_views(views, x, |moved| Ok(model.predict(moved)?));
+    }
+    let mut mean = view_probabilities(model, x, views)?;
+    mean.data_mut()
+        .iter_mut()
+        .for_each(|p| *p = (*p + 1e-10).ln());
+    Ok(mean)
+}
+
+/// The mean of `answer` over the views of `x`.
+fn mean_over_views(
+    views: &ShiftViews,
+    x: &Tensor<f32>,
+    answer: impl Fn(&Tensor<f32>) -> Result<Tensor<f32>>,
+) -> Result<Tensor<f32>> {
     let mut sum: Option<Tensor<f32>> = None;
     for &(dy, dx) in views.shifts() {
-        let moved = views.shift(x, dy, dx)?;
-        let answer = match classes {
-            true => probabilities(model, &moved)?,
-            false => model.predict(&moved)?,
-        };
-        sum = Some(match sum {
-            None => answer,
-            Some(mut s) => {
-                if s.dims() != answer.dims() {
-                    return Err(TrainError::Config(format!(
-                        "the model's outputs change shape between views: {} and {}",
-                        s.shape(),
-                        answer.shape()
-                    )));
-                }
-                for (a, b) in s.data_mut().iter_mut().zip(answer.data()) {
-                    *a += b;
-                }
-                s
+        let a = answer(&views.shift(x, dy, dx)?)?;
+        match &mut sum {
+            None => sum = Some(a),
+            Some(s) if s.dims() == a.dims() => s
+                .data_mut()
+                .iter_mut()
+                .zip(a.data())
+                .for_each(|(s, a)| *s += a),
+            Some(s) => {
+                return Err(TrainError::Config(format!(
+                    "the model's outputs change shape between views: {} and {}",
+                    s.shape(),
+                    a.shape()
+                )))
             }
-        });
+        }
     }
     let mut mean = sum.ok_or_else(|| TrainError::Config("no test-time views".into()))?;
     let k = views.len() as f32;
-    for v in mean.data_mut() {
-        *v = match classes {
-            true => (*v / k + 1e-10).ln(),
-            false => *v / k,
-        };
-    }
+    mean.data_mut().iter_mut().for_each(|v| *v /= k);
     Ok(mean)
 }
 
