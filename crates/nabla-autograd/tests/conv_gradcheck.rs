@@ -69,8 +69,15 @@ fn conv2d_matches_its_definition_and_numerical_gradients() {
     // or by scattered adds for the 4×4 case); the others im2col. The
     // stride-1 cases with at least 64 outputs on at most 64 positions take
     // the weight gradient as one product over the batch (8×8 and 5×5 here);
-    // 9×8 positions, or 63 outputs, stay with the direct kernel.
+    // 9×8 positions, or 63 outputs, stay with the direct kernel. The
+    // direct kernels also take the 3×3 layers with 8 to 10 channels (with
+    // 32 and more, the backward pass runs Winograd's F(2×2, 3×3): checked
+    // below against the definition, being too large for central
+    // differences here).
     for (n, c, h, w, o, k, s, p, bias) in [
+        (2, 8, 5, 6, 8, 3, 1, 1, true),
+        (1, 9, 4, 5, 10, 3, 1, 0, false),
+        (3, 8, 3, 3, 8, 3, 1, 1, true),
         (2, 1, 10, 10, 64, 3, 1, 0, false),
         (2, 2, 5, 5, 65, 3, 1, 1, true),
         (1, 1, 11, 10, 64, 3, 1, 0, true),
@@ -258,30 +265,98 @@ fn shape_errors_name_the_op() {
     assert!(err(x.max_pool2d(2, 2, 2)).contains("padding"));
 }
 
-/// The weight gradient as one product over a batch large enough for the
-/// GEMM library to share it between threads (64 outputs on 7×7 planes, as
-/// in deep-cnn; 2²⁴ multiply-adds and more): the same bits on one thread
-/// and two, in f32.
+/// The backward pass by Winograd's F(2×2, 3×3) (3×3 kernels, 32 channels
+/// in and out, 8×8 outputs and more) against the gradients written as
+/// their definitions, in f64: odd and even outputs, padding 0 and 1.
 #[test]
-fn the_weight_gradient_product_is_the_same_on_any_thread_count() {
+fn winograd_gradients_match_their_definition() {
+    let mut rng = Rng::seed(12);
+    for (n, c, h, w, o, p) in [(2, 32, 8, 8, 32, 1), (1, 32, 11, 10, 33, 0)] {
+        let x: Tensor<f64> = rng.normal(&[n, c, h, w], 0.0, 1.0);
+        let wt: Tensor<f64> = rng.normal(&[o, c, 3, 3], 0.0, 1.0);
+        let b: Tensor<f64> = rng.normal(&[o], 0.0, 1.0);
+        let tape = Tape::<f64>::new();
+        let (xv, wv, bv) = (
+            tape.var(x.clone()),
+            tape.var(wt.clone()),
+            tape.var(b.clone()),
+        );
+        let y = xv.conv2d(wv, Some(bv), 1, p).unwrap();
+        let r: Tensor<f64> = rng.normal(y.value().dims(), 0.0, 1.0);
+        let loss = y.mul(tape.constant(r.clone())).unwrap().sum().unwrap();
+        let g = tape.backward(loss).unwrap();
+        let (oh, ow) = (h + 2 * p - 2, w + 2 * p - 2);
+        let mut dx = Tensor::<f64>::zeros(&[n, c, h, w]);
+        let mut dw = Tensor::<f64>::zeros(&[o, c, 3, 3]);
+        let mut db = Tensor::<f64>::zeros(&[o]);
+        for ((ni, oi), (yy, xx)) in (0..n)
+            .flat_map(|ni| (0..o).map(move |oi| (ni, oi)))
+            .flat_map(|no| (0..oh).flat_map(move |yy| (0..ow).map(move |xx| (no, (yy, xx)))))
+        {
+            let gy = r.get(&[ni, oi, yy, xx]).unwrap();
+            db.data_mut()[oi] += gy;
+            for (ci, i, j) in
+                (0..c).flat_map(|ci| (0..3).flat_map(move |i| (0..3).map(move |j| (ci, i, j))))
+            {
+                let (iy, ix) = (
+                    (yy + i) as isize - p as isize,
+                    (xx + j) as isize - p as isize,
+                );
+                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                    continue;
+                }
+                let at = [ni, ci, iy as usize, ix as usize];
+                let wi = [oi, ci, i, j];
+                dw.set(&wi, dw.get(&wi).unwrap() + gy * x.get(&at).unwrap())
+                    .unwrap();
+                dx.set(&at, dx.get(&at).unwrap() + gy * wt.get(&wi).unwrap())
+                    .unwrap();
+            }
+        }
+        for (name, got, want) in [
+            ("dx", g.get(xv), dx),
+            ("dW", g.get(wv), dw),
+            ("db", g.get(bv), db),
+        ] {
+            assert!(
+                got.unwrap().allclose(&want, 1e-10, 1e-10),
+                "{name}, case {:?}",
+                (n, c, h, w, o, p)
+            );
+        }
+    }
+}
+
+/// The weight gradient as one product over a batch large enough for the
+/// GEMM library to share it between threads (64 outputs on 8×8 planes from
+/// a 2×2 kernel; 2²⁴ multiply-adds and more), and both gradients by
+/// Winograd's products (a 3×3 kernel, 32 channels): the same bits on one
+/// thread and two, in f32.
+#[test]
+fn the_gradients_are_the_same_on_any_thread_count() {
     let mut rng = Rng::seed(21);
-    let x: Tensor<f32> = rng.normal(&[40, 16, 7, 7], 0.0, 1.0);
-    let w: Tensor<f32> = rng.normal(&[64, 16, 3, 3], 0.0, 0.1);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let tape = Tape::<f32>::new();
-            let wv = tape.var(w.clone());
-            let y = tape.constant(x.clone()).conv2d(wv, None, 1, 1).unwrap();
-            let loss = y.mul(y).unwrap().sum().unwrap();
-            let g = tape.backward(loss).unwrap();
-            g.get(wv).unwrap().clone()
-        })
-    };
-    let (one, two) = (run(1), run(2));
-    assert!(one.data().iter().all(|v| v.is_finite()));
-    assert_eq!(one, two);
+    for (x_dims, w_dims) in [
+        ([80, 16, 7, 7], [64, 16, 2, 2]),
+        ([40, 32, 8, 8], [32, 32, 3, 3]),
+    ] {
+        let x: Tensor<f32> = rng.normal(&x_dims, 0.0, 1.0);
+        let w: Tensor<f32> = rng.normal(&w_dims, 0.0, 0.1);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let tape = Tape::<f32>::new();
+                let (xv, wv) = (tape.var(x.clone()), tape.var(w.clone()));
+                let y = xv.conv2d(wv, None, 1, 1).unwrap();
+                let loss = y.mul(y).unwrap().sum().unwrap();
+                let g = tape.backward(loss).unwrap();
+                (g.get(xv).unwrap().clone(), g.get(wv).unwrap().clone())
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.1.data().iter().all(|v| v.is_finite()));
+        assert_eq!(one, two, "weight {w_dims:?}");
+    }
 }

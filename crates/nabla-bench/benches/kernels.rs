@@ -10,6 +10,7 @@ use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
     col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col, im2col_strided,
     input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
+    Winograd,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
@@ -411,6 +412,102 @@ fn conv(c: &mut Criterion) {
     }
 }
 
+/// The 3×3 layers of deep-cnn (padded) and best-cnn (not), on a training
+/// shard of 50 images on one thread, per image: Winograd's F(2×2, 3×3)
+/// against the direct kernels, forward and backward (both gradients).
+fn winograd(c: &mut Criterion) {
+    let mut rng = Rng::seed(4);
+    let shard = 50;
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for (ch, side, o, p) in [
+        (16, 28, 16, 1),
+        (16, 14, 32, 1),
+        (32, 14, 32, 1),
+        (32, 7, 64, 1),
+        (64, 7, 64, 1),
+        (32, 26, 32, 0),
+        (32, 12, 64, 0),
+        (64, 10, 64, 0),
+    ] {
+        let win = Window {
+            channels: ch,
+            height: side,
+            width: side,
+            kernel_h: 3,
+            kernel_w: 3,
+            stride: 1,
+            padding: p,
+        };
+        let plan = Winograd::new(&win, o).expect("a 3×3 layer with 8 channels or more");
+        let (taps, pos) = (win.col_rows(), win.positions());
+        let images: Tensor<f32> = rng.uniform(&[shard, ch, side, side], 0.0, 1.0);
+        let weight: Tensor<f32> = rng.normal(&[o, taps], 0.0, 0.1);
+        let grad: Tensor<f32> = rng.normal(&[shard, o, pos], 0.0, 0.1);
+        let mut out = vec![0.0f32; shard * o * pos];
+        let mut dw = vec![0.0f32; o * taps];
+        let mut dx = vec![0.0f32; images.len()];
+        let padded = Padded::of_window(&win);
+        let mut bufs = vec![0.0f32; shard * padded.len()];
+        let mut scratch = vec![0.0f32; input_grad_scratch_len(&win, o)];
+        let mut prepared = vec![0.0f32; input_grad_weights_len(&win, o)];
+        let name = format!("winograd {ch}→{o} 3x3 p{p} on {side}x{side}");
+        let per_image = |bench: &mut criterion::Bencher, run: &mut (dyn FnMut() + Send)| {
+            bench.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    one_thread.install(&mut *run);
+                }
+                start.elapsed() / shard as u32
+            })
+        };
+        c.bench_function(&format!("{name} forward, direct"), |bench| {
+            per_image(bench, &mut || {
+                let images = images.data().chunks_exact(win.image_len());
+                for ((image, buf), out) in images
+                    .zip(bufs.chunks_exact_mut(padded.len()))
+                    .zip(out.chunks_exact_mut(o * pos))
+                {
+                    pad_into(black_box(image), (side, side), padded, buf);
+                    conv_direct(buf, padded, (3, 3), weight.data(), None, out);
+                }
+            })
+        });
+        c.bench_function(&format!("{name} forward, winograd"), |bench| {
+            per_image(bench, &mut || {
+                plan.forward(black_box(images.data()), weight.data(), None, &mut out)
+            })
+        });
+        c.bench_function(&format!("{name} backward, direct"), |bench| {
+            per_image(bench, &mut || {
+                let images = images.data().chunks_exact(win.image_len());
+                for (image, buf) in images.zip(bufs.chunks_exact_mut(padded.len())) {
+                    pad_into(black_box(image), (side, side), padded, buf);
+                }
+                conv_direct_weight_grad(&bufs, padded, (3, 3), grad.data(), 0, &mut dw);
+                prepare_input_grad_weights(&win, weight.data(), &mut prepared);
+                let grads = grad.data().chunks_exact(o * pos);
+                for (g, dx) in grads.zip(dx.chunks_exact_mut(win.image_len())) {
+                    conv_direct_input_grad(&win, g, &prepared, &mut scratch, dx);
+                }
+            })
+        });
+        c.bench_function(&format!("{name} backward, winograd"), |bench| {
+            per_image(bench, &mut || {
+                plan.backward(
+                    images.data(),
+                    weight.data(),
+                    black_box(grad.data()),
+                    Some(&mut dx),
+                    Some(&mut dw),
+                )
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
     gemm,
@@ -419,6 +516,7 @@ criterion_group!(
     layer_step,
     gather,
     softmax_ce,
-    conv
+    conv,
+    winograd
 );
 criterion_main!(benches);

@@ -13,6 +13,7 @@
 //! (see the `direct` module). im2col remains for the other strides.
 
 mod direct;
+mod winograd;
 
 pub use direct::{
     conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
@@ -20,6 +21,71 @@ pub use direct::{
     weight_grad_as_product, Padded, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS,
     WEIGHT_GRAD_PRODUCT_MAX_POSITIONS, WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
+pub use winograd::{
+    winograd_applies, Winograd, BLOCK_TILES, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_OUTPUTS,
+};
+
+/// How one pass of a convolution is computed; [`conv_plan`] chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// Winograd's F(2×2, 3×3), with its plan.
+    Winograd(Winograd),
+    /// The direct stride-1 kernels ([`conv_direct`] and its gradients).
+    Direct,
+    /// [`im2col`] and the GEMM, image by image.
+    Im2col,
+}
+
+/// The algorithms of a convolution's forward pass and of its backward pass
+/// (both gradients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvPlan {
+    /// The forward pass.
+    pub forward: ConvAlgorithm,
+    /// The input and weight gradients.
+    pub backward: ConvAlgorithm,
+}
+
+/// The fewest input and output channels for which the backward pass of a
+/// 3×3 layer runs Winograd's F(2×2, 3×3) (see [`conv_plan`]).
+pub const WINOGRAD_BACKWARD_MIN_CHANNELS: usize = 32;
+
+/// The fewest output positions (8×8) for which the backward pass of a
+/// 3×3 layer runs Winograd's F(2×2, 3×3) (see [`conv_plan`]).
+pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
+
+/// How a convolution over `win` with `outputs` output channels is
+/// computed, the one place the choice is made:
+///
+/// - the forward pass by the direct kernels where [`conv_direct_applies`]
+///   (stride 1), else by im2col;
+/// - the backward pass likewise, except for 3×3 kernels with stride 1,
+///   at least [`WINOGRAD_BACKWARD_MIN_CHANNELS`] channels in and out and
+///   [`WINOGRAD_BACKWARD_MIN_POSITIONS`] output positions: those run
+///   Winograd's F(2×2, 3×3), 2.25 times fewer multiplies done by the GEMM.
+///
+/// On smaller layers, and in every forward pass, the transforms cost what
+/// the multiplies save: measured per layer against the direct kernels in
+/// `docs/performance.md`. The two passes need not agree: each computes the
+/// convolution's exact sums, rounded differently.
+pub fn conv_plan(win: &Window, outputs: usize) -> ConvPlan {
+    let forward = if conv_direct_applies(win) {
+        ConvAlgorithm::Direct
+    } else {
+        ConvAlgorithm::Im2col
+    };
+    let backward = match Winograd::new(win, outputs) {
+        Some(plan)
+            if win.channels >= WINOGRAD_BACKWARD_MIN_CHANNELS
+                && outputs >= WINOGRAD_BACKWARD_MIN_CHANNELS
+                && win.positions() >= WINOGRAD_BACKWARD_MIN_POSITIONS =>
+        {
+            ConvAlgorithm::Winograd(plan)
+        }
+        _ => forward,
+    };
+    ConvPlan { forward, backward }
+}
 
 /// The shape of one sliding-window operation on `channels × height × width`
 /// images: a `kernel_h × kernel_w` window moved by `stride`, over an image

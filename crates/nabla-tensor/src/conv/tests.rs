@@ -153,3 +153,46 @@ fn pooling_takes_the_max_and_the_mean_of_each_window() {
     assert_eq!((grad[5], grad[7], grad[13], grad[15]), (1.0, 2.0, 3.0, 4.0));
     assert_eq!(grad.iter().sum::<f64>(), 10.0);
 }
+
+/// The presets' layers and their algorithms: forward passes by the direct
+/// kernels (stride 1) or im2col; the backward passes of best-cnn's 3×3
+/// layers (32 channels and more, 8×8 outputs and more) by Winograd, the
+/// others as their forward passes.
+#[test]
+fn each_layer_has_one_plan() {
+    let plan = |c, side, k, s, p, o| conv_plan(&Window::square(c, side, side, k, s, p), o);
+    let winograd_backward = |c, side, p, o| {
+        let plan = plan(c, side, 3, 1, p, o);
+        assert_eq!(plan.forward, ConvAlgorithm::Direct);
+        matches!(plan.backward, ConvAlgorithm::Winograd(_))
+    };
+    assert!(winograd_backward(32, 26, 0, 32), "best-cnn's second layer");
+    assert!(winograd_backward(32, 12, 0, 64), "best-cnn's third layer");
+    assert!(winograd_backward(64, 10, 0, 64), "best-cnn's fourth layer");
+    assert!(winograd_backward(32, 14, 1, 32), "deep-cnn's fourth layer");
+    assert!(
+        !winograd_backward(16, 28, 1, 16),
+        "deep-cnn's second layer: 16 channels"
+    );
+    assert!(
+        !winograd_backward(64, 7, 1, 64),
+        "deep-cnn's last layer: 7×7 outputs"
+    );
+    assert!(!winograd_backward(32, 8, 0, 32), "6×6 outputs");
+    let direct = ConvPlan {
+        forward: ConvAlgorithm::Direct,
+        backward: ConvAlgorithm::Direct,
+    };
+    assert_eq!(
+        plan(1, 28, 3, 1, 1, 16),
+        direct,
+        "a first layer on grey images"
+    );
+    assert_eq!(plan(20, 12, 5, 1, 0, 50), direct, "cnn's second layer");
+    let im2col = ConvPlan {
+        forward: ConvAlgorithm::Im2col,
+        backward: ConvAlgorithm::Im2col,
+    };
+    assert_eq!(plan(32, 24, 5, 2, 2, 32), im2col, "a strided layer");
+    assert_eq!(plan(1, 5, 2, 1, 0, 3), im2col, "fewer than 8 taps");
+}
