@@ -3,7 +3,7 @@
 //! larger 3×3 layers; [`conv_plan`] chooses.
 //!
 //! The backward pass of a 3×3 layer with stride 1, at least 32 channels in
-//! and out and 8×8 outputs runs [`Winograd`]: each 2×2 block of outputs
+//! and out and 8×8 outputs runs [`Winograd`](nabla_tensor::conv::Winograd): each 2×2 block of outputs
 //! takes 16 multiplies instead of 36, those of a block of images done as 16
 //! matrix products (see `nabla_tensor::conv::winograd`).
 //! With stride 1 (and at least 8 taps `C·kh·kw`), the kernels of
