@@ -138,29 +138,42 @@ impl Winograd {
             assert_eq!(b.len(), self.outputs, "winograd: bias length");
         }
         let u = self.transform_kernels(weight);
-        out.par_chunks_mut(self.block * self.out_len())
-            .zip(images.par_chunks(self.block * self.image_len()))
-            .for_each_init(
-                || self.scratch(),
-                |s, (out, images)| {
-                    let t = self.transform_inputs(images, s);
-                    let (c, o) = (self.win.channels, self.outputs);
-                    let (m, v) = (s.m.data_mut(), s.v.data());
-                    for xi in 0..XI {
-                        gemm_slices(
-                            &mut m[xi * o * t..(xi + 1) * o * t],
-                            &u.data()[xi * o * c..(xi + 1) * o * c],
-                            Transpose::No,
-                            &v[xi * c * t..(xi + 1) * c * t],
-                            Transpose::No,
-                            (o, c, t),
-                            false,
-                        )
-                        .expect("winograd: product sizes");
-                    }
-                    self.write_outputs(s, t, bias, out);
-                },
-            );
+        let per = self.blocks_per_job(n);
+        let jobs = out
+            .par_chunks_mut(per * self.block * self.out_len())
+            .zip(images.par_chunks(per * self.block * self.image_len()));
+        jobs.for_each(|(out, images)| {
+            let mut s = self.scratch();
+            let blocks = out
+                .chunks_mut(self.block * self.out_len())
+                .zip(images.chunks(self.block * self.image_len()));
+            for (out, images) in blocks {
+                let t = self.transform_inputs(images, &mut s);
+                let (c, o) = (self.win.channels, self.outputs);
+                let (m, v) = (s.m.data_mut(), s.v.data());
+                for xi in 0..XI {
+                    gemm_slices(
+                        &mut m[xi * o * t..(xi + 1) * o * t],
+                        &u.data()[xi * o * c..(xi + 1) * o * c],
+                        Transpose::No,
+                        &v[xi * c * t..(xi + 1) * c * t],
+                        Transpose::No,
+                        (o, c, t),
+                        false,
+                    )
+                    .expect("winograd: product sizes");
+                }
+                self.write_outputs(&mut s, t, bias, out);
+            }
+        });
+    }
+
+    /// Blocks each parallel job takes, one after another with one set of
+    /// buffers: the batch's blocks shared evenly between the threads. (A
+    /// job per block would set up a block's buffers for each.)
+    fn blocks_per_job(&self, n: usize) -> usize {
+        let blocks = n.div_ceil(self.block).max(1);
+        blocks.div_ceil(rayon::current_num_threads().clamp(1, blocks))
     }
 
     /// The gradients of [`Winograd::forward`] for the output gradient
@@ -187,30 +200,38 @@ impl Winograd {
         // element per block when there is no weight gradient to take).
         let chunk = share_len.max(1);
         let mut shares = Tensor::<T>::zeros(&[n.div_ceil(self.block) * chunk]);
-        let blocks = images
-            .par_chunks(self.block * self.image_len())
-            .zip(grad.par_chunks(self.block * self.out_len()))
-            .zip(shares.data_mut().par_chunks_mut(chunk));
+        let per = self.blocks_per_job(n);
+        let (image_job, grad_job) = (
+            per * self.block * self.image_len(),
+            per * self.block * self.out_len(),
+        );
+        let jobs = images
+            .par_chunks(image_job)
+            .zip(grad.par_chunks(grad_job))
+            .zip(shares.data_mut().par_chunks_mut(per * chunk));
+        // One job's blocks, one after another with one set of buffers.
+        let run = |images: &[T], grad: &[T], shares: &mut [T], dx: Option<&mut [T]>| {
+            let mut s = self.scratch();
+            let blocks = images
+                .chunks(self.block * self.image_len())
+                .zip(grad.chunks(self.block * self.out_len()))
+                .zip(shares.chunks_mut(chunk));
+            let mut dx = dx.map(|dx| dx.chunks_mut(self.block * self.image_len()));
+            for ((images, grad), du) in blocks {
+                let dx = dx
+                    .as_mut()
+                    .map(|d| d.next().expect("a block of the input gradient"));
+                let du = &mut du[..share_len];
+                self.backward_block(images, grad, u.data(), dx, du, &mut s);
+            }
+        };
         match dx {
             Some(dx) => {
                 assert_eq!(dx.len(), images.len(), "winograd: input gradient length");
-                blocks
-                    .zip(dx.par_chunks_mut(self.block * self.image_len()))
-                    .for_each_init(
-                        || self.scratch(),
-                        |s, (((images, grad), du), dx)| {
-                            let du = &mut du[..share_len];
-                            self.backward_block(images, grad, u.data(), Some(dx), du, s)
-                        },
-                    )
+                jobs.zip(dx.par_chunks_mut(image_job))
+                    .for_each(|(((images, grad), shares), dx)| run(images, grad, shares, Some(dx)));
             }
-            None => blocks.for_each_init(
-                || self.scratch(),
-                |s, ((images, grad), du)| {
-                    let du = &mut du[..share_len];
-                    self.backward_block(images, grad, u.data(), None, du, s)
-                },
-            ),
+            None => jobs.for_each(|((images, grad), shares)| run(images, grad, shares, None)),
         }
         if let Some(dw) = dw {
             assert_eq!(dw.len(), o * c * 9, "winograd: weight gradient length");
