@@ -4,9 +4,10 @@
 //! inside the `gemm` library, which allocates its packing buffers on every
 //! product; those are counted apart (and reported), not hidden.
 //!
-//! Three steps are checked, one after another (the counters are global): an
-//! MLP on MNIST digits, a convnet on the same, and a regression MLP on a
-//! table of features held in memory (what a CSV becomes).
+//! Four steps are checked, one after another (the counters are global): an
+//! MLP on MNIST digits, two convnets on the same (LeNet, and 3×3 layers
+//! whose backward pass runs Winograd's F(2×2, 3×3)), and a regression MLP on
+//! a table of features held in memory (what a CSV becomes).
 
 use nabla_data::{embedded_mnist, Batches, Dataset, TensorDataset};
 use nabla_nn::{preset, Activation, Init, MlpConfig, Module, NetSpec};
@@ -84,6 +85,21 @@ fn a_steady_state_training_step_allocates_nothing() {
     steady_state(
         "lenet on digits",
         convnet,
+        &digits,
+        &StandardLoss::CrossEntropy,
+    );
+
+    // A 32→32 3×3 layer on 26×26: its backward pass runs Winograd's F(2×2, 3×3).
+    let winograd = NetSpec::parse(
+        &[1, 28, 28],
+        "conv8k3,relu,conv32k3,relu,conv32k3,relu,maxpool4,flatten,linear10",
+    )
+    .unwrap()
+    .build::<f32>(Init::He, &mut Rng::seed(1))
+    .unwrap();
+    steady_state(
+        "3×3 convolutions on digits",
+        winograd,
         &digits,
         &StandardLoss::CrossEntropy,
     );
