@@ -151,18 +151,7 @@ impl Winograd {
                 let t = self.transform_inputs(images, &mut s);
                 let (c, o) = (self.win.channels, self.outputs);
                 let (m, v) = (s.m.data_mut(), s.v.data());
-                for xi in 0..XI {
-                    gemm_slices(
-                        &mut m[xi * o * t..(xi + 1) * o * t],
-                        &u.data()[xi * o * c..(xi + 1) * o * c],
-                        Transpose::No,
-                        &v[xi * c * t..(xi + 1) * c * t],
-                        Transpose::No,
-                        (o, c, t),
-                        false,
-                    )
-                    .expect("winograd: product sizes");
-                }
+                products(m, u.data(), Transpose::No, v, Transpose::No, (o, c, t));
                 self.write_outputs(&mut s, t, bias, out);
             }
         });
@@ -268,18 +257,7 @@ impl Winograd {
         let t = self.transform_output_grads(grad, s);
         if let Some(dx) = dx {
             let (v, m) = (s.v.data_mut(), s.m.data());
-            for xi in 0..XI {
-                gemm_slices(
-                    &mut v[xi * c * t..(xi + 1) * c * t],
-                    &u[xi * o * c..(xi + 1) * o * c],
-                    Transpose::Yes,
-                    &m[xi * o * t..(xi + 1) * o * t],
-                    Transpose::No,
-                    (c, o, t),
-                    false,
-                )
-                .expect("winograd: product sizes");
-            }
+            products(v, u, Transpose::Yes, m, Transpose::No, (c, o, t));
             self.scatter_input_grads(t, dx, s);
         }
         if du.is_empty() {
@@ -287,18 +265,7 @@ impl Winograd {
         }
         self.transform_inputs(images, s);
         let (v, m) = (s.v.data(), s.m.data());
-        for xi in 0..XI {
-            gemm_slices(
-                &mut du[xi * o * c..(xi + 1) * o * c],
-                &m[xi * o * t..(xi + 1) * o * t],
-                Transpose::No,
-                &v[xi * c * t..(xi + 1) * c * t],
-                Transpose::Yes,
-                (o, t, c),
-                false,
-            )
-            .expect("winograd: product sizes");
-        }
+        products(du, m, Transpose::No, v, Transpose::Yes, (o, t, c));
     }
 
     /// Buffers for one block of the largest size.
@@ -505,6 +472,30 @@ impl Winograd {
                 }
             },
         )
+    }
+}
+
+/// The 16 products of a block, one per tile position `ξ`: `dst[ξ] =
+/// op(a[ξ]) · op(b[ξ])` with `op(a[ξ])` `m × k` and `op(b[ξ])` `k × n`, each
+/// operand's ξ-th part `m·k` (or `k·n`) elements long as stored.
+fn products<T: Float>(
+    dst: &mut [T],
+    a: &[T],
+    ta: Transpose,
+    b: &[T],
+    tb: Transpose,
+    (m, k, n): (usize, usize, usize),
+) {
+    assert!(
+        dst.len() >= XI * m * n && a.len() >= XI * m * k && b.len() >= XI * k * n,
+        "winograd: product sizes"
+    );
+    let parts = dst
+        .chunks_exact_mut(m * n)
+        .zip(a.chunks_exact(m * k))
+        .zip(b.chunks_exact(k * n));
+    for ((dst, a), b) in parts.take(XI) {
+        gemm_slices(dst, a, ta, b, tb, (m, k, n), false).expect("winograd: product sizes");
     }
 }
 
