@@ -277,4 +277,21 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape()
             .apply(SoftmaxCrossEntropy::new(target, reduction), &[self])
     }
+    /// [`Var::softmax_cross_entropy`] against targets smoothed by `smoothing`
+    /// (ε): `q = (1 - ε)·t + ε/C` over the `C` classes, as PyTorch's
+    /// `label_smoothing`; backward `(y - q)/N`. An ε of 0 is the plain loss.
+    ///
+    /// # Errors
+    /// As [`Var::softmax_cross_entropy`], and an ε outside `[0, 1]`.
+    pub fn softmax_cross_entropy_smoothed(
+        self,
+        target: Target<T>,
+        reduction: Reduction,
+        smoothing: T,
+    ) -> Result<Var<'t, T>> {
+        self.tape().apply(
+            SoftmaxCrossEntropy::with_smoothing(target, reduction, smoothing)?,
+            &[self],
+        )
+    }
 }

@@ -261,6 +261,70 @@ fn fused_softmax_cross_entropy() {
 }
 
 #[test]
+fn label_smoothing() {
+    let mut rng = Rng::seed(11);
+    for (n, c) in [(1, 3), (4, 5), (6, 10)] {
+        let x = randn(&mut rng, &[n, c]);
+        let labels: Vec<usize> = (0..n).map(|i| (i * 3 + 2) % c).collect();
+        let onehot = Tensor::<f64>::one_hot(&labels, c).unwrap();
+        for red in [Reduction::Mean, Reduction::Sum] {
+            for eps in [0.1, 0.35] {
+                let l = labels.clone();
+                check(
+                    move |v| {
+                        v[0].softmax_cross_entropy_smoothed(Target::Indices(l.clone()), red, eps)
+                    },
+                    std::slice::from_ref(&x),
+                );
+                let h = onehot.clone();
+                check(
+                    move |v| {
+                        v[0].softmax_cross_entropy_smoothed(Target::OneHot(h.clone()), red, eps)
+                    },
+                    std::slice::from_ref(&x),
+                );
+            }
+        }
+        // The same loss and gradient as the plain loss against the smoothed
+        // rows q = (1 - ε)·t + ε/C given as probabilities.
+        let eps = 0.2;
+        let q = onehot.map(|t| (1.0 - eps) * t + eps / c as f64);
+        let tape = Tape::<f64>::new();
+        let a = tape.var(x.clone());
+        let smoothed = a
+            .softmax_cross_entropy_smoothed(Target::Indices(labels.clone()), Reduction::Mean, eps)
+            .unwrap();
+        let b = tape.var(x.clone());
+        let explicit = b
+            .softmax_cross_entropy(Target::OneHot(q), Reduction::Mean)
+            .unwrap();
+        assert!((smoothed.item().unwrap() - explicit.item().unwrap()).abs() < 1e-12);
+        let ga = tape.backward(smoothed).unwrap().get(a).unwrap().clone();
+        let gb = tape.backward(explicit).unwrap().get(b).unwrap().clone();
+        for (u, v) in ga.data().iter().zip(gb.data()) {
+            assert!((u - v).abs() < 1e-15, "{u} vs {v}");
+        }
+    }
+    // ε = 0 is the plain loss, bit for bit; ε outside [0, 1] is an error.
+    let x = randn(&mut rng, &[3, 4]);
+    let tape = Tape::<f64>::new();
+    let v = tape.var(x);
+    let t = || Target::Indices(vec![0, 3, 1]);
+    let plain = v.softmax_cross_entropy(t(), Reduction::Mean).unwrap();
+    let zero = v
+        .softmax_cross_entropy_smoothed(t(), Reduction::Mean, 0.0)
+        .unwrap();
+    assert_eq!(plain.item().unwrap(), zero.item().unwrap());
+    let err = v
+        .softmax_cross_entropy_smoothed(t(), Reduction::Mean, 1.5)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "softmax_cross_entropy: label smoothing 1.5 is not in [0, 1]"
+    );
+}
+
+#[test]
 fn shape_errors_are_values_not_panics() {
     let tape = Tape::<f32>::new();
     let a = tape.var(Tensor::zeros(&[2, 3]));

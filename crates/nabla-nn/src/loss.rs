@@ -109,6 +109,21 @@ pub fn softmax_cross_entropy<'t, T: Float>(
     as_batch(logits)?.softmax_cross_entropy(target, reduction)
 }
 
+/// [`softmax_cross_entropy`] against targets smoothed by `smoothing` (ε):
+/// `q = (1 - ε)·t + ε/C` over the `C` classes (PyTorch's
+/// `CrossEntropyLoss(label_smoothing=ε)`); backward `(softmax(x) - q) / N`.
+///
+/// # Errors
+/// A bad label, a target of the wrong shape, or an ε outside `[0, 1]`.
+pub fn softmax_cross_entropy_smoothed<'t, T: Float>(
+    logits: Var<'t, T>,
+    target: Target<T>,
+    reduction: Reduction,
+    smoothing: T,
+) -> Result<Var<'t, T>> {
+    as_batch(logits)?.softmax_cross_entropy_smoothed(target, reduction, smoothing)
+}
+
 /// Binary cross-entropy of probabilities `p` against targets `t` in `[0, 1]`:
 /// `-[t·log(p + 1e-10) + (1 - t)·log(1 - p + 1e-10)]`, averaged over elements for `Mean`.
 ///

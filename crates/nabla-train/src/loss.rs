@@ -99,10 +99,14 @@ where
 }
 
 /// The library's losses, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StandardLoss {
     /// Softmax then cross-entropy over classes (from logits), mean over the batch.
     CrossEntropy,
+    /// Cross-entropy against targets smoothed by ε: `(1 - ε)` on the label
+    /// and `ε/C` spread over all `C` classes (PyTorch's `label_smoothing`).
+    /// Evaluation still reports the plain cross-entropy.
+    SmoothedCrossEntropy(f32),
     /// Mean squared error over every output of every sample (PyTorch's `MSELoss`).
     Mse,
     /// Mean absolute error (L1), likewise.
@@ -113,7 +117,7 @@ impl StandardLoss {
     /// `cross-entropy`, `mse` or `mae`.
     pub fn name(self) -> &'static str {
         match self {
-            StandardLoss::CrossEntropy => "cross-entropy",
+            StandardLoss::CrossEntropy | StandardLoss::SmoothedCrossEntropy(_) => "cross-entropy",
             StandardLoss::Mse => "mse",
             StandardLoss::Mae => "mae",
         }
@@ -125,6 +129,9 @@ impl Loss for StandardLoss {
         Ok(match self {
             StandardLoss::CrossEntropy => {
                 output.softmax_cross_entropy(targets.classes()?, Reduction::Mean)?
+            }
+            StandardLoss::SmoothedCrossEntropy(eps) => {
+                output.softmax_cross_entropy_smoothed(targets.classes()?, Reduction::Mean, *eps)?
             }
             StandardLoss::Mse => loss::mse(output, targets.values()?, Reduction::Mean)?,
             StandardLoss::Mae => loss::l1(output, targets.values()?, Reduction::Mean)?,

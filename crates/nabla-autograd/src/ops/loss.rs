@@ -102,9 +102,17 @@ impl<T: Float> Target<T> {
 /// [`Reduction::Mean`]; computed as log-softmax, so no `1e-10` guard is needed.
 /// Backward: `(y - t) / N` (or `y - t` for a sum), for one-hot and index
 /// targets alike, where `y = softmax(x)` kept from forward.
+///
+/// With label smoothing `ε` ([`SoftmaxCrossEntropy::with_smoothing`]) the
+/// targets are `q = (1 - ε)·t + ε/C` over the `C` classes (Szegedy et al.
+/// 2016, "Rethinking the Inception Architecture"; PyTorch's
+/// `CrossEntropyLoss(label_smoothing=ε)`): the loss no longer pushes the
+/// right class's probability all the way to 1, and the backward pass is
+/// `(y - q) / N`.
 pub struct SoftmaxCrossEntropy<T: Float> {
     target: Target<T>,
     reduction: Reduction,
+    smoothing: T,
     /// `y - t`, kept from forward.
     residual: Option<Tensor<T>>,
 }
@@ -115,8 +123,26 @@ impl<T: Float> SoftmaxCrossEntropy<T> {
         SoftmaxCrossEntropy {
             target,
             reduction,
+            smoothing: T::ZERO,
             residual: None,
         }
+    }
+
+    /// The op with its targets smoothed by `smoothing` (ε in `[0, 1]`).
+    ///
+    /// # Errors
+    /// A smoothing outside `[0, 1]` (or NaN).
+    pub fn with_smoothing(target: Target<T>, reduction: Reduction, smoothing: T) -> Result<Self> {
+        if !(smoothing >= T::ZERO && smoothing <= T::ONE) {
+            return Err(Error::invalid(
+                "softmax_cross_entropy",
+                format!("label smoothing {} is not in [0, 1]", smoothing.to_f64()),
+            ));
+        }
+        Ok(SoftmaxCrossEntropy {
+            smoothing,
+            ..Self::new(target, reduction)
+        })
     }
 }
 
@@ -140,6 +166,10 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
         }
         let mut residual = softmax_rows(x[0])?;
         let mut total = T::ZERO;
+        // Without smoothing the sums below are the plain loss's, bit for bit.
+        let smoothed = self.smoothing != T::ZERO;
+        let keep = T::ONE - self.smoothing;
+        let share = self.smoothing / T::from_usize(c);
         if let Target::OneHot(_) = self.target {
             let rows = self.target.to_rows(c)?;
             if rows.dims()[0] != n {
@@ -148,13 +178,14 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
             for (xr, tr) in x[0].data().chunks(c).zip(rows.data().chunks(c)) {
                 let lse = log_sum_exp(xr);
                 for (&xv, &tv) in xr.iter().zip(tr) {
-                    if tv != T::ZERO {
-                        total -= tv * (xv - lse);
+                    let q = if smoothed { keep * tv + share } else { tv };
+                    if q != T::ZERO {
+                        total -= q * (xv - lse);
                     }
                 }
             }
             for (y, &t) in residual.data_mut().iter_mut().zip(rows.data()) {
-                *y -= t;
+                *y -= if smoothed { keep * t + share } else { t };
             }
         } else {
             // Class indices: no one-hot rows are built; `y - t` subtracts 1 at each label.
@@ -170,8 +201,19 @@ impl<T: Float> Op<T> for SoftmaxCrossEntropy<T> {
             }
             let y = residual.data_mut();
             for ((xr, &label), yr) in x[0].data().chunks(c).zip(labels).zip(y.chunks_mut(c)) {
-                total -= xr[label] - log_sum_exp(xr);
-                yr[label] -= T::ONE;
+                let lse = log_sum_exp(xr);
+                if smoothed {
+                    // Σ_j q_j (lse - x_j) with q = (1 - ε)·t + ε/C.
+                    let spread = xr.iter().fold(T::ZERO, |sum, &v| sum + (lse - v));
+                    total += keep * (lse - xr[label]) + share * spread;
+                    for v in yr.iter_mut() {
+                        *v -= share;
+                    }
+                    yr[label] -= keep;
+                } else {
+                    total -= xr[label] - lse;
+                    yr[label] -= T::ONE;
+                }
             }
         }
         if self.reduction == Reduction::Mean && n > 0 {

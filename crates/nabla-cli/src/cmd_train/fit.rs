@@ -104,9 +104,24 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
         ),
         (None, None) => Source::Idx(a.data_dir.as_deref(), kind),
     };
+    if !(0.0..1.0).contains(&a.label_smoothing) {
+        bail!(
+            "--label-smoothing {}: must be in [0, 1) (0.1 is usual)",
+            a.label_smoothing
+        );
+    }
     let splits = load_splits(source, val_split, a.test_split, a.seed)?;
+    if a.label_smoothing > 0.0 && splits.spec.task != TaskKind::Classify {
+        bail!(
+            "--label-smoothing {}: smooths class targets, and the target holds values to regress",
+            a.label_smoothing
+        );
+    }
     let classes = splits.spec.task == TaskKind::Classify;
     let loss = match (a.loss, classes) {
+        (None | Some(LossArg::CrossEntropy), true) if a.label_smoothing > 0.0 => {
+            StandardLoss::SmoothedCrossEntropy(a.label_smoothing as f32)
+        }
         (None | Some(LossArg::CrossEntropy), true) => StandardLoss::CrossEntropy,
         (None | Some(LossArg::Mse), false) => StandardLoss::Mse,
         (Some(LossArg::Mae), false) => StandardLoss::Mae,

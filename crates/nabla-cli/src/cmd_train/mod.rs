@@ -50,6 +50,9 @@ pub struct TrainArgs {
     /// What to minimise: cross-entropy for classes; mse or mae for values (default: cross-entropy or mse).
     #[arg(long, value_enum)]
     loss: Option<LossArg>,
+    /// Smooth the cross-entropy's targets: 1 - EPS on the label and EPS spread evenly over all classes (PyTorch's label_smoothing); the training loss shown is the smoothed one, validation and test losses the plain cross-entropy.
+    #[arg(long, value_name = "EPS", default_value_t = 0.0)]
+    label_smoothing: f64,
     /// Which dataset the files hold.
     #[arg(long, value_enum, default_value_t = DatasetArg::Mnist)]
     dataset: DatasetArg,
