@@ -2,14 +2,15 @@
 //! one safetensors file written atomically after every epoch.
 //!
 //! Tensors: `model.<name>` (parameters and buffers), `optim.<i>.<k>` (buffer
-//! `k` of parameter `i`), `best.<name>` (early-stopping weights, if any).
+//! `k` of parameter `i`), `best.<name>` (early-stopping weights, if any),
+//! `average.<i>` (the moving average of parameter `i`, if the run keeps one).
 //! Metadata: `checkpoint` (JSON: the run state and the optimiser's method and
 //! step) and whatever the caller adds (the command line stores its model
 //! description there, as in a model file). This module knows the run state,
 //! not the trainer: the trainer hands it what to write and takes what it reads.
 
 use crate::state::{Best, RunState};
-use crate::{EpochMetrics, Result, TrainError};
+use crate::{EpochMetrics, Result, TrainError, WeightAverage};
 use nabla_nn::file::{atomic_write, decode_tensors, encode_tensors, load_params};
 use nabla_nn::{state_dict, Module};
 use nabla_optim::{Optimizer, OptimizerState};
@@ -35,6 +36,9 @@ struct Record {
     state_names: Vec<String>,
     batch_size: usize,
     samples: usize,
+    /// The moving average's decay and updates (absent in older checkpoints).
+    #[serde(default)]
+    average: Option<(f64, u64)>,
 }
 
 /// A checkpoint read from disk, ready for `Trainer::resume`.
@@ -89,6 +93,11 @@ pub fn save_checkpoint(
             tensors.push((format!("best.{n}"), v));
         }
     }
+    if let Some(avg) = &run.average {
+        for (i, v) in avg.params.iter().enumerate() {
+            tensors.push((format!("average.{i}"), v));
+        }
+    }
     let record = Record {
         epochs_done: run.epochs_done,
         optimizer: optimizer.config().method.name().to_string(),
@@ -106,6 +115,7 @@ pub fn save_checkpoint(
             .unwrap_or_default(),
         batch_size: run.batch_size,
         samples: run.samples,
+        average: run.average.as_ref().map(|a| (a.decay, a.updates)),
     };
     let mut all = metadata.clone();
     all.insert(
@@ -181,6 +191,19 @@ pub fn decode_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         }),
         None => None,
     };
+    let average = match record.average {
+        Some((decay, updates)) => {
+            let count = tensors.keys().filter(|k| k.starts_with("average.")).count();
+            Some(WeightAverage {
+                decay,
+                updates,
+                params: (0..count)
+                    .map(|i| take(format!("average.{i}")))
+                    .collect::<Result<_>>()?,
+            })
+        }
+        None => None,
+    };
     let rng_bytes: Vec<u8> = (0..record.rng.len() / 2)
         .map(|i| u8::from_str_radix(record.rng.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
         .collect::<std::result::Result<_, _>>()
@@ -200,6 +223,7 @@ pub fn decode_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             batch_size: record.batch_size,
             samples: record.samples,
             optimizer: record.optimizer,
+            average,
         },
         optimizer_state: OptimizerState {
             step: record.optimizer_step,

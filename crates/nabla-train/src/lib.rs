@@ -12,6 +12,7 @@
 //! set says which its targets are ([`Task`](nabla_data::Task)) and the loss
 //! says how to compare them with the model's outputs.
 
+mod average;
 mod checkpoint;
 mod error;
 mod loss;
@@ -24,6 +25,7 @@ mod state;
 mod step;
 mod trainer;
 
+pub use average::WeightAverage;
 pub use checkpoint::{decode_checkpoint, load_checkpoint, save_checkpoint, Checkpoint, STATE_KEY};
 pub use error::{Result, TrainError};
 pub use loss::{loss_fn, BatchTargets, Loss, StandardLoss, Targets};

@@ -3,7 +3,7 @@
 //! it; the checkpoint code reads and writes it and knows nothing else of
 //! the trainer.
 
-use crate::EpochMetrics;
+use crate::{EpochMetrics, WeightAverage};
 use nabla_tensor::{Rng, Tensor};
 
 /// Where a run stands.
@@ -25,6 +25,8 @@ pub struct RunState {
     pub samples: usize,
     /// The optimiser's method (`adam`, `sgd`, …).
     pub optimizer: String,
+    /// The moving average of the weights, when the run keeps one.
+    pub average: Option<WeightAverage>,
 }
 
 /// The best validation result so far, for early stopping.

@@ -9,7 +9,7 @@ use crate::parallel::{
 use crate::probe::{ProbeConfig, ProbeReport, Prober};
 use crate::state::{Best, RunState};
 use crate::step::{mix, BatchStats, Stepper};
-use crate::{Result, TrainError};
+use crate::{Result, TrainError, WeightAverage};
 use nabla_data::{batches_per_epoch, Augment, Batches, Dataset};
 use nabla_nn::{file::load_params, state_dict, Module, Sequential};
 use nabla_optim::{LrSchedule, Optimizer};
@@ -52,6 +52,10 @@ pub struct TrainConfig {
     /// Check every op's value and gradient for NaN and ±∞ and stop at the
     /// first, naming the op and its layer (`Tape::set_detect_anomaly`).
     pub detect_anomaly: bool,
+    /// Keep an exponential moving average of the weights with this decay
+    /// (e.g. 0.999), updated after every step, and evaluate and hand back
+    /// the average instead of the trained weights (see [`WeightAverage`]).
+    pub weight_average: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -70,6 +74,7 @@ impl Default for TrainConfig {
             warmup_steps: 0,
             batch_stats: BatchStats::Batch,
             detect_anomaly: false,
+            weight_average: None,
         }
     }
 }
@@ -172,6 +177,9 @@ pub struct Trainer<M: Module<f32> = Sequential<f32>> {
     stepper: Stepper,
     /// The ranks sharing the run, if it is data-parallel.
     parallel: Option<DataParallel>,
+    /// True while `model` holds the moving average and `run.average` the
+    /// trained weights (between the end of a run and the next `fit`).
+    averaged_in: bool,
 }
 
 /// Separates the shuffle stream from the weight-initialisation stream of the same seed.
@@ -196,6 +204,7 @@ impl<M: Module<f32>> Trainer<M> {
             batch_size: config.batch_size,
             samples: 0,
             optimizer: optimizer.config().method.name().to_string(),
+            average: None,
         };
         Trainer {
             model,
@@ -206,6 +215,7 @@ impl<M: Module<f32>> Trainer<M> {
             loss: Box::new(loss),
             stepper: Stepper::new(),
             parallel: None,
+            averaged_in: false,
         }
     }
 
@@ -287,6 +297,7 @@ impl<M: Module<f32>> Trainer<M> {
                 loss: Box::new(loss),
                 stepper: Stepper::new(),
                 parallel: None,
+                averaged_in: false,
             },
             changes,
         ))
@@ -371,6 +382,7 @@ impl<M: Module<f32>> Trainer<M> {
             self.start_parallel(dp.clone(), train, val, test)?;
         }
         self.stepper.set_parallel(self.parallel.clone());
+        self.start_average()?;
         let primary = self.parallel.as_ref().is_none_or(DataParallel::is_primary);
         let mut prober = c.probes.map(|p| Prober::new(p, train.len()));
         let score = |model: &M, data: Option<&dyn Dataset>| -> Result<Option<Score>> {
@@ -394,12 +406,23 @@ impl<M: Module<f32>> Trainer<M> {
                 probes.push(p.measure(&self.model, self.loss.as_ref(), train, step)?);
             }
             let seconds = start.elapsed().as_secs_f64();
-            let val_score = score(&self.model, val)?;
+            // The average, when kept, is what is evaluated (and what early
+            // stopping keeps); the trained weights go back before the
+            // checkpoint, which holds both.
+            self.swap_average();
+            let scores = score(&self.model, val).and_then(|v| Ok((v, score(&self.model, test)?)));
+            let (val_score, test_score) = match scores {
+                Ok(s) => s,
+                Err(e) => {
+                    self.swap_average();
+                    return Err(e);
+                }
+            };
             let metrics = EpochMetrics {
                 epoch,
                 train_loss,
                 train_accuracy,
-                test: score(&self.model, test)?,
+                test: test_score,
                 val: val_score.clone(),
                 lr,
                 seconds,
@@ -408,10 +431,11 @@ impl<M: Module<f32>> Trainer<M> {
             };
             self.run.history.push(metrics.clone());
             self.run.epochs_done = epoch;
+            let stop = self.track_best(val_score.as_ref(), epoch);
+            self.swap_average();
             if let Some(dp) = &self.parallel {
                 check_in_step(dp, &self.model, epoch)?;
             }
-            let stop = self.track_best(val_score.as_ref(), epoch);
             if let (Some(path), true) = (&c.checkpoint, primary) {
                 self.save_checkpoint(path)?;
             }
@@ -420,10 +444,49 @@ impl<M: Module<f32>> Trainer<M> {
                 let best = self.run.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
                 self.restore_best()?;
                 observer.stopped_early(best);
-                break;
+                return Ok(());
             }
         }
+        // The run hands back the average; the next `fit` trains on from
+        // the trained weights.
+        if self.run.average.is_some() {
+            self.swap_average();
+            self.averaged_in = true;
+        }
         Ok(())
+    }
+
+    /// Starts (or, after a resume, takes over) the moving average the
+    /// configuration asks for, and first takes back the trained weights if
+    /// the model holds the average of an earlier `fit`.
+    fn start_average(&mut self) -> Result<()> {
+        if self.averaged_in {
+            self.swap_average();
+            self.averaged_in = false;
+        }
+        match self.config.weight_average {
+            Some(decay) if !(decay > 0.0 && decay < 1.0) => Err(TrainError::Config(format!(
+                "the weight average's decay {decay} is not in (0, 1) (0.999 is usual)"
+            ))),
+            Some(decay) => {
+                match &mut self.run.average {
+                    Some(avg) if avg.fits(&mut self.model) => avg.decay = decay,
+                    _ => self.run.average = Some(WeightAverage::new(&mut self.model, decay)),
+                }
+                Ok(())
+            }
+            None => {
+                self.run.average = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Exchanges the model's weights with the moving average, if one is kept.
+    fn swap_average(&mut self) {
+        if let Some(avg) = &mut self.run.average {
+            avg.swap(&mut self.model);
+        }
     }
 
     /// Checks that every rank runs the same model on the same data with
@@ -508,8 +571,10 @@ impl<M: Module<f32>> Trainer<M> {
             optimizer,
             stepper,
             loss: loss_fn,
+            run,
             ..
         } = self;
+        let average = &mut run.average;
         let augment = self
             .config
             .augment
@@ -531,6 +596,9 @@ impl<M: Module<f32>> Trainer<M> {
                             batch: b + 1,
                             loss,
                         });
+                    }
+                    if let Some(avg) = average.as_mut() {
+                        avg.update(&mut *model);
                     }
                     loss_sum += loss * rows as f64;
                     correct += right;

@@ -145,6 +145,7 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
         augment: augmentation(a, recipe.augment)?,
         warmup_steps: a.warmup,
         detect_anomaly: a.detect_anomaly,
+        weight_average: a.ema,
         batch_stats: match a.batch_stats {
             super::BatchStatsArg::Batch => nabla_train::BatchStats::Batch,
             super::BatchStatsArg::Shard => nabla_train::BatchStats::Shard,
@@ -155,6 +156,9 @@ pub fn prepare(a: &TrainArgs) -> Result<Setup> {
             ..Default::default()
         }),
     };
+    if let Some(d) = a.ema.filter(|d| !(*d > 0.0 && *d < 1.0)) {
+        bail!("--ema {d}: the decay must be in (0, 1) (0.999 is usual)");
+    }
     if a.probe_every == Some(0) || (a.probes && a.probe_samples == 0) {
         bail!("--probe-every and --probe-samples must be at least 1");
     }

@@ -101,6 +101,9 @@ pub struct TrainArgs {
     /// Learning-rate schedule over the epochs.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999), updated after every step; the epochs are evaluated and the model saved with the average (the checkpoint keeps both).
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
     /// Samples per mini-batch (default 100, for a CSV 16).
     #[arg(long)]
     batch_size: Option<usize>,
