@@ -42,6 +42,9 @@ pub struct CompareArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Keep every run's model file in this folder, as config<C>-seed<S>.safetensors (to evaluate or ensemble them later); default: a temporary folder, removed at the end.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,7 +106,15 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
     if a.configs.len() < 2 {
         bail!("--config: give two or more configurations to compare");
     }
-    let dir = tempfile::tempdir().map_err(|e| anyhow!("a temporary directory: {e}"))?;
+    let temporary = tempfile::tempdir().map_err(|e| anyhow!("a temporary directory: {e}"))?;
+    let dir = match &a.keep {
+        Some(keep) => {
+            std::fs::create_dir_all(keep)
+                .map_err(|e| anyhow!("--keep {}: cannot create it: {e}", keep.display()))?;
+            keep.as_path()
+        }
+        None => temporary.path(),
+    };
     // Every configuration is checked before any is trained.
     for config in &a.configs {
         let words = a
@@ -126,7 +137,7 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         for s in 0..a.seeds {
             let seed = a.first_seed.wrapping_add(s as u64);
             for (c, config) in &parsed {
-                let out = dir.path().join(format!("config{c}-seed{seed}.safetensors"));
+                let out = dir.join(format!("config{c}-seed{seed}.safetensors"));
                 let seed_text = seed.to_string();
                 let words = a
                     .common
@@ -144,8 +155,15 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
                 metric_name = name;
                 results[*c].push(value);
                 if !a.json {
+                    // On validation, the test figure is shown for information.
+                    let beside = match (a.on, metric(&trained, OnArg::Test)) {
+                        (OnArg::Val, Ok((test, _))) => {
+                            format!(", test {} (not compared)", show(name, test))
+                        }
+                        _ => String::new(),
+                    };
                     println!(
-                        "run {}/{total}: {} seed {seed}: {name} {} ({:.1} s)",
+                        "run {}/{total}: {} seed {seed}: {name} {}{beside} ({:.1} s)",
                         s * parsed.len() + c + 1,
                         label(*c),
                         show(name, value),
