@@ -725,6 +725,80 @@ fn compare_pairs_configurations_on_the_same_seeds() {
 }
 
 #[test]
+fn label_smoothing_and_weight_averaging_train_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--hidden", "16", "--epochs", "2", "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", "m.safetensors"]);
+        nabla(&args, d)
+    };
+    let summary = |o: &std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_str(stdout(o).trim()).unwrap()
+    };
+    let plain = summary(&train(&[]));
+    let smoothed = summary(&train(&["--label-smoothing", "0.1"]));
+    assert_ne!(plain["test_accuracy"], smoothed["test_accuracy"]);
+    // The average changes no step of training, only what is evaluated.
+    let averaged = summary(&train(&["--ema", "0.99"]));
+    assert_ne!(plain["test_accuracy"], averaged["test_accuracy"]);
+    for (flags, error) in [
+        (
+            &["--label-smoothing", "1"][..],
+            "--label-smoothing 1: must be in [0, 1)",
+        ),
+        (&["--ema", "1.5"], "--ema 1.5: the decay must be in (0, 1)"),
+        (&["--ema", "x"], "invalid value 'x' for '--ema <DECAY>'"),
+    ] {
+        fails_with(&train(flags), error);
+    }
+    let diabetes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/diabetes.csv");
+    fails_with(
+        &nabla(
+            &[
+                "train",
+                "--csv",
+                diabetes.to_str().unwrap(),
+                "--target",
+                "progression",
+                "--label-smoothing",
+                "0.1",
+            ],
+            d,
+        ),
+        "--label-smoothing 0.1: smooths class targets, and the target holds values to regress",
+    );
+    // compare keeps its runs' models when asked.
+    let o = nabla(
+        &[
+            "compare",
+            "--seeds",
+            "1",
+            "--keep",
+            "kept",
+            "--config",
+            "",
+            "--config",
+            "--ema 0.9",
+            "--",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--val-split",
+            "0.1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for c in 0..2 {
+        assert!(d.join(format!("kept/config{c}-seed1.safetensors")).exists());
+    }
+}
+
+#[test]
 fn lr_find_suggests_a_rate_and_draws_the_curve() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
