@@ -1,4 +1,15 @@
 //! The training loop: any module, any loss, any data set.
+//!
+//! `mod.rs` holds the [`Trainer`] and its run of epochs; `config.rs` what a
+//! run is told and what it reports; `epoch.rs` one pass over the data;
+//! `kept.rs` the weights a run keeps beside the trained ones (early
+//! stopping's best epoch and the moving average).
+
+mod config;
+mod epoch;
+mod kept;
+
+pub use config::{Observer, RunInfo, Silent, TrainConfig};
 
 use crate::checkpoint::{save_checkpoint, Checkpoint};
 use crate::loss::Loss;
@@ -6,137 +17,17 @@ use crate::metrics::{evaluate, EpochMetrics, Evaluation, Score};
 use crate::parallel::{
     broadcast_weights, check_agreement, check_in_step, data_fingerprint, fingerprint, DataParallel,
 };
-use crate::probe::{ProbeConfig, ProbeReport, Prober};
-use crate::state::{Best, RunState};
-use crate::step::{mix, BatchStats, Stepper};
-use crate::{Result, TrainError, WeightAverage};
-use nabla_data::{batches_per_epoch, Augment, Batches, Dataset};
-use nabla_nn::{file::load_params, state_dict, Module, Sequential};
-use nabla_optim::{LrSchedule, Optimizer};
+use crate::probe::Prober;
+use crate::state::RunState;
+use crate::step::Stepper;
+use crate::{Result, TrainError};
+use nabla_data::{batches_per_epoch, Dataset};
+use nabla_nn::{Module, Sequential};
+use nabla_optim::Optimizer;
 use nabla_tensor::Rng;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
-
-/// How a run is organised.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainConfig {
-    /// Epochs to train (in total, counting epochs done before a resume).
-    pub epochs: usize,
-    /// Samples per mini-batch.
-    pub batch_size: usize,
-    /// Drop the last partial batch of each epoch instead of keeping it.
-    pub drop_last: bool,
-    /// Seed of the per-epoch shuffle, the dropout masks and the augmentation.
-    pub seed: u64,
-    /// Learning-rate schedule, applied at the start of each epoch.
-    pub schedule: LrSchedule,
-    /// Stop after this many epochs without a better validation score
-    /// (accuracy, or RMSE for values), and keep the best weights (needs a
-    /// validation set).
-    pub early_stop: Option<usize>,
-    /// Write a checkpoint here after every epoch.
-    pub checkpoint: Option<PathBuf>,
-    /// Batch size used for evaluation.
-    pub eval_batch_size: usize,
-    /// Random shifts and rotations of the training images, if any.
-    pub augment: Option<Augment>,
-    /// Probes of the layers' learning (see [`crate::Prober`]), if any.
-    pub probes: Option<ProbeConfig>,
-    /// Steps of linear learning-rate warm-up at the start of the run (0:
-    /// none), within whatever the schedule gives each epoch.
-    pub warmup_steps: usize,
-    /// The rows batch normalisation takes its training statistics over: the
-    /// whole batch, or each shard's (which lets its shards run in parallel).
-    pub batch_stats: BatchStats,
-    /// Check every op's value and gradient for NaN and ±∞ and stop at the
-    /// first, naming the op and its layer (`Tape::set_detect_anomaly`).
-    pub detect_anomaly: bool,
-    /// Keep an exponential moving average of the weights with this decay
-    /// (e.g. 0.999), updated after every step, and evaluate and hand back
-    /// the average instead of the trained weights (see [`WeightAverage`]).
-    pub weight_average: Option<f64>,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            epochs: 10,
-            batch_size: 100,
-            drop_last: false,
-            seed: 0,
-            schedule: LrSchedule::Constant,
-            early_stop: None,
-            checkpoint: None,
-            eval_batch_size: 1000,
-            augment: None,
-            probes: None,
-            warmup_steps: 0,
-            batch_stats: BatchStats::Batch,
-            detect_anomaly: false,
-            weight_average: None,
-        }
-    }
-}
-
-/// Facts announced at the start of a run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    /// Training samples.
-    pub samples: usize,
-    /// Mini-batch size.
-    pub batch_size: usize,
-    /// Mini-batches (iterations) per epoch.
-    pub iterations_per_epoch: usize,
-    /// First epoch to run (1, or later after a resume).
-    pub first_epoch: usize,
-    /// Last epoch.
-    pub epochs: usize,
-}
-
-impl std::fmt::Display for RunInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} samples, batch {} → {} iteration{}/epoch",
-            self.samples,
-            self.batch_size,
-            self.iterations_per_epoch,
-            if self.iterations_per_epoch == 1 {
-                ""
-            } else {
-                "s"
-            }
-        )
-    }
-}
-
-/// Receives progress events; every method has an empty default.
-pub trait Observer {
-    /// The run begins.
-    fn started(&mut self, _info: &RunInfo) {}
-    /// An epoch begins.
-    fn epoch_started(&mut self, _epoch: usize, _iterations: usize) {}
-    /// A mini-batch step finished, with the running mean loss of the epoch
-    /// and, for classes, its running accuracy.
-    fn batch_done(
-        &mut self,
-        _epoch: usize,
-        _done: usize,
-        _samples_seen: usize,
-        _loss: f64,
-        _accuracy: Option<f64>,
-    ) {
-    }
-    /// An epoch finished (after evaluation and checkpointing).
-    fn epoch_done(&mut self, _metrics: &EpochMetrics) {}
-    /// Early stopping ended the run; the best epoch's weights were restored.
-    fn stopped_early(&mut self, _best_epoch: usize) {}
-}
-
-/// An observer that ignores everything.
-pub struct Silent;
-impl Observer for Silent {}
 
 /// A model, its optimiser and loss, and the state of a run.
 ///
@@ -456,39 +347,6 @@ impl<M: Module<f32>> Trainer<M> {
         Ok(())
     }
 
-    /// Starts (or, after a resume, takes over) the moving average the
-    /// configuration asks for, and first takes back the trained weights if
-    /// the model holds the average of an earlier `fit`.
-    fn start_average(&mut self) -> Result<()> {
-        if self.averaged_in {
-            self.swap_average();
-            self.averaged_in = false;
-        }
-        match self.config.weight_average {
-            Some(decay) if !(decay > 0.0 && decay < 1.0) => Err(TrainError::Config(format!(
-                "the weight average's decay {decay} is not in (0, 1) (0.999 is usual)"
-            ))),
-            Some(decay) => {
-                match &mut self.run.average {
-                    Some(avg) if avg.fits(&mut self.model) => avg.decay = decay,
-                    _ => self.run.average = Some(WeightAverage::new(&mut self.model, decay)),
-                }
-                Ok(())
-            }
-            None => {
-                self.run.average = None;
-                Ok(())
-            }
-        }
-    }
-
-    /// Exchanges the model's weights with the moving average, if one is kept.
-    fn swap_average(&mut self) {
-        if let Some(avg) = &mut self.run.average {
-            avg.swap(&mut self.model);
-        }
-    }
-
     /// Checks that every rank runs the same model on the same data with
     /// the same settings, and gives them rank 0's weights.
     fn start_parallel(
@@ -545,128 +403,5 @@ impl<M: Module<f32>> Trainer<M> {
             &self.run,
             &self.checkpoint_metadata,
         )
-    }
-
-    /// One pass over the shuffled training set; returns the mean loss, the
-    /// accuracy for classes, and the probes taken every K steps if asked.
-    fn train_epoch(
-        &mut self,
-        train: &dyn Dataset,
-        epoch: usize,
-        mut prober: Option<&mut Prober>,
-        observer: &mut dyn Observer,
-    ) -> Result<(f64, Option<f64>, Vec<ProbeReport>)> {
-        let batches = Batches::new(
-            train.len(),
-            self.config.batch_size,
-            self.config.drop_last,
-            Some(&mut self.run.rng),
-        )?;
-        let classes = train.task().is_classification();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        let mut probes = Vec::new();
-        let first_step = self.stepper.steps();
-        let Trainer {
-            model,
-            optimizer,
-            stepper,
-            loss: loss_fn,
-            run,
-            ..
-        } = self;
-        let average = &mut run.average;
-        let augment = self
-            .config
-            .augment
-            .as_ref()
-            .map(|a| (a, mix(self.config.seed ^ AUGMENT_STREAM, epoch as u64)));
-        stepper
-            .epoch(
-                model,
-                optimizer,
-                loss_fn.as_ref(),
-                train,
-                &batches,
-                augment,
-                |b, rows, outcome, model| {
-                    let (loss, right) = (outcome.loss, outcome.correct);
-                    if !loss.is_finite() {
-                        return Err(TrainError::Diverged {
-                            epoch,
-                            batch: b + 1,
-                            loss,
-                        });
-                    }
-                    if let Some(avg) = average.as_mut() {
-                        avg.update(&mut *model);
-                    }
-                    loss_sum += loss * rows as f64;
-                    correct += right;
-                    seen += rows;
-                    observer.batch_done(
-                        epoch,
-                        b + 1,
-                        seen,
-                        loss_sum / seen as f64,
-                        classes.then(|| correct as f64 / seen as f64),
-                    );
-                    if let Some(p) = prober.as_deref_mut() {
-                        let step = first_step + b as u64 + 1;
-                        if p.config()
-                            .every
-                            .is_some_and(|k| k > 0 && step.is_multiple_of(k as u64))
-                        {
-                            // In evaluation mode, so that probing changes no
-                            // state (batch norm's running statistics).
-                            model.set_training(false);
-                            let report = p.measure(&*model, loss_fn.as_ref(), train, step);
-                            model.set_training(true);
-                            probes.push(report?);
-                        }
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(|e| {
-                // The step that failed was counted before it ran.
-                let step = stepper.steps();
-                e.at(epoch, (step - first_step) as usize, step)
-            })?;
-        let seen = seen.max(1) as f64;
-        Ok((
-            loss_sum / seen,
-            classes.then(|| correct as f64 / seen),
-            probes,
-        ))
-    }
-
-    /// Records a better validation score; true when patience has run out.
-    fn track_best(&mut self, val: Option<&Score>, epoch: usize) -> bool {
-        let (Some(patience), Some(score)) = (self.config.early_stop, val.map(Score::selection))
-        else {
-            return false;
-        };
-        if self.run.best.as_ref().is_none_or(|b| score > b.score) {
-            self.run.best = Some(Best {
-                score,
-                epoch,
-                state: state_dict(&self.model),
-            });
-        }
-        let best_epoch = self.run.best.as_ref().map(|b| b.epoch).unwrap_or(epoch);
-        epoch - best_epoch >= patience
-    }
-
-    fn restore_best(&mut self) -> Result<()> {
-        if let Some(best) = &self.run.best {
-            let state: BTreeMap<String, _> = best.state.iter().cloned().collect();
-            load_params(
-                Path::new("the best epoch's weights"),
-                &mut self.model,
-                &state,
-                "",
-            )?;
-        }
-        Ok(())
     }
 }
