@@ -273,10 +273,20 @@ fn report(a: &CompareArgs, results: &[Vec<f64>], name: &str, seconds: f64) {
         a.first_seed.wrapping_add(a.seeds as u64 - 1),
         results.iter().map(Vec::len).sum::<usize>()
     );
-    for (c, config) in a.configs.iter().enumerate() {
+    // An empty configuration is the shared flags alone.
+    let shown: Vec<&str> = a
+        .configs
+        .iter()
+        .map(|c| match c.trim() {
+            "" => "(the shared flags only)",
+            c => c,
+        })
+        .collect();
+    let width = shown.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    for (c, config) in shown.iter().enumerate() {
         let (m, sd) = summaries[c];
         println!(
-            "  {}: {config:<40} {} ± {}",
+            "  {}: {config:<width$}  {} ± {}",
             label(c),
             show(name, m),
             show(name, sd).trim_end_matches('%')
