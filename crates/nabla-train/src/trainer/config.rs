@@ -44,7 +44,7 @@ pub struct TrainConfig {
     pub detect_anomaly: bool,
     /// Keep an exponential moving average of the weights with this decay
     /// (e.g. 0.999), updated after every step, and evaluate and hand back
-    /// the average instead of the trained weights (see [`WeightAverage`]).
+    /// the average instead of the trained weights (see [`WeightAverage`](crate::WeightAverage)).
     pub weight_average: Option<f64>,
 }
 
