@@ -8,9 +8,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
-    col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, im2col, im2col_strided,
-    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights, Padded,
-    Winograd,
+    channel_lanes_pays, channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
+    conv_direct_input_grad, conv_direct_weight_grad, im2col, im2col_strided,
+    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_channel_lanes_weights,
+    prepare_input_grad_weights, Padded, Winograd,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
@@ -200,7 +201,8 @@ fn softmax_ce(c: &mut Criterion) {
 
 /// One image through each of LeNet's two convolutions (1→8 5×5 on 28×28,
 /// 8→16 5×5 on 12×12), the cnn preset's second (20→50 5×5 on 12×12), and each of deep-cnn's six 3×3 padded layers (1→16
-/// and 16→16 on 28×28, 16→32 and 32→32 on 14×14, 32→64 and 64→64 on 7×7):
+/// and 16→16 on 28×28, 16→32 and 32→32 on 14×14, 32→64 and 64→64 on 7×7),
+/// and best-cnn's two last (32→64 on 12×12 and 64→64 on 10×10, unpadded):
 /// im2col plus the GEMM library against the direct kernels, for the forward
 /// product, the weight gradient and the input gradient.
 fn conv(c: &mut Criterion) {
@@ -216,6 +218,9 @@ fn conv(c: &mut Criterion) {
         (32, 14, 32, 3, 1),
         (32, 7, 64, 3, 1),
         (64, 7, 64, 3, 1),
+        // best-cnn's two last convolutions.
+        (32, 12, 64, 3, 0),
+        (64, 10, 64, 3, 0),
     ] {
         let win = Window {
             channels: ch,
@@ -258,6 +263,19 @@ fn conv(c: &mut Criterion) {
                 conv_direct(&buf, padded, (k, k), weight.data(), None, &mut out);
             })
         });
+        // The output channels in the lanes, where the plan would choose it
+        // (the weights' tap-major copy is made once per batch, not timed).
+        if channel_lanes_pays(&win, o) {
+            let mut prepared = vec![0.0f32; channel_lanes_weights_len(&win, o)];
+            prepare_channel_lanes_weights(&win, weight.data(), &mut prepared);
+            c.bench_function(&format!("{name} forward, channel lanes"), |bench| {
+                bench.iter(|| {
+                    pad_into(black_box(image.data()), (side, side), padded, &mut buf);
+                    let weights = (prepared.as_slice(), o);
+                    conv_direct_channel_lanes(&buf, padded, (k, k), weights, None, &mut out);
+                })
+            });
+        }
         c.bench_function(&format!("{name} weight gradient, im2col + gemm"), |bench| {
             bench.iter(|| {
                 im2col(black_box(image.data()), &win, &mut col);
@@ -395,8 +413,8 @@ fn conv(c: &mut Criterion) {
                 col2im(&col, &win, &mut dx);
             })
         });
-        let mut scratch = vec![0.0f32; input_grad_scratch_len(&win, o)];
-        let mut prepared = vec![0.0f32; input_grad_weights_len(&win, o)];
+        let mut scratch = vec![0.0f32; input_grad_scratch_len::<f32>(&win, o)];
+        let mut prepared = vec![0.0f32; input_grad_weights_len::<f32>(&win, o)];
         prepare_input_grad_weights(&win, weight.data(), &mut prepared);
         c.bench_function(&format!("{name} input gradient, direct"), |bench| {
             bench.iter(|| {
@@ -451,8 +469,8 @@ fn winograd(c: &mut Criterion) {
         let mut dx = vec![0.0f32; images.len()];
         let padded = Padded::of_window(&win);
         let mut bufs = vec![0.0f32; shard * padded.len()];
-        let mut scratch = vec![0.0f32; input_grad_scratch_len(&win, o)];
-        let mut prepared = vec![0.0f32; input_grad_weights_len(&win, o)];
+        let mut scratch = vec![0.0f32; input_grad_scratch_len::<f32>(&win, o)];
+        let mut prepared = vec![0.0f32; input_grad_weights_len::<f32>(&win, o)];
         let name = format!("winograd {ch}→{o} 3x3 p{p} on {side}x{side}");
         let per_image = |bench: &mut criterion::Bencher, run: &mut (dyn FnMut() + Send)| {
             bench.iter_custom(|iters| {

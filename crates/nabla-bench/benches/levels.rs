@@ -10,7 +10,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nabla::autograd::Tape;
 use nabla::nn::{Init, Linear, Module};
 use nabla::optim::{Method, OptimizerConfig};
-use nabla::tensor::conv::{conv_direct, conv_direct_weight_grad, pad_into, Padded};
+use nabla::tensor::conv::{
+    channel_lanes_weights_len, conv_direct, conv_direct_channel_lanes, conv_direct_weight_grad,
+    pad_into, prepare_channel_lanes_weights, Padded,
+};
 use nabla::tensor::{
     cpu_description, detected_simd_level, gemm_into, limit_simd_level, Rng, SimdLevel, Tensor,
     Transpose, Window,
@@ -120,6 +123,18 @@ fn families(c: &mut Criterion) {
             padded,
             (3, 3),
             weight.data(),
+            None,
+            &mut conv_out,
+        )
+    });
+    let mut prepared = vec![0.0f32; channel_lanes_weights_len(&win, 64)];
+    prepare_channel_lanes_weights(&win, weight.data(), &mut prepared);
+    at_each_level(c, "conv 64→64 3x3 on 7x7 forward, channel lanes", || {
+        conv_direct_channel_lanes(
+            black_box(&buf),
+            padded,
+            (3, 3),
+            (&prepared, 64),
             None,
             &mut conv_out,
         )

@@ -24,9 +24,11 @@
 use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
-    col2im, conv_direct, conv_direct_input_grad, conv_direct_weight_grad, conv_plan, im2col,
+    channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
+    conv_direct_input_grad, conv_direct_weight_grad, conv_plan, convolution_vectorised, im2col,
     im2col_strided, input_grad_scratch_len, input_grad_weights_len, pad_into,
-    prepare_input_grad_weights, weight_grad_as_product, ConvAlgorithm, Padded, WEIGHT_GRAD_ROWS,
+    prepare_channel_lanes_weights, prepare_input_grad_weights, weight_grad_as_product,
+    ConvAlgorithm, Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -113,9 +115,28 @@ impl<T: Float> Op<T> for Conv2d {
         let mut out = Tensor::zeros(&[n, o, oh, ow]);
         let (images, weight) = (x[0].data(), x[1].data());
         let bias = x.get(2).map(|b| b.data());
-        let algorithm = conv_plan(&win, o).forward;
+        let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).forward;
         if let ConvAlgorithm::Winograd(plan) = algorithm {
             plan.forward(images, weight, bias, out.data_mut());
+            return Ok(out);
+        }
+        if algorithm == ConvAlgorithm::ChannelLanes {
+            // The weights tap-major once for the batch, then image by image.
+            let mut prepared = Tensor::<T>::zeros(&[channel_lanes_weights_len(&win, o)]);
+            prepare_channel_lanes_weights(&win, weight, prepared.data_mut());
+            let (prepared, padded) = (prepared.data(), Padded::of_window(&win));
+            out.data_mut()
+                .par_chunks_mut((o * p).max(1))
+                .zip(images.par_chunks(win.image_len().max(1)))
+                .for_each_init(
+                    || Tensor::<T>::zeros(&[padded.len()]),
+                    |buf, (out_n, image)| {
+                        pad_into(image, (win.height, win.width), padded, buf.data_mut());
+                        let kernel = (win.kernel_h, win.kernel_w);
+                        let weights = (prepared, o);
+                        conv_direct_channel_lanes(buf.data(), padded, kernel, weights, bias, out_n);
+                    },
+                );
             return Ok(out);
         }
         if algorithm == ConvAlgorithm::Direct {
@@ -176,7 +197,7 @@ impl<T: Float> Op<T> for Conv2d {
         let grad_samples = g.data().chunks_exact((o * p).max(1));
         let images = x[0].data().chunks_exact(win.image_len().max(1));
 
-        let algorithm = conv_plan(&win, o).backward;
+        let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).backward;
         if let ConvAlgorithm::Winograd(plan) = algorithm {
             // Both gradients in one pass: they share the output gradient's transform.
             let mut dx = needs
@@ -265,7 +286,7 @@ impl Conv2d {
         let kernel = (win.kernel_h, win.kernel_w);
         let weight = x[1].data();
         let dx = grad_if(needs, 0, || {
-            let mut prepared = Tensor::<T>::zeros(&[input_grad_weights_len(win, o)]);
+            let mut prepared = Tensor::<T>::zeros(&[input_grad_weights_len::<T>(win, o)]);
             prepare_input_grad_weights(win, weight, prepared.data_mut());
             let prepared = prepared.data();
             let mut dx = x[0].zeros_like();
@@ -274,7 +295,7 @@ impl Conv2d {
                 .par_chunks_mut(win.image_len().max(1))
                 .zip(g.data().par_chunks((o * p).max(1)))
                 .for_each_init(
-                    || Tensor::<T>::zeros(&[input_grad_scratch_len(win, o)]),
+                    || Tensor::<T>::zeros(&[input_grad_scratch_len::<T>(win, o)]),
                     |scratch, (dx_n, g_n)| {
                         conv_direct_input_grad(win, g_n, prepared, scratch.data_mut(), dx_n)
                     },

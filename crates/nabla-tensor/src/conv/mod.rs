@@ -16,10 +16,12 @@ mod direct;
 mod winograd;
 
 pub use direct::{
-    conv_direct, conv_direct_applies, conv_direct_input_grad, conv_direct_weight_grad,
-    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_input_grad_weights,
-    weight_grad_as_product, Padded, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS,
-    WEIGHT_GRAD_PRODUCT_MAX_POSITIONS, WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
+    channel_lanes_pays, channel_lanes_weights_len, conv_direct, conv_direct_applies,
+    conv_direct_channel_lanes, conv_direct_input_grad, conv_direct_weight_grad,
+    convolution_vectorised, input_grad_scratch_len, input_grad_weights_len, pad_into,
+    prepare_channel_lanes_weights, prepare_input_grad_weights, weight_grad_as_product, Padded,
+    CHANNEL_LANES_MAX_WIDTH, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
+    WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
 pub use winograd::{
     winograd_applies, Winograd, BLOCK_TILES, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_OUTPUTS,
@@ -32,6 +34,10 @@ pub enum ConvAlgorithm {
     Winograd(Winograd),
     /// The direct stride-1 kernels ([`conv_direct`] and its gradients).
     Direct,
+    /// The forward pass with the output channels in the vector lanes
+    /// ([`conv_direct_channel_lanes`]): [`conv_direct`]'s sums on small
+    /// planes, whose rows fill its vectors poorly.
+    ChannelLanes,
     /// [`im2col`] and the GEMM, image by image.
     Im2col,
 }
@@ -55,12 +61,17 @@ pub const WINOGRAD_BACKWARD_MIN_CHANNELS: usize = 32;
 pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 
 /// How a convolution over `win` with `outputs` output channels is
-/// computed, the one place the choice is made:
+/// computed, the one place the choice is made (`vectorised`: whether the
+/// convolution kernels run in vector registers, [`convolution_vectorised`]):
 ///
-/// - the forward pass by the direct kernels where [`conv_direct_applies`]
-///   (stride 1), else by im2col;
-/// - the backward pass likewise, except for 3×3 kernels with stride 1,
-///   at least [`WINOGRAD_BACKWARD_MIN_CHANNELS`] channels in and out and
+/// - the forward pass with the output channels in the lanes where
+///   [`channel_lanes_pays`] (stride 1, planes at most
+///   [`CHANNEL_LANES_MAX_WIDTH`] wide, whole blocks of channels) and the
+///   kernels are vectorised; else by the direct kernels where
+///   [`conv_direct_applies`] (stride 1); else by im2col;
+/// - the backward pass by the direct kernels or im2col likewise, except
+///   for 3×3 kernels with stride 1, at least
+///   [`WINOGRAD_BACKWARD_MIN_CHANNELS`] channels in and out and
 ///   [`WINOGRAD_BACKWARD_MIN_POSITIONS`] output positions: those run
 ///   Winograd's F(2×2, 3×3), 2.25 times fewer multiplies done by the GEMM.
 ///
@@ -68,11 +79,16 @@ pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 /// the multiplies save: measured per layer against the direct kernels in
 /// `docs/performance.md`. The two passes need not agree: each computes the
 /// convolution's exact sums, rounded differently.
-pub fn conv_plan(win: &Window, outputs: usize) -> ConvPlan {
-    let forward = if conv_direct_applies(win) {
+pub fn conv_plan(win: &Window, outputs: usize, vectorised: bool) -> ConvPlan {
+    let direct = if conv_direct_applies(win) {
         ConvAlgorithm::Direct
     } else {
         ConvAlgorithm::Im2col
+    };
+    let forward = if vectorised && channel_lanes_pays(win, outputs) {
+        ConvAlgorithm::ChannelLanes
+    } else {
+        direct
     };
     let backward = match Winograd::new(win, outputs) {
         Some(plan)
@@ -82,7 +98,7 @@ pub fn conv_plan(win: &Window, outputs: usize) -> ConvPlan {
         {
             ConvAlgorithm::Winograd(plan)
         }
-        _ => forward,
+        _ => direct,
     };
     ConvPlan { forward, backward }
 }

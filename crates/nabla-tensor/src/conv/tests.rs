@@ -160,12 +160,12 @@ fn pooling_takes_the_max_and_the_mean_of_each_window() {
 /// others as their forward passes.
 #[test]
 fn each_layer_has_one_plan() {
-    let plan = |c, side, k, s, p, o| conv_plan(&Window::square(c, side, side, k, s, p), o);
+    let plan = |c, side, k, s, p, o| conv_plan(&Window::square(c, side, side, k, s, p), o, true);
     let winograd_backward = |c, side, p, o| {
         let plan = plan(c, side, 3, 1, p, o);
-        assert_eq!(plan.forward, ConvAlgorithm::Direct);
         matches!(plan.backward, ConvAlgorithm::Winograd(_))
     };
+    let forward = |c, side, p, o| plan(c, side, 3, 1, p, o).forward;
     assert!(winograd_backward(32, 26, 0, 32), "best-cnn's second layer");
     assert!(winograd_backward(32, 12, 0, 64), "best-cnn's third layer");
     assert!(winograd_backward(64, 10, 0, 64), "best-cnn's fourth layer");
@@ -179,6 +179,28 @@ fn each_layer_has_one_plan() {
         "deep-cnn's last layer: 7×7 outputs"
     );
     assert!(!winograd_backward(32, 8, 0, 32), "6×6 outputs");
+    // The output channels in the lanes on planes narrower than two tiles.
+    use ConvAlgorithm::{ChannelLanes, Direct};
+    assert_eq!(forward(32, 26, 0, 32), Direct, "best-cnn's second layer");
+    assert_eq!(forward(32, 12, 0, 64), ChannelLanes, "best-cnn's third");
+    assert_eq!(forward(64, 10, 0, 64), ChannelLanes, "best-cnn's fourth");
+    assert_eq!(forward(16, 28, 1, 16), Direct, "deep-cnn's second");
+    assert_eq!(forward(16, 14, 1, 32), ChannelLanes, "deep-cnn's third");
+    assert_eq!(forward(64, 7, 1, 64), ChannelLanes, "deep-cnn's last");
+    assert_eq!(
+        forward(32, 7, 1, 48),
+        Direct,
+        "not whole blocks of channels"
+    );
+    assert_eq!(
+        forward(32, 18, 0, 64),
+        Direct,
+        "16×16 outputs: two whole tiles"
+    );
+    let unvectorised = conv_plan(&Window::square(64, 7, 7, 3, 1, 1), 64, false);
+    assert_eq!(unvectorised.forward, Direct, "plain arrays");
+    assert_eq!(unvectorised.backward, Direct, "and the backward pass");
+    assert_eq!(plan(64, 7, 3, 1, 1, 64).backward, Direct);
     let direct = ConvPlan {
         forward: ConvAlgorithm::Direct,
         backward: ConvAlgorithm::Direct,

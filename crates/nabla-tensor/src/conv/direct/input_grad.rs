@@ -1,9 +1,13 @@
 //! The input gradient: a flipped convolution, or a scatter by window
 //! column, whichever multiplies fewer zeros.
 
+use super::channel_lanes::{lanes_on_this_cpu, CHANNEL_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use super::compiled;
-use super::{conv_direct, conv_direct_applies, pad_into, Geometry, Padded, Window, B16, LANES};
+use super::{
+    conv_direct, conv_direct_applies, conv_direct_channel_lanes, pad_into, Geometry, Padded,
+    Window, B16, CHANNEL_LANES_MAX_WIDTH, LANES,
+};
 use crate::simd::Lanes;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
@@ -21,10 +25,11 @@ const ROW_PAD: usize = 2;
 
 /// Elements of the weights as [`conv_direct_input_grad`] reads them, for
 /// a convolution of `outputs` channels over `win` (stride 1).
-pub fn input_grad_weights_len(win: &Window, outputs: usize) -> usize {
+pub fn input_grad_weights_len<T: Float>(win: &Window, outputs: usize) -> usize {
     let (c, kh, kw) = (win.channels, win.kernel_h, win.kernel_w);
-    match InputGradPlan::of(win, outputs) {
+    match InputGradPlan::of::<T>(win, outputs) {
         InputGradPlan::Flipped(_) => outputs * c * kh * kw,
+        InputGradPlan::FlippedLanes(_) => outputs * kh * kw * c.next_multiple_of(CHANNEL_BLOCK),
         InputGradPlan::Scatter => kw * outputs * kh * c.next_multiple_of(CHANNEL_PAD),
     }
 }
@@ -46,11 +51,12 @@ pub fn prepare_input_grad_weights<T: Float>(win: &Window, weight: &[T], dst: &mu
     );
     assert_eq!(
         dst.len(),
-        input_grad_weights_len(win, o),
+        input_grad_weights_len::<T>(win, o),
         "prepare_input_grad_weights: destination length"
     );
-    let plan = InputGradPlan::of(win, o);
+    let plan = InputGradPlan::of::<T>(win, o);
     let c_pad = c.next_multiple_of(CHANNEL_PAD);
+    let c_wide = c.next_multiple_of(CHANNEL_BLOCK);
     dst.fill(T::ZERO);
     let taps = kh * kw;
     for (oi, filters) in weight.chunks_exact(c * taps.max(1)).enumerate() {
@@ -61,6 +67,11 @@ pub fn prepare_input_grad_weights<T: Float>(win: &Window, weight: &[T], dst: &mu
                     // [C, O, kh, kw], each window turned by 180°.
                     InputGradPlan::Flipped(_) => {
                         ((ci * o + oi) * kh + kh - 1 - i) * kw + kw - 1 - j
+                    }
+                    // The same, tap-major for the channels in the lanes:
+                    // [O, kh, kw, C wide].
+                    InputGradPlan::FlippedLanes(_) => {
+                        ((oi * kh + kh - 1 - i) * kw + kw - 1 - j) * c_wide + ci
                     }
                     // [kw, O, kh, C padded]: a block's channels side by side.
                     InputGradPlan::Scatter => ((j * o + oi) * kh + i) * c_pad + ci,
@@ -77,6 +88,14 @@ pub(super) enum InputGradPlan {
     /// (laid out as given), with the flipped weights: no scattered adds, but
     /// it also multiplies the padding's zeros.
     Flipped(Padded),
+    /// The flipped convolution with the input channels in the vector lanes
+    /// ([`conv_direct_channel_lanes`]): for `f32` on a CPU with AVX2,
+    /// images at most [`CHANNEL_LANES_MAX_WIDTH`] wide and whole blocks of
+    /// input channels, where a row of the image fills the flipped
+    /// convolution's tiles poorly. The choice depends on the type and the
+    /// CPU, not on `limit_simd_level`, so that weights prepared for it are
+    /// read the same way whatever the level when they are used.
+    FlippedLanes(Padded),
     /// For each window column `j`, a block of input channels × rows of
     /// the padded input gradient gathers its sum over the output channels
     /// and the window rows in registers, then is added in place, `j`
@@ -87,7 +106,7 @@ pub(super) enum InputGradPlan {
 }
 
 impl InputGradPlan {
-    pub(super) fn of(win: &Window, outputs: usize) -> Self {
+    pub(super) fn of<T: Float>(win: &Window, outputs: usize) -> Self {
         let (kh, kw, p) = (win.kernel_h, win.kernel_w, win.padding);
         let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
         if p >= kh || p >= kw {
@@ -96,7 +115,15 @@ impl InputGradPlan {
         let flipped_work = win.height * win.width.div_ceil(LANES);
         let scatter_work = oh * ow.div_ceil(LANES);
         if flipped_work <= 2 * scatter_work {
-            InputGradPlan::Flipped(Padded::of(outputs, oh, ow, kh - 1 - p, kw - 1 - p))
+            let padded = Padded::of(outputs, oh, ow, kh - 1 - p, kw - 1 - p);
+            if lanes_on_this_cpu::<T>()
+                && win.width <= CHANNEL_LANES_MAX_WIDTH
+                && win.channels.is_multiple_of(CHANNEL_BLOCK)
+            {
+                InputGradPlan::FlippedLanes(padded)
+            } else {
+                InputGradPlan::Flipped(padded)
+            }
         } else {
             InputGradPlan::Scatter
         }
@@ -105,9 +132,9 @@ impl InputGradPlan {
 
 /// Scratch elements [`conv_direct_input_grad`] needs for a convolution of
 /// `outputs` channels over `win` (stride 1).
-pub fn input_grad_scratch_len(win: &Window, outputs: usize) -> usize {
-    match InputGradPlan::of(win, outputs) {
-        InputGradPlan::Flipped(padded) => padded.len(),
+pub fn input_grad_scratch_len<T: Float>(win: &Window, outputs: usize) -> usize {
+    match InputGradPlan::of::<T>(win, outputs) {
+        InputGradPlan::Flipped(padded) | InputGradPlan::FlippedLanes(padded) => padded.len(),
         InputGradPlan::Scatter => {
             let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
             let padded = Padded::of_window(win);
@@ -155,25 +182,26 @@ pub fn conv_direct_input_grad<T: Float>(
     );
     assert_eq!(
         prepared.len(),
-        input_grad_weights_len(win, outputs),
+        input_grad_weights_len::<T>(win, outputs),
         "conv_direct_input_grad: prepared weights length"
     );
     assert_eq!(
         scratch.len(),
-        input_grad_scratch_len(win, outputs),
+        input_grad_scratch_len::<T>(win, outputs),
         "conv_direct_input_grad: scratch length"
     );
-    if let InputGradPlan::Flipped(grad_padded) = InputGradPlan::of(win, outputs) {
-        pad_into(grad, (oh, ow), grad_padded, scratch);
-        conv_direct(
-            scratch,
-            grad_padded,
-            (win.kernel_h, win.kernel_w),
-            prepared,
-            None,
-            dx,
-        );
-        return;
+    let kernel = (win.kernel_h, win.kernel_w);
+    match InputGradPlan::of::<T>(win, outputs) {
+        InputGradPlan::Flipped(grad_padded) => {
+            pad_into(grad, (oh, ow), grad_padded, scratch);
+            return conv_direct(scratch, grad_padded, kernel, prepared, None, dx);
+        }
+        InputGradPlan::FlippedLanes(grad_padded) => {
+            pad_into(grad, (oh, ow), grad_padded, scratch);
+            let weights = (prepared, win.channels);
+            return conv_direct_channel_lanes(scratch, grad_padded, kernel, weights, None, dx);
+        }
+        InputGradPlan::Scatter => {}
     }
     let padded = Padded::of_window(win);
     let g = Geometry::of(padded, win.kernel_h, win.kernel_w, outputs * win.col_rows());

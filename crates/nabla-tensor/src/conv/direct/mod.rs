@@ -35,10 +35,16 @@ use crate::Float;
 use smallvec::SmallVec;
 use BLOCKS_16 as B16;
 
+mod channel_lanes;
 mod input_grad;
 #[cfg(test)]
 mod tests;
 mod weight_grad;
+
+pub use channel_lanes::{
+    channel_lanes_pays, channel_lanes_weights_len, conv_direct_channel_lanes,
+    convolution_vectorised, prepare_channel_lanes_weights, CHANNEL_LANES_MAX_WIDTH,
+};
 
 pub use input_grad::{
     conv_direct_input_grad, input_grad_scratch_len, input_grad_weights_len,
@@ -392,6 +398,7 @@ impl TapCursor {
 /// larger blocks. Callers check [`level`] first.
 #[cfg(target_arch = "x86_64")]
 mod compiled {
+    use super::channel_lanes::{self, BLOCK_16 as C16, BLOCK_32 as C32};
     use super::input_grad::input_grad;
     use super::weight_grad::weight_grad;
     use super::{forward, Geometry, BLOCKS_16 as B16, BLOCKS_32 as B32};
@@ -418,6 +425,28 @@ mod compiled {
         out: &mut [f32],
     ) {
         forward::<f32, Avx, { B32[0].0 }, { B32[0].1 }>(g, image, weight, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn channel_lanes_avx2(
+        g: &Geometry,
+        image: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        channel_lanes::forward::<f32, Avx, { C16.0 }, { C16.1 }>(g, image, prepared, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) fn channel_lanes_avx512(
+        g: &Geometry,
+        image: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        channel_lanes::forward::<f32, Avx, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -122,9 +122,9 @@ fn the_input_gradient_is_the_adjoint_in_the_image() {
         let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
         let grad = values(o * oh * ow, 6);
         let win = Window::square(c, h, w, k, 1, p);
-        let mut prepared = vec![0.0; input_grad_weights_len(&win, o)];
+        let mut prepared = vec![0.0; input_grad_weights_len::<f64>(&win, o)];
         prepare_input_grad_weights(&win, &weight, &mut prepared);
-        let mut scratch = vec![f64::NAN; input_grad_scratch_len(&win, o)];
+        let mut scratch = vec![f64::NAN; input_grad_scratch_len::<f64>(&win, o)];
         let mut dx = vec![f64::NAN; c * h * w];
         conv_direct_input_grad(&win, &grad, &prepared, &mut scratch, &mut dx);
         // ⟨conv(x), G⟩ = ⟨x, dx⟩ for every unit image x.
@@ -174,16 +174,162 @@ fn the_plain_kernels_agree_with_the_dispatched_ones() {
         conv_direct_weight_grad(&buf, padded, (k, k), &plain, o / 2, high);
         assert_eq!(parts, dw_fast, "weight gradient by halves");
         let win = Window::square(c, h, w, k, 1, p);
-        if c * k * k < LANES || !matches!(InputGradPlan::of(&win, o), InputGradPlan::Scatter) {
+        let plan = InputGradPlan::of::<f32>(&win, o);
+        if c * k * k < LANES || !matches!(plan, InputGradPlan::Scatter) {
             continue; // no direct input gradient, or the forward kernel's
         }
         let mut rows = vec![0.0; o * g.scatter_plane()];
         g.scatter_rows(&plain, &mut rows);
-        let mut prepared = vec![0.0; input_grad_weights_len(&win, o)];
+        let mut prepared = vec![0.0; input_grad_weights_len::<f32>(&win, o)];
         prepare_input_grad_weights(&win, &weight, &mut prepared);
         let (mut dx_fast, mut dx_plain) = (vec![0.0; padded.len()], vec![0.0; padded.len()]);
         dispatch_input_grad(&g, &rows, &prepared, &mut dx_fast);
         input_grad::<f32, [f32; LANES], 4, 3>(&g, &rows, &prepared, &mut dx_plain);
         close(&dx_fast, &dx_plain, "input gradient");
+    }
+}
+
+/// The output channels in the lanes give `conv_direct`'s bits at each
+/// level this CPU has, in f32 and f64 (plain), for channel counts that do
+/// and do not fill a block, planes of one pixel to 15 wide, with and
+/// without bias.
+#[test]
+fn channel_lanes_give_the_direct_kernels_bits() {
+    use super::channel_lanes::{self, BLOCK_16};
+    const CASES: [(usize, usize, usize, usize, usize, usize); 6] = [
+        // (C, H, W, O, k, p)
+        (64, 7, 7, 64, 3, 1),
+        (3, 7, 9, 13, 3, 1),
+        (5, 1, 1, 40, 1, 0),
+        (2, 5, 15, 16, 3, 0),
+        (8, 12, 12, 24, 5, 0),
+        (4, 6, 5, 33, 2, 1),
+    ];
+    fn both<T: Float>(
+        (c, h, w, o, k, p): (usize, usize, usize, usize, usize, usize),
+        bias: bool,
+        to: impl Fn(f64) -> T,
+        run: impl Fn(&Geometry, &[T], &[T], &[T], Option<&[T]>) -> (Vec<T>, Vec<T>),
+    ) {
+        let cast = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(&to).collect() };
+        let (image, weight, b) = (
+            cast(values(c * h * w, 4)),
+            cast(values(o * c * k * k, 5)),
+            cast(values(o, 6)),
+        );
+        let padded = Padded::of(c, h, w, p, p);
+        let mut buf = vec![T::ZERO; padded.len()];
+        pad_into(&image, (h, w), padded, &mut buf);
+        let win = Window::square(c, h, w, k, 1, p);
+        let mut prepared = vec![T::ZERO; channel_lanes_weights_len(&win, o)];
+        prepare_channel_lanes_weights(&win, &weight, &mut prepared);
+        let g = Geometry::new(&buf, padded, k, k, weight.len());
+        let (direct, lanes) = run(&g, &buf, &weight, &prepared, bias.then_some(&b[..]));
+        let same = direct
+            .iter()
+            .zip(&lanes)
+            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits());
+        assert!(
+            same && direct.len() == lanes.len(),
+            "{c}x{h}x{w} → {o}, k {k} p {p}, bias {bias}"
+        );
+    }
+    for case in CASES {
+        for bias in [false, true] {
+            let n = |g: &Geometry| g.outputs * g.oh * g.ow;
+            both(
+                case,
+                bias,
+                |v| v,
+                |g, image, weight, prepared, bias| {
+                    let (mut a, mut b) = (vec![f64::NAN; n(g)], vec![f64::NAN; n(g)]);
+                    forward::<f64, [f64; LANES], 4, 3>(g, image, weight, bias, &mut a);
+                    channel_lanes::forward::<f64, [f64; LANES], { BLOCK_16.0 }, { BLOCK_16.1 }>(
+                        g, image, prepared, bias, &mut b,
+                    );
+                    (a, b)
+                },
+            );
+            both(
+                case,
+                bias,
+                |v| v as f32,
+                |g, image, weight, prepared, bias| {
+                    let (mut a, mut b) = (vec![f32::NAN; n(g)], vec![f32::NAN; n(g)]);
+                    forward::<f32, [f32; LANES], 4, 3>(g, image, weight, bias, &mut a);
+                    channel_lanes::forward::<f32, [f32; LANES], { BLOCK_16.0 }, { BLOCK_16.1 }>(
+                        g, image, prepared, bias, &mut b,
+                    );
+                    (a, b)
+                },
+            );
+            #[cfg(target_arch = "x86_64")]
+            for level in [crate::SimdLevel::Avx2, crate::SimdLevel::Avx512] {
+                if level > crate::detected_simd_level() {
+                    continue;
+                }
+                both(
+                    case,
+                    bias,
+                    |v| v as f32,
+                    |g, image, weight, prepared, bias| {
+                        let (mut a, mut b) = (vec![f32::NAN; n(g)], vec![f32::NAN; n(g)]);
+                        // SAFETY: the CPU has the level's features.
+                        unsafe {
+                            if level == crate::SimdLevel::Avx2 {
+                                compiled::forward_avx2(g, image, weight, bias, &mut a);
+                                compiled::channel_lanes_avx2(g, image, prepared, bias, &mut b);
+                            } else {
+                                compiled::forward_avx512(g, image, weight, bias, &mut a);
+                                compiled::channel_lanes_avx512(g, image, prepared, bias, &mut b);
+                            }
+                        }
+                        (a, b)
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Where the input gradient runs the flipped convolution with the input
+/// channels in the lanes (f32, narrow images, whole blocks of channels, on
+/// a CPU with AVX2), it gives the flipped convolution's bits.
+#[test]
+fn the_input_gradient_in_lanes_is_the_flipped_convolution() {
+    for (c, h, w, o, k, p) in [
+        (32, 7, 7, 8, 3, 1),
+        (64, 5, 6, 16, 3, 1),
+        (32, 9, 9, 4, 3, 2),
+    ] {
+        let f32s = |n, seed| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
+        let (weight, win) = (f32s(o * c * k * k, 9), Window::square(c, h, w, k, 1, p));
+        let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        let grad = f32s(o * oh * ow, 10);
+        let plan = InputGradPlan::of::<f32>(&win, o);
+        let Some(padded) = (match plan {
+            InputGradPlan::FlippedLanes(padded) => Some(padded),
+            _ => None,
+        }) else {
+            assert!(!super::channel_lanes::lanes_on_this_cpu::<f32>());
+            continue;
+        };
+        let mut prepared = vec![0.0; input_grad_weights_len::<f32>(&win, o)];
+        prepare_input_grad_weights(&win, &weight, &mut prepared);
+        let mut scratch = vec![f32::NAN; input_grad_scratch_len::<f32>(&win, o)];
+        let mut dx = vec![f32::NAN; c * h * w];
+        conv_direct_input_grad(&win, &grad, &prepared, &mut scratch, &mut dx);
+        // The flipped weights [C, O, kh, kw], and the padded gradient.
+        let mut flipped = vec![0.0; weight.len()];
+        for (i, &v) in weight.iter().enumerate() {
+            let (oi, ci, r) = (i / (c * k * k), i / (k * k) % c, i % (k * k));
+            flipped[((ci * o + oi) * k + k - 1 - r / k) * k + k - 1 - r % k] = v;
+        }
+        let mut buf = vec![0.0; padded.len()];
+        pad_into(&grad, (oh, ow), padded, &mut buf);
+        let mut want = vec![f32::NAN; c * h * w];
+        conv_direct(&buf, padded, (k, k), &flipped, None, &mut want);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&dx), bits(&want), "{c}x{h}x{w} → {o}, k {k} p {p}");
     }
 }
