@@ -6,6 +6,10 @@
 //! and out and 8×8 outputs runs [`Winograd`](nabla_tensor::conv::Winograd): each 2×2 block of outputs
 //! takes 16 multiplies instead of 36, those of a block of images done as 16
 //! matrix products (see `nabla_tensor::conv::winograd`).
+//! On planes narrower than 16 pixels with whole blocks of 32 output
+//! channels, the forward pass holds output channels in the vector lanes
+//! instead of pixels ([`nabla_tensor::conv::conv_direct_channel_lanes`]):
+//! the direct kernel's sums, to the bit, with every lane used.
 //! With stride 1 (and at least 8 taps `C·kh·kw`), the kernels of
 //! [`nabla_tensor::conv::conv_direct`] read each image, zero-padded once,
 //! in place of a column matrix: about twice as fast on LeNet-sized layers

@@ -10,7 +10,9 @@
 //!
 //! With stride 1 the column matrix need not be built at all: the kernels of
 //! [`conv_direct`] and its gradients read each zero-padded image in place
-//! (see the `direct` module). im2col remains for the other strides.
+//! (see the `direct` module); on small planes the forward pass puts output
+//! channels rather than pixels in the vector lanes
+//! ([`conv_direct_channel_lanes`]). im2col remains for the other strides.
 
 mod direct;
 mod winograd;

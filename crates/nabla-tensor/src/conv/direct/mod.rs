@@ -15,7 +15,11 @@
 //! - [`conv_direct_input_grad`] either runs the forward kernel on the padded
 //!   output gradient with flipped weights, or, for each window column, sums
 //!   a block of 4 input channels × 3 rows over the output channels and
-//!   window rows and adds it where col2im would have.
+//!   window rows and adds it where col2im would have;
+//! - on small planes, [`conv_direct_channel_lanes`] (its own file) computes
+//!   [`conv_direct`]'s sums with output channels in the lanes instead of
+//!   pixels, for the forward pass and the input gradient's flipped
+//!   convolution.
 //!
 //! Next to im2col and a library GEMM this saves the column matrix (`kh·kw`
 //! copies of the image written and read again) and the library's packing,
