@@ -361,9 +361,9 @@ fn the_gradients_are_the_same_on_any_thread_count() {
     }
 }
 
-/// The forward pass and the input gradient in f32 of layers whose plans
-/// put channels in the vector lanes (small planes, 32 or 64 channels; on a
-/// CPU with AVX2): the definition's values and the f64 gradients (checked
+/// The forward pass and both gradients in f32 of layers whose plans put
+/// channels in the vector lanes (small planes, 32 or 64 channels; on a CPU
+/// with AVX2): the definition's values and the f64 gradients (checked
 /// above) to f32 rounding, with the bias, and the same bits on one thread
 /// and two.
 #[test]
@@ -401,8 +401,9 @@ fn small_plane_passes_match_the_definition() {
                 let (xv, wv, bv) = (tape.var(f32s(&x)), tape.var(f32s(&w)), tape.var(f32s(&b)));
                 let y = xv.conv2d(wv, Some(bv), 1, p).unwrap();
                 let loss = y.mul(tape.var(f32s(&r))).unwrap().sum().unwrap();
-                let dx = tape.backward(loss).unwrap().get(xv).unwrap().clone();
-                (y.value().clone(), dx)
+                let grads = tape.backward(loss).unwrap();
+                let (dx, dw) = (grads.get(xv).unwrap(), grads.get(wv).unwrap());
+                (y.value().clone(), dx.clone(), dw.clone())
             })
         };
         let (one, two) = (run(1), run(2));

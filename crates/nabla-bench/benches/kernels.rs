@@ -9,9 +9,10 @@ use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
     channel_lanes_pays, channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
-    conv_direct_input_grad, conv_direct_weight_grad, im2col, im2col_strided,
-    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_channel_lanes_weights,
-    prepare_input_grad_weights, Padded, Winograd,
+    conv_direct_input_grad, conv_direct_weight_grad, conv_direct_weight_grad_lanes, im2col,
+    im2col_strided, input_grad_scratch_len, input_grad_weights_len, pad_into,
+    prepare_channel_lanes_weights, prepare_input_grad_weights, transpose_grads,
+    weight_grad_in_lanes, Padded, Winograd,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
 use std::hint::black_box;
@@ -309,6 +310,26 @@ fn conv(c: &mut Criterion) {
                 start.elapsed() / shard as u32
             })
         });
+        // The channels in the lanes, where the plan would choose it: the
+        // shard's output gradients transposed, then `dWᵀ` over all taps.
+        if weight_grad_in_lanes(&win, o) {
+            let mut transposed = vec![0.0f32; grads.len()];
+            let mut dwt = vec![0.0f32; dw.len()];
+            c.bench_function(&format!("{name} weight gradient, lanes"), |bench| {
+                bench.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for buf in bufs.chunks_exact_mut(padded.len()) {
+                            pad_into(black_box(image.data()), (side, side), padded, buf);
+                        }
+                        transpose_grads(&grads, (o, pos), &mut transposed);
+                        let g = (transposed.as_slice(), o);
+                        conv_direct_weight_grad_lanes(&bufs, padded, (k, k), g, 0..taps, &mut dwt);
+                    }
+                    start.elapsed() / shard as u32
+                })
+            });
+        }
         // The weight gradient of the whole shard as one product: the
         // shard's column matrices side by side (`[taps, 50·positions]`)
         // and its output gradients likewise (`[o, 50·positions]`), then
@@ -512,6 +533,29 @@ fn winograd(c: &mut Criterion) {
                 }
             })
         });
+        // Both gradients as the plan runs them where the channels go in
+        // the lanes: the weight gradient in lanes, the input gradient's
+        // flipped convolution (in lanes where its channels allow).
+        if weight_grad_in_lanes(&win, o) {
+            let mut transposed = vec![0.0f32; grad.len()];
+            let mut dwt = vec![0.0f32; dw.len()];
+            c.bench_function(&format!("{name} backward, lanes"), |bench| {
+                per_image(bench, &mut || {
+                    let images = images.data().chunks_exact(win.image_len());
+                    for (image, buf) in images.zip(bufs.chunks_exact_mut(padded.len())) {
+                        pad_into(black_box(image), (side, side), padded, buf);
+                    }
+                    transpose_grads(grad.data(), (o, pos), &mut transposed);
+                    let g = (transposed.as_slice(), o);
+                    conv_direct_weight_grad_lanes(&bufs, padded, (3, 3), g, 0..taps, &mut dwt);
+                    prepare_input_grad_weights(&win, weight.data(), &mut prepared);
+                    let grads = grad.data().chunks_exact(o * pos);
+                    for (g, dx) in grads.zip(dx.chunks_exact_mut(win.image_len())) {
+                        conv_direct_input_grad(&win, g, &prepared, &mut scratch, dx);
+                    }
+                })
+            });
+        }
         c.bench_function(&format!("{name} backward, winograd"), |bench| {
             per_image(bench, &mut || {
                 plan.backward(

@@ -29,10 +29,11 @@ use super::grad_if;
 use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
     channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
-    conv_direct_input_grad, conv_direct_weight_grad, conv_plan, convolution_vectorised, im2col,
-    im2col_strided, input_grad_scratch_len, input_grad_weights_len, pad_into,
-    prepare_channel_lanes_weights, prepare_input_grad_weights, weight_grad_as_product,
-    ConvAlgorithm, Padded, WEIGHT_GRAD_ROWS,
+    conv_direct_input_grad, conv_direct_weight_grad, conv_direct_weight_grad_lanes, conv_plan,
+    convolution_vectorised, im2col, im2col_strided, input_grad_scratch_len, input_grad_weights_len,
+    pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights, transpose_grads,
+    weight_grad_as_product, weight_grad_in_lanes, weight_grad_lanes_scratch_len, ConvAlgorithm,
+    Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -310,6 +311,9 @@ impl Conv2d {
         // channels, and each sum runs over the whole batch in batch order:
         // the same bits on any number of threads.
         let dw = grad_if(needs, 1, || {
+            if convolution_vectorised::<T>() && weight_grad_in_lanes(win, o) {
+                return Ok(weight_grad_lanes(x[0], x[1], g, win));
+            }
             if weight_grad_as_product(win, o, x[0].dims()[0]) {
                 return weight_grad_product(x[0], x[1], g, win);
             }
@@ -337,6 +341,57 @@ impl Conv2d {
         })?;
         with_bias_grad(x, g, needs, p, o, dx, dw)
     }
+}
+
+/// `dW` with the output channels in the vector lanes (small planes, see
+/// [`weight_grad_in_lanes`]): the output gradients transposed to `[N, P,
+/// O]`, then the threads share out the taps, each computing its rows of
+/// `dWᵀ`, which is turned into `dW` at the end. Every weight's sum is the
+/// same whichever thread computes it.
+fn weight_grad_lanes<T: Float>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    g: &Tensor<T>,
+    win: &Window,
+) -> Tensor<T> {
+    let (n, o, p, taps) = (
+        x.dims()[0],
+        weight.dims()[0],
+        win.positions(),
+        win.col_rows(),
+    );
+    let padded = Padded::of_window(win);
+    let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
+    images
+        .data_mut()
+        .par_chunks_mut(padded.len().max(1))
+        .zip(x.data().par_chunks(win.image_len().max(1)))
+        .for_each(|(dst, image)| pad_into(image, (win.height, win.width), padded, dst));
+    let mut grads = Tensor::<T>::zeros(&[weight_grad_lanes_scratch_len(win, o, n)]);
+    grads
+        .data_mut()
+        .par_chunks_mut((o * p).max(1))
+        .zip(g.data().par_chunks((o * p).max(1)))
+        .for_each(|(dst, src)| transpose_grads(src, (o, p), dst));
+    let share = taps.div_ceil(rayon::current_num_threads()).max(1);
+    let mut dwt = Tensor::<T>::zeros(&[taps, o]);
+    let kernel = (win.kernel_h, win.kernel_w);
+    dwt.data_mut()
+        .par_chunks_mut((share * o).max(1))
+        .enumerate()
+        .for_each(|(i, rows)| {
+            let range = i * share..i * share + rows.len() / o.max(1);
+            let grads = (grads.data(), o);
+            conv_direct_weight_grad_lanes(images.data(), padded, kernel, grads, range, rows);
+        });
+    let mut dw = weight.zeros_like();
+    let out = dw.data_mut();
+    for (t, row) in dwt.data().chunks_exact(o.max(1)).enumerate() {
+        for (oi, &v) in row.iter().enumerate() {
+            out[oi * taps + t] = v;
+        }
+    }
+    dw
 }
 
 /// `dW = dY · colᵀ` as one product over the batch (small planes, see

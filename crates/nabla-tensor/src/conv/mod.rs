@@ -20,9 +20,11 @@ mod winograd;
 pub use direct::{
     channel_lanes_pays, channel_lanes_weights_len, conv_direct, conv_direct_applies,
     conv_direct_channel_lanes, conv_direct_input_grad, conv_direct_weight_grad,
-    convolution_vectorised, input_grad_scratch_len, input_grad_weights_len, pad_into,
-    prepare_channel_lanes_weights, prepare_input_grad_weights, weight_grad_as_product, Padded,
-    CHANNEL_LANES_MAX_WIDTH, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
+    conv_direct_weight_grad_lanes, convolution_vectorised, input_grad_scratch_len,
+    input_grad_weights_len, pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights,
+    transpose_grads, weight_grad_as_product, weight_grad_in_lanes, weight_grad_lanes_scratch_len,
+    Padded, CHANNEL_LANES_MAX_WIDTH, IMAGES_PER_CHUNK, WEIGHT_GRAD_LANES_MAX_POSITIONS,
+    WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
     WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
 pub use winograd::{
@@ -75,7 +77,9 @@ pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 ///   for 3×3 kernels with stride 1, at least
 ///   [`WINOGRAD_BACKWARD_MIN_CHANNELS`] channels in and out and
 ///   [`WINOGRAD_BACKWARD_MIN_POSITIONS`] output positions: those run
-///   Winograd's F(2×2, 3×3), 2.25 times fewer multiplies done by the GEMM.
+///   Winograd's F(2×2, 3×3), 2.25 times fewer multiplies done by the GEMM,
+///   unless the channels go in the lanes ([`weight_grad_in_lanes`] too):
+///   with every lane used, the direct kernels are the faster there.
 ///
 /// On smaller layers, and in every forward pass, the transforms cost what
 /// the multiplies save: measured per layer against the direct kernels in
@@ -87,14 +91,16 @@ pub fn conv_plan(win: &Window, outputs: usize, vectorised: bool) -> ConvPlan {
     } else {
         ConvAlgorithm::Im2col
     };
-    let forward = if vectorised && channel_lanes_pays(win, outputs) {
+    let lanes = vectorised && channel_lanes_pays(win, outputs);
+    let forward = if lanes {
         ConvAlgorithm::ChannelLanes
     } else {
         direct
     };
     let backward = match Winograd::new(win, outputs) {
         Some(plan)
-            if win.channels >= WINOGRAD_BACKWARD_MIN_CHANNELS
+            if !(lanes && weight_grad_in_lanes(win, outputs))
+                && win.channels >= WINOGRAD_BACKWARD_MIN_CHANNELS
                 && outputs >= WINOGRAD_BACKWARD_MIN_CHANNELS
                 && win.positions() >= WINOGRAD_BACKWARD_MIN_POSITIONS =>
         {

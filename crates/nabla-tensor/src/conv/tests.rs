@@ -167,9 +167,17 @@ fn each_layer_has_one_plan() {
     };
     let forward = |c, side, p, o| plan(c, side, 3, 1, p, o).forward;
     assert!(winograd_backward(32, 26, 0, 32), "best-cnn's second layer");
-    assert!(winograd_backward(32, 12, 0, 64), "best-cnn's third layer");
-    assert!(winograd_backward(64, 10, 0, 64), "best-cnn's fourth layer");
-    assert!(winograd_backward(32, 14, 1, 32), "deep-cnn's fourth layer");
+    // Where the channels go in the lanes, their backward pass beats Winograd.
+    assert!(!winograd_backward(32, 12, 0, 64), "best-cnn's third layer");
+    assert!(!winograd_backward(64, 10, 0, 64), "best-cnn's fourth layer");
+    assert!(!winograd_backward(32, 14, 1, 32), "deep-cnn's fourth layer");
+    for (c, side, p, o) in [(32, 12, 0, 64), (64, 10, 0, 64), (32, 14, 1, 32)] {
+        let plain = conv_plan(&Window::square(c, side, side, 3, 1, p), o, false);
+        assert!(
+            matches!(plain.backward, ConvAlgorithm::Winograd(_)),
+            "{c}→{o} on plain arrays"
+        );
+    }
     assert!(
         !winograd_backward(16, 28, 1, 16),
         "deep-cnn's second layer: 16 channels"

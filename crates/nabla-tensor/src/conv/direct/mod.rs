@@ -44,6 +44,7 @@ mod input_grad;
 #[cfg(test)]
 mod tests;
 mod weight_grad;
+mod weight_grad_lanes;
 
 pub use channel_lanes::{
     channel_lanes_pays, channel_lanes_weights_len, conv_direct_channel_lanes,
@@ -55,6 +56,10 @@ pub use input_grad::{
     prepare_input_grad_weights,
 };
 pub use weight_grad::conv_direct_weight_grad;
+pub use weight_grad_lanes::{
+    conv_direct_weight_grad_lanes, transpose_grads, weight_grad_in_lanes,
+    weight_grad_lanes_scratch_len, IMAGES_PER_CHUNK, WEIGHT_GRAD_LANES_MAX_POSITIONS,
+};
 
 /// Block sizes of the three kernels, as `(rows, columns)` of registers:
 /// forward (output channels × tiles), weight gradient (output channels ×
@@ -405,6 +410,7 @@ mod compiled {
     use super::channel_lanes::{self, BLOCK_16 as C16, BLOCK_32 as C32};
     use super::input_grad::input_grad;
     use super::weight_grad::weight_grad;
+    use super::weight_grad_lanes::{self, BLOCK_16 as W16, BLOCK_32 as W32};
     use super::{forward, Geometry, BLOCKS_16 as B16, BLOCKS_32 as B32};
     use crate::simd::Avx;
     use std::ops::Range;
@@ -451,6 +457,32 @@ mod compiled {
         out: &mut [f32],
     ) {
         channel_lanes::forward::<f32, Avx, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn weight_grad_lanes_avx2(
+        g: &Geometry,
+        images: &[f32],
+        grads: &[f32],
+        taps: Range<usize>,
+        dwt: &mut [f32],
+    ) {
+        weight_grad_lanes::weight_grad::<f32, Avx, { W16.0 }, { W16.1 }>(
+            g, images, grads, taps, dwt,
+        );
+    }
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub(super) fn weight_grad_lanes_avx512(
+        g: &Geometry,
+        images: &[f32],
+        grads: &[f32],
+        taps: Range<usize>,
+        dwt: &mut [f32],
+    ) {
+        weight_grad_lanes::weight_grad::<f32, Avx, { W32.0 }, { W32.1 }>(
+            g, images, grads, taps, dwt,
+        );
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -333,3 +333,103 @@ fn the_input_gradient_in_lanes_is_the_flipped_convolution() {
         assert_eq!(bits(&dx), bits(&want), "{c}x{h}x{w} → {o}, k {k} p {p}");
     }
 }
+
+/// The weight gradient with channels in the lanes: the definition in f64
+/// (plain path), f32 within rounding of it at every level this CPU has,
+/// the same bits at AVX2 and AVX-512, and the same bits when the taps are
+/// shared out in pieces (as between threads), over batches that do and do
+/// not fill a chunk of images and taps that do and do not fill a block.
+#[test]
+fn the_weight_gradient_in_lanes_matches_the_definition() {
+    use super::weight_grad_lanes::{self, BLOCK_16};
+    for (n, c, h, w, o, k, p) in [
+        (5, 3, 7, 7, 32, 3, 1),
+        (1, 2, 10, 12, 64, 3, 0),
+        (9, 2, 4, 4, 32, 2, 0),
+    ] {
+        let win = Window::square(c, h, w, k, 1, p);
+        assert!(weight_grad_in_lanes(&win, o), "{win:?}");
+        let padded = Padded::of(c, h, w, p, p);
+        let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        let (taps, plane) = (c * k * k, oh * ow);
+        let image = values(n * c * h * w, 11);
+        let grad = values(n * o * plane, 12);
+        let mut images = vec![0.0; n * padded.len()];
+        for (src, dst) in image
+            .chunks_exact(c * h * w)
+            .zip(images.chunks_exact_mut(padded.len()))
+        {
+            pad_into(src, (h, w), padded, dst);
+        }
+        let mut want = vec![0.0; taps * o];
+        for b in 0..n {
+            for oi in 0..o {
+                for t in 0..taps {
+                    let (ci, i, j) = (t / (k * k), t / k % k, t % k);
+                    for q in 0..plane {
+                        let (y, x) = (q / ow + i, q % ow + j);
+                        let v =
+                            images[b * padded.len() + (ci * padded.height + y) * padded.width + x];
+                        want[t * o + oi] += grad[(b * o + oi) * plane + q] * v;
+                    }
+                }
+            }
+        }
+        let mut grads = vec![0.0; grad.len()];
+        transpose_grads(&grad, (o, plane), &mut grads);
+        let mut dwt = vec![f64::NAN; taps * o];
+        conv_direct_weight_grad_lanes(&images, padded, (k, k), (&grads, o), 0..taps, &mut dwt);
+        for (a, b) in dwt.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "f64: {a} vs {b}");
+        }
+        let f32s = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+        let (images32, grads32) = (f32s(&images), f32s(&grads));
+        let g = Geometry::of(padded, k, k, taps * o);
+        let close = |got: &[f32], what: &str| {
+            for (a, b) in got.iter().zip(&want) {
+                let tol = 1e-5 * (1.0 + b.abs()) * (n * plane) as f64;
+                assert!((*a as f64 - b).abs() <= tol, "{what}: {a} vs {b}");
+            }
+        };
+        let mut plain = vec![f32::NAN; taps * o];
+        weight_grad_lanes::weight_grad::<f32, [f32; LANES], { BLOCK_16.0 }, { BLOCK_16.1 }>(
+            &g,
+            &images32,
+            &grads32,
+            0..taps,
+            &mut plain,
+        );
+        close(&plain, "plain");
+        let mut dispatched = vec![f32::NAN; taps * o];
+        conv_direct_weight_grad_lanes(
+            &images32,
+            padded,
+            (k, k),
+            (&grads32, o),
+            0..taps,
+            &mut dispatched,
+        );
+        close(&dispatched, "dispatched");
+        let mut pieces = vec![f32::NAN; taps * o];
+        let cut = taps / 3 + 1;
+        let (low, high) = pieces.split_at_mut(cut * o);
+        conv_direct_weight_grad_lanes(&images32, padded, (k, k), (&grads32, o), 0..cut, low);
+        conv_direct_weight_grad_lanes(&images32, padded, (k, k), (&grads32, o), cut..taps, high);
+        assert_eq!(
+            pieces.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            dispatched.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "taps in pieces"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if crate::detected_simd_level() == crate::SimdLevel::Avx512 {
+            let (mut a, mut b) = (vec![f32::NAN; taps * o], vec![f32::NAN; taps * o]);
+            // SAFETY: the CPU has both levels' features.
+            unsafe {
+                compiled::weight_grad_lanes_avx2(&g, &images32, &grads32, 0..taps, &mut a);
+                compiled::weight_grad_lanes_avx512(&g, &images32, &grads32, 0..taps, &mut b);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "avx2 against avx512");
+        }
+    }
+}
