@@ -179,14 +179,17 @@ const DEEP_CNN_EPOCHS: usize = 12;
 /// The whole `best-cnn` recipe (`nabla train --preset best-cnn`: shifts of
 /// 2 px, turns of 10°, 24 epochs) takes about 15 minutes on 2 cores; CI runs
 /// its layers and augmentation for 4 epochs (a cosine over 4), which must
-/// reach 99.3% (`deep-cnn` reaches 99.4% in 12).
+/// reach 99.3% (`deep-cnn` reaches 99.4% in 12). Builds whose gradients
+/// round differently have ended these 4 epochs at 99.38–99.40%, so the
+/// floor leaves a tenth of a point for rounding; the whole recipe's
+/// figures are in `docs/convnets.md`.
 #[test]
 #[ignore = "needs the full MNIST files: set NABLA_MNIST_DIR and pass --ignored"]
 fn four_epochs_of_the_best_cnn_recipe_reach_99_3_percent() {
     let acc = train_preset("best-cnn", 4, Some(Augment::default()));
     let last = *acc.last().unwrap();
     assert!(
-        last >= 0.994,
-        "best-cnn, 4 epochs: test accuracy {last} is below 99.4%"
+        last >= 0.993,
+        "best-cnn, 4 epochs: test accuracy {last} is below 99.3%"
     );
 }
