@@ -13,7 +13,9 @@
 //!
 //! Every output is the same sum as in `conv_direct`: one multiply-add per
 //! tap in tap order, then the bias. So the two kernels give the same bits,
-//! on every level.
+//! on every level. The input gradient's flipped convolution
+//! ([`conv_direct_input_grad`](super::conv_direct_input_grad)) runs on this
+//! kernel too where its images are as narrow.
 
 #[cfg(target_arch = "x86_64")]
 use super::compiled;
