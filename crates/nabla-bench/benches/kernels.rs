@@ -66,6 +66,40 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
+/// A batch of digits through a 784 → 100 layer for inference, both ways:
+/// `x · Wᵀ` with the weights as stored for training (dot products that skip
+/// the vectors of zeros) and `x · W` with them stored `[in, out]` (each lit
+/// pixel adds its row of weights; in tiles of the depth past a few rows).
+/// On the pool's threads, as `Linear::predict` runs it.
+fn inference_product(c: &mut Criterion) {
+    let mut rng = Rng::seed(0);
+    let (k, n) = (784, 100);
+    let w: Tensor<f32> = rng.normal(&[n, k], 0.0, 0.05);
+    let w_in_out = w.transpose().unwrap();
+    for m in [4, 16, 32, 64, 128, 1000] {
+        let x = digits(m);
+        let mut out = Tensor::zeros(&[m, n]);
+        for (what, b, tb) in [
+            ("x · Wᵀ", &w, Transpose::Yes),
+            ("x · W", &w_in_out, Transpose::No),
+        ] {
+            c.bench_function(&format!("inference product {m} digits, {what}"), |bench| {
+                bench.iter(|| {
+                    gemm_into(
+                        &mut out,
+                        black_box(&x),
+                        Transpose::No,
+                        black_box(b),
+                        tb,
+                        false,
+                    )
+                    .unwrap()
+                })
+            });
+        }
+    }
+}
+
 /// The weight gradient of a dense layer on a shard, `dZᵀ · X`: `k` rows of
 /// output gradients (`k × m`) against the same rows of inputs (`k × n`).
 fn weight_gradient(c: &mut Criterion) {
@@ -573,6 +607,7 @@ fn winograd(c: &mut Criterion) {
 criterion_group!(
     benches,
     gemm,
+    inference_product,
     weight_gradient,
     input_gradient,
     layer_step,

@@ -162,12 +162,14 @@ impl<T: Float> Linear<T> {
         }
     }
 
-    /// `x · Wᵀ + b` on tensors. For a few images (rows of mostly zeros,
-    /// [`input_major_pays`]) the product runs against a copy of the weights
-    /// stored `[in, out]`, made on first use and remade after the weights
-    /// change (kept with their [`Param::version`]): it reads only the weight
-    /// rows of the nonzero pixels, half the time of `x · Wᵀ` for a digit.
-    /// The copy costs as much memory as the weights.
+    /// `x · Wᵀ + b` on tensors. For a few images, or a batch of 64 or more
+    /// (rows of mostly zeros, [`input_major_pays`]), the product runs
+    /// against a copy of the weights stored `[in, out]`, made on first use
+    /// and remade after the weights change (kept with their
+    /// [`Param::version`]): it reads only the weight rows of the nonzero
+    /// pixels, half the time of `x · Wᵀ` for a digit or a batch of them. An
+    /// image gets the same bits alone and in such a batch. The copy costs
+    /// as much memory as the weights.
     pub fn predict(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let rows = self.rows(x.shape())?;
         let x = if x.dims() == rows {

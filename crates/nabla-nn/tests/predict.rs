@@ -49,9 +49,14 @@ fn assert_close(got: &Tensor<f32>, want: &Tensor<f32>, what: &str) {
 fn predict_gives_the_values_of_forward_on_images_and_dense_rows() {
     for activation in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
         let net = mlp::<f32>(activation, 3);
-        for rows in [1, 3, 4, 5, 100] {
+        for rows in [1, 3, 4, 5, 63, 64, 100] {
             let x = images(rows);
-            assert_eq!(input_major_pays(&x), rows <= 4, "{rows} images");
+            // A few images, or a batch of 64 or more, through the copy.
+            assert_eq!(
+                input_major_pays(&x),
+                rows <= 4 || rows >= 64,
+                "{rows} images"
+            );
             let what = format!("{activation} on {rows} images");
             assert_close(&net.predict(&x).unwrap(), &forward(&net, &x), &what);
         }
@@ -61,6 +66,25 @@ fn predict_gives_the_values_of_forward_on_images_and_dense_rows() {
             &net.predict(&dense).unwrap(),
             &forward(&net, &dense),
             "dense",
+        );
+    }
+}
+
+/// A layer gives each image of a batch the bits it gives that image alone:
+/// the batch goes through the tiled kernel, one image through the
+/// row-by-row one, and both add the same products in the same order.
+#[test]
+fn a_layer_gives_an_image_in_a_batch_its_bits_alone() {
+    let layer = Linear::<f32>::new(784, 100, Init::Xavier, &mut Rng::seed(9));
+    let batch = images(300);
+    assert!(input_major_pays(&batch));
+    let all = layer.predict(&batch).unwrap();
+    for i in [0, 1, 150, 299] {
+        let image = Tensor::from_vec(batch.data()[i * 784..][..784].to_vec(), &[1, 784]).unwrap();
+        assert_eq!(
+            layer.predict(&image).unwrap().data(),
+            &all.data()[i * 100..][..100],
+            "image {i}"
         );
     }
 }

@@ -120,21 +120,18 @@ unsafe fn rows_with<T: Float, V: Lanes<T>, const B: usize>(
     for i in 0..m {
         let row = &a[i * k..][..k];
         let mut len = 0;
-        let mut push = |p: usize| {
-            index[len].write(p as u32);
-            len += 1;
-        };
         for p in (0..full).step_by(LANES) {
-            // SAFETY: `p + LANES <= k`, inside the row.
-            let mut lanes = unsafe { V::load(row.as_ptr().add(p)) }.nonzero_lanes();
-            while lanes != 0 {
-                push(p + lanes.trailing_zeros() as usize);
-                lanes &= lanes - 1;
-            }
+            // SAFETY: `p + LANES <= k`, inside the row, and `len + LANES
+            // <= p + LANES <= AXPY_MAX_DEPTH`, inside `index`.
+            len += unsafe {
+                V::load(row.as_ptr().add(p))
+                    .list_nonzero(p as u32, index.as_mut_ptr().add(len).cast())
+            };
         }
         for (p, &v) in row.iter().enumerate().skip(full) {
             if v != T::ZERO {
-                push(p);
+                index[len].write(p as u32);
+                len += 1;
             }
         }
         // SAFETY: the first `len` entries were written above.

@@ -10,6 +10,8 @@
 //! - `outer`: the outer product, the weight gradient at batch 1;
 //! - `axpy`: a few mostly-zero rows times weights stored `[in, out]` (an
 //!   image through a layer prepared for inference);
+//! - `axpy_tiled`: the same for many rows (a batch of images), with the
+//!   weights read in tiles that stay in the first-level cache;
 //! - `transposed`: `dZᵀ · X` over a shard's rows where `X` is mostly zeros
 //!   (the weight gradient of a layer that sees images);
 //! - `zeros`: the count of zero strips that sends a product to the kernels
@@ -20,6 +22,7 @@
 //! definition, and every product is the same bits on any number of threads.
 
 mod axpy;
+mod axpy_tiled;
 mod dot;
 mod library;
 mod outer;
@@ -226,6 +229,30 @@ unsafe fn gemm_unchecked<T: Float>(
         Plan::SparseRowsAxpy => unsafe {
             axpy::sparse_rows_times(&a.data[..m * k], &b.data[..k * n], dst, shape, accumulate)
         },
+        Plan::SparseRowsTiled { parallel } => {
+            // Each element's sum is the same whichever chunk holds its row.
+            let dst = SendPtr(dst);
+            let run = |c: usize| {
+                let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
+                // SAFETY: as above; rows r0..r1 of `dst` only this chunk writes.
+                unsafe {
+                    axpy_tiled::sparse_rows_tiled(
+                        &a.data[r0 * k..r1 * k],
+                        &b.data[..k * n],
+                        dst.at(r0 * n),
+                        (r1 - r0, k, n),
+                        accumulate,
+                    )
+                };
+            };
+            let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
+            if parallel {
+                use rayon::prelude::*;
+                (0..chunks).into_par_iter().for_each(run);
+            } else {
+                (0..chunks).for_each(run);
+            }
+        }
         Plan::SparseDotChunks { parallel } => {
             // Each element's sum is the same whichever chunk holds its row.
             let dst = SendPtr(dst);
@@ -268,15 +295,18 @@ unsafe fn gemm_unchecked<T: Float>(
 /// Whether `x · w` with a layer's weights stored `[in, out]` is the faster
 /// product for the input `x` (`[rows, in]`) than `x · wᵀ` with them stored
 /// `[out, in]`: for a few rows of mostly zeros, such as an image to
-/// classify. Each nonzero input then adds one contiguous row of weights, and
-/// the product reads only the rows of the nonzero inputs (the dot products
+/// classify, or a batch of many (`plan::TILED_MIN_ROWS`, 64, or more).
+/// Each nonzero input then adds one contiguous row of weights, and the
+/// product reads only the rows of the nonzero inputs (the dot products
 /// skip only eight zeros at a time). A layer keeps its weights `[out, in]`
 /// for training and may keep a transposed copy for such inputs
 /// (`nabla_nn::Linear::predict`).
 pub fn input_major_pays<T: Float>(x: &Tensor<T>) -> bool {
     match *x.dims() {
         [m, k] => plan::sparse_rows_pay(m, k, dot::dot_is_vectorised::<T>(), || {
-            zeros::mostly_sparse(x.data(), (m, k))
+            // The first rows stand for the rest, as in the plan.
+            let rows = m.min(plan::DOT_MAX_ROWS);
+            zeros::mostly_sparse(&x.data()[..rows * k], (rows, k))
         }),
         _ => false,
     }

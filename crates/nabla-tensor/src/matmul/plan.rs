@@ -32,9 +32,15 @@ pub(crate) const DOT_MIN_DEPTH: usize = 16;
 /// weights more times over.
 pub(crate) const AXPY_MAX_ROWS: usize = 4;
 
-/// Rows per task when many rows of mostly zeros go to the dot products
-/// (inference on a large batch of images): small enough to share 1000 rows
-/// evenly between a few threads.
+/// Rows of mostly zeros from which `a · b` (both as stored) runs in tiles
+/// of `b` ([`Plan::SparseRowsTiled`]): a batch of images through a layer
+/// prepared for inference. Between [`AXPY_MAX_ROWS`] and this the dot
+/// products of `x · Wᵀ` are faster.
+pub(crate) const TILED_MIN_ROWS: usize = 64;
+
+/// Rows per task when many rows of mostly zeros go to the dot products or
+/// the tiles (inference on a large batch of images): small enough to share
+/// 1000 rows evenly between a few threads.
 pub(crate) const SPARSE_CHUNK_ROWS: usize = 64;
 
 /// A product `op(a) · op(b)`, `m × k` times `k × n`, as the plan sees it.
@@ -78,6 +84,11 @@ pub(crate) enum Plan {
     /// A few rows of mostly zeros times a matrix stored `[in, out]`: one row
     /// of `b` added per nonzero entry (`super::axpy`).
     SparseRowsAxpy,
+    /// Many rows of mostly zeros times a matrix stored `[in, out]`: a chunk
+    /// of rows at a time sweeps tiles of `b` small enough for the
+    /// first-level cache (`super::axpy_tiled`), the chunks shared between
+    /// the threads when `parallel`.
+    SparseRowsTiled { parallel: bool },
     /// Many rows of mostly zeros times `Wᵀ`: the dot products that skip the
     /// zeros, in chunks of [`SPARSE_CHUNK_ROWS`] rows, shared between the
     /// threads when `parallel`.
@@ -112,9 +123,14 @@ pub(crate) fn plan(p: &Problem, zeros: &impl Zeros) -> Plan {
     }
     if p.ta == No
         && p.tb == No
-        && sparse_rows_pay(m, k, p.vectorised, || zeros.a_rows_mostly_zero(m))
+        && sparse_rows_pay(m, k, p.vectorised, || {
+            zeros.a_rows_mostly_zero(m.min(DOT_MAX_ROWS))
+        })
     {
-        return Plan::SparseRowsAxpy;
+        return match m <= AXPY_MAX_ROWS {
+            true => Plan::SparseRowsAxpy,
+            false => Plan::SparseRowsTiled { parallel },
+        };
     }
     // The first rows stand for the rest in the count of zeros.
     if p.ta == No
@@ -137,16 +153,16 @@ pub(crate) fn plan(p: &Problem, zeros: &impl Zeros) -> Plan {
     Plan::Library { parallel }
 }
 
-/// Whether `m` rows of `k` times a matrix stored `[k, n]` go to axpy: few
-/// rows, of a length the kernel takes, on the vector path, and mostly zeros
-/// (asked last, as it reads the rows).
+/// Whether `m` rows of `k` times a matrix stored `[k, n]` go to axpy, row by
+/// row or in tiles: few rows or many, of a length the kernels take, on the
+/// vector path, and mostly zeros (asked last, as it reads the rows).
 pub(crate) fn sparse_rows_pay(
     m: usize,
     k: usize,
     vectorised: bool,
     mostly_zero: impl FnOnce() -> bool,
 ) -> bool {
-    m <= AXPY_MAX_ROWS
+    (m <= AXPY_MAX_ROWS || m >= TILED_MIN_ROWS)
         && (DOT_MIN_DEPTH..=super::axpy::AXPY_MAX_DEPTH).contains(&k)
         && vectorised
         && mostly_zero()
@@ -242,6 +258,28 @@ mod tests {
                 &images,
                 Plan::Library { parallel: false },
             ),
+            // A batch of images through weights stored `[in, out]`: tiles,
+            // on both threads once the product is large.
+            (
+                problem((TILED_MIN_ROWS, 784, 100), No, No),
+                &images,
+                Plan::SparseRowsTiled { parallel: false },
+            ),
+            (
+                problem((TILED_MIN_ROWS - 1, 784, 100), No, No),
+                &images,
+                Plan::Library { parallel: false },
+            ),
+            (
+                problem((1000, 784, 100), No, No),
+                &images,
+                Plan::SparseRowsTiled { parallel: true },
+            ),
+            (
+                problem((1000, 784, 100), No, No),
+                &dense,
+                Plan::Library { parallel: true },
+            ),
             (
                 problem((1, 784, 100), No, No),
                 &dense,
@@ -321,6 +359,14 @@ mod tests {
         let mut axpy = problem((1, 784, 100), No, No);
         axpy.vectorised = false;
         assert_eq!(plan(&axpy, &images), Plan::Library { parallel: false });
+        let mut tiled = problem((1000, 784, 100), No, No);
+        tiled.threads = 1;
+        assert_eq!(
+            plan(&tiled, &images),
+            Plan::SparseRowsTiled { parallel: false }
+        );
+        tiled.vectorised = false;
+        assert_eq!(plan(&tiled, &images), Plan::Library { parallel: false });
     }
 
     /// The zeros are counted only where the count decides: never for the
@@ -339,5 +385,9 @@ mod tests {
         assert_eq!(count(problem((1000, 784, 100), No, Yes)), 1);
         // A few rows times `b` as stored: axpy asks about `a`, once.
         assert_eq!(count(problem((2, 784, 100), No, No)), 1);
+        // Many rows: asked about the first ones, once; a shard's input
+        // gradient (fewer rows) is never asked.
+        assert_eq!(count(problem((1000, 784, 100), No, No)), 1);
+        assert_eq!(count(problem((50, 100, 784), No, No)), 0);
     }
 }

@@ -187,6 +187,45 @@ fn large_mostly_zero_products_are_identical_on_any_thread_count() {
     }
 }
 
+/// Many rows of mostly zeros times weights stored `[in, out]` (a batch of
+/// images through a layer prepared for inference) go to the tiled kernel:
+/// the f64 definition, accumulating too, the same bits on one thread and
+/// two, and each row the bits it gets alone (the row-by-row kernel).
+#[test]
+fn many_mostly_zero_rows_times_input_major_weights_are_tiled() {
+    let mut rng = Rng::seed(13);
+    // One thread's share and more than 2^24 multiply-adds; a partial chunk.
+    for &(m, k, n) in &[(64, 300, 100), (1000, 784, 30), (130, 200, 700)] {
+        let x = strips_zeroed(rng.normal(&[m, k], 0.0, 1.0), |r, s| (s + r) % 3 == 0);
+        let (x32, w) = (x.cast::<f32>(), rng.normal(&[k, n], 0.0, 1.0));
+        let w32 = w.cast::<f32>();
+        assert!(input_major_pays(&x32), "{m}×{k}×{n}");
+        let want = naive(&x, &w);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| x32.matmul(&w32).unwrap())
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.cast::<f64>().allclose(&want, 1e-4, 1e-4), "{m}×{k}×{n}");
+        assert_eq!(one, two, "1 and 2 threads must agree bit for bit");
+        for i in [0, m / 2, m - 1] {
+            let row = Tensor::from_vec(x32.data()[i * k..][..k].to_vec(), &[1, k]).unwrap();
+            let alone = row.matmul(&w32).unwrap();
+            assert_eq!(alone.data(), &one.data()[i * n..][..n], "row {i}");
+        }
+        let mut acc = one.clone();
+        gemm_into(&mut acc, &x32, Transpose::No, &w32, Transpose::No, true).unwrap();
+        let twice = want.mul_scalar(2.0);
+        assert!(
+            acc.cast::<f64>().allclose(&twice, 1e-4, 1e-4),
+            "{m}×{k}×{n} +="
+        );
+    }
+}
+
 #[test]
 fn f32_matches_f64() {
     let mut rng = Rng::seed(1);

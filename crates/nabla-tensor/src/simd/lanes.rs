@@ -45,6 +45,24 @@ pub(crate) trait Lanes<T: Float>: Copy {
         self.nonzero_lanes() != 0
     }
 
+    /// Writes `base + l` for each lane `l` that is not zero, in increasing
+    /// order, to `dst`, and returns how many: a row's nonzero entries listed
+    /// without a branch per lane. All `LANES` slots may be written.
+    ///
+    /// # Safety
+    /// `dst .. dst + LANES` must be writable.
+    #[inline(always)]
+    unsafe fn list_nonzero(self, base: u32, dst: *mut u32) -> usize {
+        let lanes = self.nonzero_lanes();
+        let mut len = 0;
+        for l in 0..LANES {
+            // SAFETY: len <= l < LANES, inside `dst` (the caller's promise).
+            unsafe { dst.add(len).write(base + l as u32) };
+            len += ((lanes >> l) & 1) as usize;
+        }
+        len
+    }
+
     /// The values of `src` (at most `LANES`), zeros in the lanes after.
     #[inline(always)]
     fn load_partial(src: &[T]) -> Self {
@@ -193,6 +211,28 @@ impl Lanes<f32> for Avx {
         }
     }
 
+    /// The positions of the set bits of the lanes' mask, looked up as eight
+    /// bytes, widened to eight `u32` and stored at once.
+    #[inline(always)]
+    unsafe fn list_nonzero(self, base: u32, dst: *mut u32) -> usize {
+        use std::arch::x86_64::{
+            __m256i, _mm256_add_epi32, _mm256_cvtepu8_epi32, _mm256_set1_epi32,
+            _mm256_storeu_si256, _mm_cvtsi64_si128,
+        };
+        let lanes = self.nonzero_lanes();
+        // SAFETY: `lanes` < 256 indexes the table; `dst` holds LANES u32 (the
+        // caller's promise), written unaligned.
+        unsafe {
+            let offsets = _mm_cvtsi64_si128(SET_BIT_POSITIONS[lanes as usize] as i64);
+            let positions = _mm256_add_epi32(
+                _mm256_cvtepu8_epi32(offsets),
+                _mm256_set1_epi32(base as i32),
+            );
+            _mm256_storeu_si256(dst.cast::<__m256i>(), positions);
+        }
+        lanes.count_ones() as usize
+    }
+
     /// Horizontal adds: pairs, then quadruples, then the two halves.
     #[inline(always)]
     fn sums(v: [Self; LANES]) -> [f32; LANES] {
@@ -208,3 +248,24 @@ impl Lanes<f32> for Avx {
         }
     }
 }
+
+/// For each eight-bit mask, the positions of its set bits in increasing
+/// order, one per byte from the lowest (the bytes after them are 0).
+#[cfg(target_arch = "x86_64")]
+static SET_BIT_POSITIONS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut bit, mut len, mut packed) = (0, 0, 0u64);
+        while bit < 8 {
+            if mask & (1 << bit) != 0 {
+                packed |= (bit as u64) << (8 * len);
+                len += 1;
+            }
+            bit += 1;
+        }
+        table[mask] = packed;
+        mask += 1;
+    }
+    table
+};
