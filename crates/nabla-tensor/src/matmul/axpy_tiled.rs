@@ -154,6 +154,15 @@ unsafe fn tiled_with<T: Float, V: Lanes<T>, const B: usize>(
                     v if v >= B => {
                         block::<T, V, B>(a, b, (i0, rows), (k, n, padded), j, &mut chunk)
                     }
+                    // Only with the wide blocks: a 100-wide layer in one sweep.
+                    BLOCK_VECTORS.. => block::<T, V, BLOCK_VECTORS>(
+                        a,
+                        b,
+                        (i0, rows),
+                        (k, n, padded),
+                        j,
+                        &mut chunk,
+                    ),
                     8.. => block::<T, V, 8>(a, b, (i0, rows), (k, n, padded), j, &mut chunk),
                     4..8 => block::<T, V, 4>(a, b, (i0, rows), (k, n, padded), j, &mut chunk),
                     2 | 3 => block::<T, V, 2>(a, b, (i0, rows), (k, n, padded), j, &mut chunk),
@@ -292,7 +301,9 @@ mod tests {
         out
     }
 
-    const SHAPES: [(usize, usize, usize); 7] = [
+    /// Blocks of every width at both levels, partial vectors, several
+    /// chunks and tiles.
+    const SHAPES: [(usize, usize, usize); 8] = [
         (70, 784, 100),
         (33, 40, 7),
         (5, 33, 96),
@@ -300,6 +311,7 @@ mod tests {
         (3, 100, 8),
         (2, 9, 1),
         (65, 1000, 130),
+        (8, 50, 260),
     ];
 
     #[test]
