@@ -116,24 +116,10 @@ unsafe fn rows_with<T: Float, V: Lanes<T>, const B: usize>(
 ) {
     // Uninitialised: zeroing 16 KB would cost a fifth of the product.
     let mut index = [const { MaybeUninit::<u32>::uninit() }; AXPY_MAX_DEPTH];
-    let full = k / LANES * LANES;
     for i in 0..m {
         let row = &a[i * k..][..k];
-        let mut len = 0;
-        for p in (0..full).step_by(LANES) {
-            // SAFETY: `p + LANES <= k`, inside the row, and `len + LANES
-            // <= p + LANES <= AXPY_MAX_DEPTH`, inside `index`.
-            len += unsafe {
-                V::load(row.as_ptr().add(p))
-                    .list_nonzero(p as u32, index.as_mut_ptr().add(len).cast())
-            };
-        }
-        for (p, &v) in row.iter().enumerate().skip(full) {
-            if v != T::ZERO {
-                index[len].write(p as u32);
-                len += 1;
-            }
-        }
+        // SAFETY: `index` holds AXPY_MAX_DEPTH >= k slots (asserted above).
+        let len = unsafe { list_row_nonzeros::<T, V>(row, index.as_mut_ptr().cast()) };
         // SAFETY: the first `len` entries were written above.
         let nonzero = (
             unsafe { &*(std::ptr::from_ref(&index[..len]) as *const [u32]) },
@@ -169,6 +155,31 @@ unsafe fn rows_with<T: Float, V: Lanes<T>, const B: usize>(
             };
         }
     }
+}
+
+/// Writes the positions of the nonzero entries of `row`, in increasing
+/// order, to `dst` and returns how many: eight at a time, without a branch
+/// per lane ([`Lanes::list_nonzero`]). A NaN counts as not zero.
+///
+/// # Safety
+/// `dst` must be writable for `row.len()` `u32`s: each vector of eight may
+/// write all eight slots from the current count, which stays at most its
+/// own position in the row.
+#[inline(always)]
+pub(super) unsafe fn list_row_nonzeros<T: Float, V: Lanes<T>>(row: &[T], dst: *mut u32) -> usize {
+    let full = row.len() / LANES * LANES;
+    let mut len = 0;
+    for p in (0..full).step_by(LANES) {
+        // SAFETY: `p + LANES <= row.len()`, inside the row; `len <= p`, so
+        // `len + LANES <= row.len()`, inside `dst` (the caller's promise).
+        len += unsafe { V::load(row.as_ptr().add(p)).list_nonzero(p as u32, dst.add(len)) };
+    }
+    for (p, &v) in row.iter().enumerate().skip(full) {
+        // SAFETY: len <= p < row.len(), inside `dst`.
+        unsafe { dst.add(len).write(p as u32) };
+        len += usize::from(v != T::ZERO);
+    }
+    len
 }
 
 /// Columns `j .. j + C·LANES` of one output row, and with `PARTIAL` the
@@ -245,19 +256,7 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize, const PARTIAL: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matmul::test_values::{sparse, to_f32, values};
-
-    fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
-        let mut out = vec![0.0; m * n];
-        for i in 0..m {
-            for p in 0..k {
-                for j in 0..n {
-                    out[i * n + j] += a[i * k + p] * b[p * n + j];
-                }
-            }
-        }
-        out
-    }
+    use crate::matmul::test_values::{naive_input_major, sparse, to_f32, values};
 
     #[test]
     fn sparse_rows_times_match_the_definition_and_accumulate() {
@@ -271,7 +270,7 @@ mod tests {
         ] {
             let a = sparse(m * k, m + k);
             let b = values(k * n, n);
-            let want = naive(&a, &b, (m, k, n));
+            let want = naive_input_major(&a, &b, (m, k, n));
             let mut got = vec![0.0f64; m * n];
             // SAFETY: `got` holds m·n elements.
             unsafe { sparse_rows_times(&a, &b, got.as_mut_ptr(), (m, k, n), false) };
@@ -319,7 +318,7 @@ mod tests {
                         })
                         .collect();
                     let b = values(k * n, n + k);
-                    let want = naive(&a, &b, (m, k, n));
+                    let want = naive_input_major(&a, &b, (m, k, n));
                     let (a32, b32) = (to_f32(&a), to_f32(&b));
                     let mut got = vec![0.0f32; m * n];
                     // SAFETY: `got` holds m·n elements.

@@ -19,6 +19,7 @@
 //! alone from [`super::axpy::sparse_rows_times`] (tested), whatever the
 //! chunk, tile or thread.
 
+use super::axpy::list_row_nonzeros;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
 use crate::simd::{Lanes, LANES};
@@ -135,7 +136,7 @@ unsafe fn tiled_with<T: Float, V: Lanes<T>, const B: usize>(
     let padded = n.div_ceil(LANES) * LANES;
     let rows = m.min(CHUNK_ROWS);
     let mut chunk = Chunk {
-        index: Vec::with_capacity(rows * k + LANES),
+        index: Vec::with_capacity(rows * k),
         starts: Vec::with_capacity(rows + 1),
         cursor: vec![0; rows],
         scratch: vec![T::ZERO; rows * padded],
@@ -186,31 +187,19 @@ unsafe fn tiled_with<T: Float, V: Lanes<T>, const B: usize>(
 }
 
 /// Lists the positions of the nonzero entries of each row of `a` (rows of
-/// `k`), eight at a time and without a branch per lane
-/// ([`Lanes::list_nonzero`]).
+/// `k`), one row after another ([`list_row_nonzeros`]).
 #[inline(always)]
 fn list_nonzeros<T: Float, V: Lanes<T>>(a: &[T], k: usize, chunk: &mut Chunk<T>) {
-    let full = k / LANES * LANES;
-    let rows = a.len() / k.max(1);
     chunk.index.clear();
     chunk.starts.clear();
-    // A row's list is at most k long, and each vector may write LANES
-    // slots past what it keeps.
-    chunk.index.reserve(rows * k + LANES);
+    chunk.index.reserve(a.len());
     let at = chunk.index.as_mut_ptr();
     let mut len = 0;
     for row in a.chunks_exact(k) {
         chunk.starts.push(len);
-        for p in (0..full).step_by(LANES) {
-            // SAFETY: `p + LANES <= k`, inside the row; `len + LANES` stays
-            // within the capacity reserved above (len <= rows before · k + p).
-            len += unsafe { V::load(row.as_ptr().add(p)).list_nonzero(p as u32, at.add(len)) };
-        }
-        for (p, &v) in row.iter().enumerate().skip(full) {
-            // SAFETY: as above.
-            unsafe { at.add(len).write(p as u32) };
-            len += usize::from(v != T::ZERO);
-        }
+        // SAFETY: the rows before wrote at most their length, so `len`
+        // plus this row's k stays within the capacity of a.len().
+        len += unsafe { list_row_nonzeros::<T, V>(row, at.add(len)) };
     }
     // SAFETY: the first `len` entries were written above.
     unsafe { chunk.index.set_len(len) };
@@ -287,19 +276,7 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize>(
 mod tests {
     use super::*;
     use crate::matmul::axpy::sparse_rows_times;
-    use crate::matmul::test_values::{sparse, to_f32, values};
-
-    fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> Vec<f64> {
-        let mut out = vec![0.0; m * n];
-        for i in 0..m {
-            for p in 0..k {
-                for j in 0..n {
-                    out[i * n + j] += a[i * k + p] * b[p * n + j];
-                }
-            }
-        }
-        out
-    }
+    use crate::matmul::test_values::{naive_input_major, sparse, to_f32, values};
 
     /// Blocks of every width at both levels, partial vectors, several
     /// chunks and tiles.
@@ -319,7 +296,7 @@ mod tests {
         for &(m, k, n) in &SHAPES {
             let a = sparse(m * k, m + k);
             let b = values(k * n, n);
-            let want = naive(&a, &b, (m, k, n));
+            let want = naive_input_major(&a, &b, (m, k, n));
             let mut got = vec![f64::NAN; m * n];
             // SAFETY: `got` holds m·n elements.
             unsafe { sparse_rows_tiled(&a, &b, got.as_mut_ptr(), (m, k, n), false) };

@@ -229,53 +229,28 @@ unsafe fn gemm_unchecked<T: Float>(
         Plan::SparseRowsAxpy => unsafe {
             axpy::sparse_rows_times(&a.data[..m * k], &b.data[..k * n], dst, shape, accumulate)
         },
+        // SAFETY (both): as above, for each chunk's rows of `a` and `dst`.
         Plan::SparseRowsTiled { parallel } => {
-            // Each element's sum is the same whichever chunk holds its row.
-            let dst = SendPtr(dst);
-            let run = |c: usize| {
-                let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
-                // SAFETY: as above; rows r0..r1 of `dst` only this chunk writes.
-                unsafe {
-                    axpy_tiled::sparse_rows_tiled(
-                        &a.data[r0 * k..r1 * k],
-                        &b.data[..k * n],
-                        dst.at(r0 * n),
-                        (r1 - r0, k, n),
-                        accumulate,
-                    )
-                };
-            };
-            let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
-            if parallel {
-                use rayon::prelude::*;
-                (0..chunks).into_par_iter().for_each(run);
-            } else {
-                (0..chunks).for_each(run);
-            }
+            in_row_chunks(dst, (m, n), parallel, |r0, r1, out| unsafe {
+                axpy_tiled::sparse_rows_tiled(
+                    &a.data[r0 * k..r1 * k],
+                    &b.data[..k * n],
+                    out,
+                    (r1 - r0, k, n),
+                    accumulate,
+                )
+            })
         }
         Plan::SparseDotChunks { parallel } => {
-            // Each element's sum is the same whichever chunk holds its row.
-            let dst = SendPtr(dst);
-            let run = |c: usize| {
-                let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
-                // SAFETY: as above; rows r0..r1 of `dst` only this chunk writes.
-                unsafe {
-                    dot::dot_products(
-                        &a.data[r0 * k..r1 * k],
-                        &b.data[..n * k],
-                        dst.at(r0 * n),
-                        (r1 - r0, k, n),
-                        accumulate,
-                    )
-                };
-            };
-            let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
-            if parallel {
-                use rayon::prelude::*;
-                (0..chunks).into_par_iter().for_each(run);
-            } else {
-                (0..chunks).for_each(run);
-            }
+            in_row_chunks(dst, (m, n), parallel, |r0, r1, out| unsafe {
+                dot::dot_products(
+                    &a.data[r0 * k..r1 * k],
+                    &b.data[..n * k],
+                    out,
+                    (r1 - r0, k, n),
+                    accumulate,
+                )
+            })
         }
         Plan::SparseTransposed => unsafe {
             transposed::transposed_products(
@@ -289,6 +264,33 @@ unsafe fn gemm_unchecked<T: Float>(
         Plan::Library { parallel } => unsafe {
             library::multiply(dst, shape, a, b, accumulate, parallel)
         },
+    }
+}
+
+/// Runs `product(r0, r1, out)` for each chunk of [`SPARSE_CHUNK_ROWS`] rows
+/// of an `m × n` output at `dst`, `out` pointing to the chunk's first row,
+/// shared between the pool's threads when `parallel`. Every kernel run this
+/// way sums each element the same whichever chunk holds its row, so the
+/// bits do not depend on the threads.
+fn in_row_chunks<T: Float>(
+    dst: *mut T,
+    (m, n): (usize, usize),
+    parallel: bool,
+    product: impl Fn(usize, usize, *mut T) + Sync,
+) {
+    let dst = SendPtr(dst);
+    let run = |c: usize| {
+        let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
+        // SAFETY: row r0 lies inside the m·n output (the caller's promise);
+        // rows r0..r1 only this chunk writes.
+        product(r0, r1, unsafe { dst.at(r0 * n) });
+    };
+    let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
+    if parallel {
+        use rayon::prelude::*;
+        (0..chunks).into_par_iter().for_each(run);
+    } else {
+        (0..chunks).for_each(run);
     }
 }
 

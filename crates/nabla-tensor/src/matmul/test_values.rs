@@ -8,6 +8,23 @@ pub(crate) fn naive(a: &[f64], b: &[f64], (m, k, n): (usize, usize, usize)) -> V
         .collect()
 }
 
+/// `a` (m × k) times `b` stored `[k, n]` by the definition.
+pub(crate) fn naive_input_major(
+    a: &[f64],
+    b: &[f64],
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            for j in 0..n {
+                out[i * n + j] += a[i * k + p] * b[p * n + j];
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn values(len: usize, seed: usize) -> Vec<f64> {
     (0..len)
         .map(|i| (((i * 29 + seed * 7) % 19) as f64 - 9.0) / 4.0)
