@@ -65,7 +65,7 @@ pub(crate) fn sigmoid<T: Float>(x: T) -> T {
 /// The CPU must have AVX2 and FMA; `out` must be valid for writes of
 /// `x.len()` values and not overlap `x`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn sigmoid_avx(x: &[f32], out: *mut f32) {
     use std::arch::x86_64::{_mm256_loadu_ps, _mm256_storeu_ps};
     let chunks = x.chunks_exact(8);
@@ -94,7 +94,7 @@ unsafe fn sigmoid_avx(x: &[f32], out: *mut f32) {
 /// Eight sigmoids: with `e = exp(-|x|)` and `s = 1 / (1 + e)`, `s` where
 /// `x >= 0` and `e · s` elsewhere (the two stable forms).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 fn sigmoid8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let sign = _mm256_set1_ps(-0.0);
@@ -130,7 +130,7 @@ const EXP_POLY: [f32; 6] = [
 /// exponent bits. Below `ln(2^-126)` (where the result would be subnormal)
 /// the result is 0.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 fn exp_non_positive(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let too_small = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LOWEST));
@@ -165,7 +165,7 @@ fn exp_non_positive(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
 /// # Safety
 /// As [`sigmoid_avx`], with AVX-512 F and VL as well.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn sigmoid_avx512(x: &[f32], out: *mut f32) {
     use std::arch::x86_64::{_mm512_mask_storeu_ps, _mm512_maskz_loadu_ps};
     for (at, chunk) in (0..x.len()).step_by(16).zip(x.chunks(16)) {
@@ -182,7 +182,7 @@ unsafe fn sigmoid_avx512(x: &[f32], out: *mut f32) {
 
 /// [`sigmoid8`] on sixteen lanes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 fn sigmoid16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     let one = _mm512_set1_ps(1.0);
@@ -200,7 +200,7 @@ fn sigmoid16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 /// [`exp_non_positive`] on sixteen lanes: the same steps, constants and
 /// rounding, so the same bits in each lane.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 fn exp_non_positive16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     let too_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(EXP_LOWEST));

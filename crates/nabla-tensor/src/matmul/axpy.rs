@@ -73,7 +73,7 @@ pub(crate) unsafe fn sparse_rows_times<T: Float>(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn rows_avx2(
     a: &[f32],
     b: &[f32],
@@ -88,7 +88,7 @@ unsafe fn rows_avx2(
 /// With 32 vector registers: blocks of 24 vectors. Every output is the
 /// same chain of fused multiply-adds as at AVX2, so the same bits.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn rows_avx512(
     a: &[f32],
     b: &[f32],

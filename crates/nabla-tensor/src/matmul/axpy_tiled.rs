@@ -85,7 +85,7 @@ pub(crate) unsafe fn sparse_rows_tiled<T: Float>(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn tiled_avx2(
     a: &[f32],
     b: &[f32],
@@ -100,7 +100,7 @@ unsafe fn tiled_avx2(
 /// With 32 vector registers: blocks of 26 vectors. Every output is the
 /// same chain of fused multiply-adds as at AVX2, so the same bits.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn tiled_avx512(
     a: &[f32],
     b: &[f32],
@@ -122,6 +122,9 @@ struct Chunk<T> {
     cursor: Vec<usize>,
     /// The chunk's outputs, rows of `n` rounded up to whole vectors.
     scratch: Vec<T>,
+    /// One block's columns of the last rows of `b`, whose vectors would
+    /// reach past its end, with zeros after the end.
+    tail: Vec<T>,
 }
 
 /// [`sparse_rows_tiled`] over `V`, with blocks of up to `B` output vectors.
@@ -140,6 +143,7 @@ unsafe fn tiled_with<T: Float, V: Lanes<T>, const B: usize>(
         starts: Vec::with_capacity(rows + 1),
         cursor: vec![0; rows],
         scratch: vec![T::ZERO; rows * padded],
+        tail: Vec::new(),
     };
     for i0 in (0..m).step_by(CHUNK_ROWS) {
         let rows = (m - i0).min(CHUNK_ROWS);
@@ -225,11 +229,22 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize>(
     let tile = (TILE_BYTES / (C * LANES * std::mem::size_of::<T>())).max(1);
     chunk.cursor[..rows].copy_from_slice(&chunk.starts[..rows]);
     // A whole vector of `b` from row p at column j + c·LANES stays inside
-    // `b` up to this row; past it the last vector is read lane by lane.
-    let whole_rows = match b.len().checked_sub(j + C * LANES) {
+    // `b` up to this row; the rows after it are read from `tail`, the same
+    // values with zeros past the end of `b`, in the same loop (with a second
+    // loop for them the compiler kept the outputs in memory, not in
+    // registers).
+    let width = C * LANES;
+    let whole_rows = match b.len().checked_sub(j + width) {
         Some(room) => room / n + 1,
         None => 0,
     };
+    chunk.tail.clear();
+    chunk.tail.resize((k - whole_rows) * width, T::ZERO);
+    for (t, to) in chunk.tail.chunks_exact_mut(width).enumerate() {
+        let from = ((whole_rows + t) * n + j).min(b.len());
+        let len = (b.len() - from).min(width);
+        to[..len].copy_from_slice(&b[from..from + len]);
+    }
     for p1 in (tile..k + tile).step_by(tile) {
         for r in 0..rows {
             let (mut e, end) = (chunk.cursor[r], chunk.starts[r + 1]);
@@ -244,21 +259,23 @@ unsafe fn block<T: Float, V: Lanes<T>, const C: usize>(
             // No closure here: a closure does not get the CPU features of
             // the function it is written in, and the vector methods would
             // not inline.
-            while e < end && (chunk.index[e] as usize) < p1 {
+            while e < end {
                 let p = chunk.index[e] as usize;
+                if p >= p1 {
+                    break;
+                }
                 let x = V::splat(a_row[p]);
-                let at = p * n + j;
-                if p < whole_rows {
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        // SAFETY: p < whole_rows: the vector lies inside `b`.
-                        *acc = acc.madd(x, unsafe { V::load(b.as_ptr().add(at + c * LANES)) });
+                // SAFETY: below whole_rows the block's vectors of row p lie
+                // inside `b`; from it, row p − whole_rows of `tail` holds them.
+                let w = unsafe {
+                    match p < whole_rows {
+                        true => b.as_ptr().add(p * n + j),
+                        false => chunk.tail.as_ptr().add((p - whole_rows) * width),
                     }
-                } else {
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        let from = (at + c * LANES).min(b.len());
-                        let w = V::load_partial(&b[from..(from + LANES).min(b.len())]);
-                        *acc = acc.madd(x, w);
-                    }
+                };
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    *acc = acc.madd(x, unsafe { V::load(w.add(c * LANES)) });
                 }
                 e += 1;
             }

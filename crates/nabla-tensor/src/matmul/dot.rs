@@ -83,7 +83,7 @@ pub(crate) fn dot_is_vectorised<T: Float>() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn dot_avx<const R: usize, const C: usize>(
     a: &[f32],
     b: &[f32],
@@ -97,7 +97,7 @@ unsafe fn dot_avx<const R: usize, const C: usize>(
 
 /// With 32 vector registers: blocks of 4 rows of `a` × 6 rows of `b`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn dot_avx512(
     a: &[f32],
     b: &[f32],

@@ -66,7 +66,7 @@ pub(crate) unsafe fn transposed_products<T: Float>(
 
 /// With 16 vector registers: blocks of 12 columns of `a` (12 accumulators).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn transposed_avx2(
     a: &[f32],
     b: &[f32],
@@ -81,7 +81,7 @@ unsafe fn transposed_avx2(
 /// With 32 vector registers: blocks of 20 columns of `a`, which divides a
 /// layer of 100.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn transposed_avx512(
     a: &[f32],
     b: &[f32],

@@ -27,7 +27,7 @@ pub(crate) fn mostly_sparse<T: Float>(b: &[T], (k, n): (usize, usize)) -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,popcnt")]
 unsafe fn mostly_sparse_avx(b: &[f32], shape: (usize, usize)) -> bool {
     mostly_sparse_with::<f32, Avx>(b, shape)
 }

@@ -415,7 +415,7 @@ mod compiled {
     use crate::simd::Avx;
     use std::ops::Range;
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn forward_avx2(
         g: &Geometry,
         image: &[f32],
@@ -426,7 +426,7 @@ mod compiled {
         forward::<f32, Avx, { B16[0].0 }, { B16[0].1 }>(g, image, weight, bias, out);
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
     pub(super) fn forward_avx512(
         g: &Geometry,
         image: &[f32],
@@ -437,7 +437,7 @@ mod compiled {
         forward::<f32, Avx, { B32[0].0 }, { B32[0].1 }>(g, image, weight, bias, out);
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn channel_lanes_avx2(
         g: &Geometry,
         image: &[f32],
@@ -448,7 +448,7 @@ mod compiled {
         channel_lanes::forward::<f32, Avx, { C16.0 }, { C16.1 }>(g, image, prepared, bias, out);
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
     pub(super) fn channel_lanes_avx512(
         g: &Geometry,
         image: &[f32],
@@ -459,7 +459,7 @@ mod compiled {
         channel_lanes::forward::<f32, Avx, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn weight_grad_lanes_avx2(
         g: &Geometry,
         images: &[f32],
@@ -472,7 +472,7 @@ mod compiled {
         );
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
     pub(super) fn weight_grad_lanes_avx512(
         g: &Geometry,
         images: &[f32],
@@ -485,7 +485,7 @@ mod compiled {
         );
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn weight_grad_avx2(
         g: &Geometry,
         image: &[f32],
@@ -496,7 +496,7 @@ mod compiled {
         weight_grad::<f32, Avx, { B16[1].0 }, { B16[1].1 }>(g, image, grad, rows, dw);
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
     pub(super) fn weight_grad_avx512(
         g: &Geometry,
         image: &[f32],
@@ -507,12 +507,12 @@ mod compiled {
         weight_grad::<f32, Avx, { B32[1].0 }, { B32[1].1 }>(g, image, grad, rows, dw);
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn input_grad_avx2(g: &Geometry, rows: &[f32], weight: &[f32], dx: &mut [f32]) {
         input_grad::<f32, Avx, { B16[2].0 }, { B16[2].1 }>(g, rows, weight, dx);
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
     pub(super) fn input_grad_avx512(g: &Geometry, rows: &[f32], weight: &[f32], dx: &mut [f32]) {
         input_grad::<f32, Avx, { B32[2].0 }, { B32[2].1 }>(g, rows, weight, dx);
     }
