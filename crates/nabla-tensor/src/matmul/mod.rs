@@ -229,29 +229,29 @@ unsafe fn gemm_unchecked<T: Float>(
         Plan::SparseRowsAxpy => unsafe {
             axpy::sparse_rows_times(&a.data[..m * k], &b.data[..k * n], dst, shape, accumulate)
         },
-        // SAFETY (both): as above, for each chunk's rows of `a` and `dst`.
-        Plan::SparseRowsTiled { parallel } => {
-            in_row_chunks(dst, (m, n), parallel, |r0, r1, out| unsafe {
-                axpy_tiled::sparse_rows_tiled(
-                    &a.data[r0 * k..r1 * k],
-                    &b.data[..k * n],
-                    out,
-                    (r1 - r0, k, n),
-                    accumulate,
-                )
-            })
-        }
-        Plan::SparseDotChunks { parallel } => {
-            in_row_chunks(dst, (m, n), parallel, |r0, r1, out| unsafe {
-                dot::dot_products(
-                    &a.data[r0 * k..r1 * k],
-                    &b.data[..n * k],
-                    out,
-                    (r1 - r0, k, n),
-                    accumulate,
-                )
-            })
-        }
+        // SAFETY (both): as above; `b` is read whole by every chunk.
+        Plan::SparseRowsTiled { parallel } => unsafe {
+            let operands = (&a.data[..m * k], &b.data[..k * n]);
+            in_row_chunks(
+                axpy_tiled::sparse_rows_tiled,
+                operands,
+                dst,
+                shape,
+                parallel,
+                accumulate,
+            )
+        },
+        Plan::SparseDotChunks { parallel } => unsafe {
+            let operands = (&a.data[..m * k], &b.data[..n * k]);
+            in_row_chunks(
+                dot::dot_products,
+                operands,
+                dst,
+                shape,
+                parallel,
+                accumulate,
+            )
+        },
         Plan::SparseTransposed => unsafe {
             transposed::transposed_products(
                 &a.data[..k * m],
@@ -267,23 +267,34 @@ unsafe fn gemm_unchecked<T: Float>(
     }
 }
 
-/// Runs `product(r0, r1, out)` for each chunk of [`SPARSE_CHUNK_ROWS`] rows
-/// of an `m × n` output at `dst`, `out` pointing to the chunk's first row,
-/// shared between the pool's threads when `parallel`. Every kernel run this
-/// way sums each element the same whichever chunk holds its row, so the
-/// bits do not depend on the threads.
-fn in_row_chunks<T: Float>(
+/// A kernel over some rows of `a` against the whole of `b`:
+/// `(rows of a, b, out, (rows, k, n), accumulate)`.
+type RowsKernel<T> = unsafe fn(&[T], &[T], *mut T, (usize, usize, usize), bool);
+
+/// Runs `kernel` on each chunk of [`SPARSE_CHUNK_ROWS`] rows of `a` (`m ×
+/// k`) and of the `m × n` output at `dst`, the chunks shared between the
+/// pool's threads when `parallel`. Every kernel run this way sums each
+/// element the same whichever chunk holds its row, so the bits do not
+/// depend on the threads.
+///
+/// # Safety
+/// As for `kernel` on the whole product: `dst` valid for the `m·n` output
+/// (read too with `accumulate`), not overlapping `a` or `b`.
+unsafe fn in_row_chunks<T: Float>(
+    kernel: RowsKernel<T>,
+    (a, b): (&[T], &[T]),
     dst: *mut T,
-    (m, n): (usize, usize),
+    (m, k, n): (usize, usize, usize),
     parallel: bool,
-    product: impl Fn(usize, usize, *mut T) + Sync,
+    accumulate: bool,
 ) {
     let dst = SendPtr(dst);
     let run = |c: usize| {
         let (r0, r1) = (c * SPARSE_CHUNK_ROWS, ((c + 1) * SPARSE_CHUNK_ROWS).min(m));
-        // SAFETY: row r0 lies inside the m·n output (the caller's promise);
-        // rows r0..r1 only this chunk writes.
-        product(r0, r1, unsafe { dst.at(r0 * n) });
+        let rows = &a[r0 * k..r1 * k];
+        // SAFETY: rows r0..r1 of the output lie inside it (the caller's
+        // promise), and only this chunk writes them.
+        unsafe { kernel(rows, b, dst.at(r0 * n), (r1 - r0, k, n), accumulate) };
     };
     let chunks = m.div_ceil(SPARSE_CHUNK_ROWS);
     if parallel {
