@@ -10,8 +10,13 @@
 //!
 //! The pool is bounded ([`MAX_CACHED_BYTES`] per element type, and
 //! [`MAX_CACHED_PER_SIZE`] buffers of one size); beyond that, buffers are freed
-//! as usual. Buffers are cleared before they are reused: a tensor never sees
-//! another tensor's values, because every constructor writes all its elements.
+//! as usual. A cached buffer keeps its elements; [`BufferPool::take`] empties
+//! it, so the constructors that append write every element. The one that
+//! does not, `Tensor::for_overwrite` (for a kernel's output that the kernel
+//! writes entirely), takes the elements as they are through
+//! [`BufferPool::take_stale`] and so skips a pass over memory; in debug
+//! builds it fills them with NaN, so that an element a kernel forgets shows
+//! in the tests.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,6 +64,17 @@ impl<T> BufferPool<T> {
     /// An empty, unshared buffer with room for exactly `len` elements: a
     /// cached one if there is one, else a new allocation.
     pub(crate) fn take(&self, len: usize) -> Buffer<T> {
+        let mut buffer = self.take_stale(len);
+        Arc::get_mut(&mut buffer)
+            .expect("a buffer fresh from the pool is unshared")
+            .clear();
+        buffer
+    }
+
+    /// An unshared buffer with room for exactly `len` elements, holding the
+    /// elements it held when it was given back (any number up to `len`;
+    /// none when newly allocated).
+    pub(crate) fn take_stale(&self, len: usize) -> Buffer<T> {
         {
             let mut pool = self.lock();
             let pool = &mut *pool;
@@ -77,7 +93,6 @@ impl<T> BufferPool<T> {
         let Some(vec) = Arc::get_mut(&mut buffer) else {
             return; // still shared: the other owners keep it alive
         };
-        vec.clear();
         let capacity = vec.capacity();
         let bytes = capacity * std::mem::size_of::<T>();
         let mut pool = self.lock();
@@ -127,6 +142,13 @@ mod tests {
         assert_eq!(b.as_ptr(), ptr, "the cached buffer is reused");
         assert!(b.is_empty(), "a reused buffer comes back empty");
         assert_eq!(pool.cached_bytes(), 0);
+        pool.give(b);
+        let stale = pool.take_stale(8);
+        assert_eq!(stale.as_ptr(), ptr);
+        assert!(stale.is_empty(), "emptied by take, so nothing is left");
+        pool.give(a_filled(&pool));
+        let b = pool.take_stale(8);
+        assert_eq!(&b[..], &[2.0; 8], "take_stale keeps the elements");
 
         let shared = b.clone();
         pool.give(b);
@@ -137,6 +159,12 @@ mod tests {
         );
         drop(shared);
         pool.release();
+    }
+
+    fn a_filled(pool: &BufferPool<f32>) -> Buffer<f32> {
+        let mut a = pool.take(8);
+        Arc::get_mut(&mut a).unwrap().extend([2.0; 8]);
+        a
     }
 
     #[test]

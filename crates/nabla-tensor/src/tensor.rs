@@ -167,6 +167,31 @@ impl<T: Float> Tensor<T> {
         Tensor::build(shape, |v| v.resize(n, value))
     }
 
+    /// A tensor for a kernel to overwrite entirely, as PyTorch's
+    /// `torch.empty`: its elements are unspecified. In release builds they
+    /// are whatever a pooled buffer of this size last held (zeros when the
+    /// buffer is new), which saves the pass over memory that zeroing costs;
+    /// in debug builds they are NaN, so that an element the kernel leaves
+    /// unwritten shows in the tests. Use [`Tensor::zeros`] for sums that
+    /// accumulate into the tensor.
+    pub fn for_overwrite(shape: &[usize]) -> Self {
+        let shape = Shape::new(shape);
+        let n = shape.numel();
+        let mut buffer = T::buffer_pool().take_stale(n);
+        let vec = Arc::get_mut(&mut buffer).expect("a buffer fresh from the pool is unshared");
+        if cfg!(debug_assertions) {
+            vec.clear();
+            vec.resize(n, T::from_f64(f64::NAN));
+        } else {
+            vec.truncate(n);
+            vec.resize(n, T::ZERO);
+        }
+        Tensor {
+            shape,
+            data: Storage::new(buffer),
+        }
+    }
+
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
         Self::full(shape, T::ZERO)
@@ -375,6 +400,23 @@ mod tests {
             Err(TensorError::IndexOutOfRange { .. })
         ));
         assert!(matches!(t.get(&[0]), Err(TensorError::RankMismatch { .. })));
+    }
+
+    #[test]
+    fn a_tensor_for_overwrite_has_the_shape_and_no_zeros_to_rely_on() {
+        let t = Tensor::<f32>::for_overwrite(&[3, 5]);
+        assert_eq!(t.dims(), &[3, 5]);
+        if cfg!(debug_assertions) {
+            assert!(t.data().iter().all(|v| v.is_nan()), "NaN in debug builds");
+        }
+        let mut a = Tensor::<f64>::full(&[7], 2.5);
+        a.data_mut()[0] = 1.0;
+        drop(a);
+        let b = Tensor::<f64>::zeros(&[7]);
+        assert!(
+            b.data().iter().all(|&v| v == 0.0),
+            "zeros never sees old values"
+        );
     }
 
     #[test]

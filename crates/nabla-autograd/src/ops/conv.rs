@@ -117,7 +117,8 @@ impl<T: Float> Op<T> for Conv2d {
         let (n, win, o) = geometry(self, x[0], x[1], x.get(2).copied())?;
         let (k, p) = (win.col_rows(), win.positions());
         let (oh, ow) = (win.out_h().unwrap_or(0), win.out_w().unwrap_or(0));
-        let mut out = Tensor::zeros(&[n, o, oh, ow]);
+        // Every algorithm below writes every output.
+        let mut out = Tensor::for_overwrite(&[n, o, oh, ow]);
         let (images, weight) = (x[0].data(), x[1].data());
         let bias = x.get(2).map(|b| b.data());
         let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).forward;
@@ -134,7 +135,7 @@ impl<T: Float> Op<T> for Conv2d {
                 .par_chunks_mut((o * p).max(1))
                 .zip(images.par_chunks(win.image_len().max(1)))
                 .for_each_init(
-                    || Tensor::<T>::zeros(&[padded.len()]),
+                    || Tensor::<T>::for_overwrite(&[padded.len()]),
                     |buf, (out_n, image)| {
                         pad_into(image, (win.height, win.width), padded, buf.data_mut());
                         let kernel = (win.kernel_h, win.kernel_w);
@@ -150,7 +151,7 @@ impl<T: Float> Op<T> for Conv2d {
                 .par_chunks_mut((o * p).max(1))
                 .zip(images.par_chunks(win.image_len().max(1)))
                 .for_each_init(
-                    || Tensor::<T>::zeros(&[padded.len()]),
+                    || Tensor::<T>::for_overwrite(&[padded.len()]),
                     |buf, (out_n, image)| {
                         pad_into(image, (win.height, win.width), padded, buf.data_mut());
                         let kernel = (win.kernel_h, win.kernel_w);
@@ -204,17 +205,18 @@ impl<T: Float> Op<T> for Conv2d {
 
         let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).backward;
         if let ConvAlgorithm::Winograd(plan) = algorithm {
-            // Both gradients in one pass: they share the output gradient's transform.
+            // Both gradients in one pass: they share the output gradient's
+            // transform, and overwrite the tensors they are given.
             let mut dx = needs
                 .first()
                 .copied()
                 .unwrap_or(false)
-                .then(|| x[0].zeros_like());
+                .then(|| Tensor::for_overwrite(x[0].dims()));
             let mut dw = needs
                 .get(1)
                 .copied()
                 .unwrap_or(false)
-                .then(|| x[1].zeros_like());
+                .then(|| Tensor::for_overwrite(x[1].dims()));
             plan.backward(
                 x[0].data(),
                 weight,
@@ -294,8 +296,9 @@ impl Conv2d {
             let mut prepared = Tensor::<T>::zeros(&[input_grad_weights_len::<T>(win, o)]);
             prepare_input_grad_weights(win, weight, prepared.data_mut());
             let prepared = prepared.data();
-            let mut dx = x[0].zeros_like();
-            // Each image's gradient depends on that image's only.
+            // Each image's gradient depends on that image's only, and
+            // overwrites its part of `dx`.
+            let mut dx = Tensor::for_overwrite(x[0].dims());
             dx.data_mut()
                 .par_chunks_mut(win.image_len().max(1))
                 .zip(g.data().par_chunks((o * p).max(1)))
@@ -319,7 +322,7 @@ impl Conv2d {
             }
             let padded = Padded::of_window(win);
             let n = x[0].dims()[0];
-            let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
+            let mut images = Tensor::<T>::for_overwrite(&[n, padded.len()]);
             images
                 .data_mut()
                 .par_chunks_mut(padded.len().max(1))
@@ -360,21 +363,23 @@ fn weight_grad_lanes<T: Float>(
         win.positions(),
         win.col_rows(),
     );
+    // Every buffer below is overwritten: the padded images, the transposed
+    // gradients, `dWᵀ` and `dW`.
     let padded = Padded::of_window(win);
-    let mut images = Tensor::<T>::zeros(&[n, padded.len()]);
+    let mut images = Tensor::<T>::for_overwrite(&[n, padded.len()]);
     images
         .data_mut()
         .par_chunks_mut(padded.len().max(1))
         .zip(x.data().par_chunks(win.image_len().max(1)))
         .for_each(|(dst, image)| pad_into(image, (win.height, win.width), padded, dst));
-    let mut grads = Tensor::<T>::zeros(&[weight_grad_lanes_scratch_len(win, o, n)]);
+    let mut grads = Tensor::<T>::for_overwrite(&[weight_grad_lanes_scratch_len(win, o, n)]);
     grads
         .data_mut()
         .par_chunks_mut((o * p).max(1))
         .zip(g.data().par_chunks((o * p).max(1)))
         .for_each(|(dst, src)| transpose_grads(src, (o, p), dst));
     let share = taps.div_ceil(rayon::current_num_threads()).max(1);
-    let mut dwt = Tensor::<T>::zeros(&[taps, o]);
+    let mut dwt = Tensor::<T>::for_overwrite(&[taps, o]);
     let kernel = (win.kernel_h, win.kernel_w);
     dwt.data_mut()
         .par_chunks_mut((share * o).max(1))
@@ -384,7 +389,7 @@ fn weight_grad_lanes<T: Float>(
             let grads = (grads.data(), o);
             conv_direct_weight_grad_lanes(images.data(), padded, kernel, grads, range, rows);
         });
-    let mut dw = weight.zeros_like();
+    let mut dw = Tensor::for_overwrite(weight.dims());
     let out = dw.data_mut();
     for (t, row) in dwt.data().chunks_exact(o.max(1)).enumerate() {
         for (oi, &v) in row.iter().enumerate() {

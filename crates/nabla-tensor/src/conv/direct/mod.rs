@@ -167,17 +167,50 @@ pub fn pad_into<T: Float>(
         slack.fill(T::ZERO);
         return;
     }
-    dst.fill(T::ZERO);
+    // Each element is written once: the zeros only where the image is not
+    // (`dst` is often a reused buffer, and a pass zeroing all of it first
+    // would cost as much as the copy).
+    let (body, slack) = dst.split_at_mut(padded.channels * padded.plane());
+    slack.fill(T::ZERO);
+    if height * width == 0 {
+        body.fill(T::ZERO);
+        return;
+    }
+    let (top, rows) = (ph * padded.width, height * padded.width);
     for (src, plane) in image
-        .chunks_exact((height * width).max(1))
-        .zip(dst.chunks_exact_mut(padded.plane().max(1)))
+        .chunks_exact(height * width)
+        .zip(body.chunks_exact_mut(padded.plane()))
     {
+        let (above, rest) = plane.split_at_mut(top);
+        let (middle, below) = rest.split_at_mut(rows);
+        above.fill(T::ZERO);
+        below.fill(T::ZERO);
         for (row, out) in src
-            .chunks_exact(width.max(1))
-            .zip(plane[ph * padded.width..].chunks_exact_mut(padded.width))
+            .chunks_exact(width)
+            .zip(middle.chunks_exact_mut(padded.width))
         {
-            out[pw..pw + width].copy_from_slice(row);
+            let (left, rest) = out.split_at_mut(pw);
+            let (inside, right) = rest.split_at_mut(width);
+            zero_few(left);
+            inside.copy_from_slice(row);
+            zero_few(right);
         }
+    }
+}
+
+/// Zeros `s`, written element by element when it is one or two long (the
+/// padding of a row, every row of an image): `fill` would call `memset`,
+/// whose call costs more than the stores.
+#[inline(always)]
+fn zero_few<T: Float>(s: &mut [T]) {
+    match s {
+        [] => {}
+        [a] => *a = T::ZERO,
+        [a, b] => {
+            *a = T::ZERO;
+            *b = T::ZERO;
+        }
+        _ => s.fill(T::ZERO),
     }
 }
 

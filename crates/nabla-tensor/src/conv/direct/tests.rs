@@ -433,3 +433,28 @@ fn the_weight_gradient_in_lanes_matches_the_definition() {
         }
     }
 }
+
+#[test]
+fn pad_into_writes_every_element_of_a_used_buffer() {
+    for (c, h, w, ph, pw) in [
+        (2, 3, 4, 1, 1),
+        (1, 5, 2, 2, 0),
+        (3, 2, 2, 0, 3),
+        (2, 4, 3, 0, 0),
+    ] {
+        let image: Vec<f64> = (0..c * h * w).map(|i| i as f64 + 1.0).collect();
+        let padded = Padded::of(c, h, w, ph, pw);
+        let mut buf = vec![f64::NAN; padded.len()];
+        pad_into(&image, (h, w), padded, &mut buf);
+        let mut expected = vec![0.0; padded.len()];
+        for ci in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    expected[ci * padded.plane() + (y + ph) * padded.width + x + pw] =
+                        image[(ci * h + y) * w + x];
+                }
+            }
+        }
+        assert_eq!(buf, expected, "{c}×{h}×{w} padded by {ph}, {pw}");
+    }
+}
