@@ -178,7 +178,7 @@ impl<T: Float> Linear<T> {
             x.reshape(&rows)?
         };
         let mut y = if input_major_pays(&x) {
-            x.matmul(&self.by_input.of(&self.weight)?)?
+            x.matmul_input_major(&self.by_input.of(&self.weight)?)?
         } else {
             x.matmul_t(Transpose::No, self.weight.value(), Transpose::Yes)?
         };

@@ -132,11 +132,13 @@ pub fn gemm_slices<T: Float>(
         data: a,
         cols: if ta == Transpose::No { k } else { m },
         t: ta,
+        known_sparse: false,
     };
     let b = Operand {
         data: b,
         cols: if tb == Transpose::No { n } else { k },
         t: tb,
+        known_sparse: false,
     };
     // SAFETY: the lengths were checked above; `dst` is uniquely borrowed.
     unsafe { gemm_unchecked(dst.as_mut_ptr(), (m, k, n), a, b, accumulate) };
@@ -150,6 +152,9 @@ struct Operand<'a, T> {
     data: &'a [T],
     cols: usize,
     t: Transpose,
+    /// The caller has already found its first rows mostly zero, and the
+    /// plan takes that answer instead of counting again.
+    known_sparse: bool,
 }
 
 impl<'a, T: Float> Operand<'a, T> {
@@ -159,6 +164,7 @@ impl<'a, T: Float> Operand<'a, T> {
             data: x.data(),
             cols: x.dims()[1],
             t,
+            known_sparse: false,
         }
     }
 }
@@ -173,7 +179,7 @@ struct OperandZeros<'a, T> {
 
 impl<T: Float> plan::Zeros for OperandZeros<'_, T> {
     fn a_rows_mostly_zero(&self, rows: usize) -> bool {
-        zeros::mostly_sparse(&self.a.data[..rows * self.k], (rows, self.k))
+        self.a.known_sparse || zeros::mostly_sparse(&self.a.data[..rows * self.k], (rows, self.k))
     }
 
     fn b_mostly_zero(&self) -> bool {
@@ -371,15 +377,39 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// As [`Tensor::matmul`].
     pub fn matmul_t(&self, ta: Transpose, rhs: &Tensor<T>, tb: Transpose) -> Result<Tensor<T>> {
+        self.product(ta, rhs, tb, false)
+    }
+
+    /// `self · rhs` for an input that [`input_major_pays`] has accepted:
+    /// the plan takes that answer instead of counting the input's zeros a
+    /// second time. The result is [`Tensor::matmul`]'s, bit for bit.
+    ///
+    /// # Errors
+    /// As [`Tensor::matmul`].
+    pub fn matmul_input_major(&self, rhs: &Tensor<T>) -> Result<Tensor<T>> {
+        self.product(Transpose::No, rhs, Transpose::No, true)
+    }
+
+    /// `op(self) · op(rhs)`; `known_sparse` as in [`Operand`].
+    fn product(
+        &self,
+        ta: Transpose,
+        rhs: &Tensor<T>,
+        tb: Transpose,
+        known_sparse: bool,
+    ) -> Result<Tensor<T>> {
         let dims = product_dims(self, ta, rhs, tb)?;
         let (m, _, n) = dims;
         Ok(Tensor::build(Shape::new(&[m, n]), |data| {
+            let a = Operand {
+                known_sparse,
+                ..Operand::of(self, ta)
+            };
             // SAFETY: the pooled buffer is empty with capacity for exactly m·n
             // elements and is not shared; with accumulate = false every one of
             // them is written before `set_len`.
             unsafe {
-                let (a, b) = (Operand::of(self, ta), Operand::of(rhs, tb));
-                gemm_unchecked(data.as_mut_ptr(), dims, a, b, false);
+                gemm_unchecked(data.as_mut_ptr(), dims, a, Operand::of(rhs, tb), false);
                 data.set_len(m * n);
             }
         }))

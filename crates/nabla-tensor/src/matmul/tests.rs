@@ -143,6 +143,10 @@ fn a_few_mostly_zero_rows_times_input_major_weights_match_f64() {
         let want = naive(&x, &w);
         let got = x32.matmul(&w32).unwrap();
         assert!(got.cast::<f64>().allclose(&want, 1e-4, 1e-4), "{rows} rows");
+        if input_major_pays(&x32) {
+            let told = x32.matmul_input_major(&w32).unwrap();
+            assert_eq!(told, got, "{rows} rows: the same plan, told or asked");
+        }
         let mut acc = got.clone();
         gemm_into(&mut acc, &x32, Transpose::No, &w32, Transpose::No, true).unwrap();
         let twice = want.mul_scalar(2.0);
@@ -211,6 +215,8 @@ fn many_mostly_zero_rows_times_input_major_weights_are_tiled() {
         let (one, two) = (run(1), run(2));
         assert!(one.cast::<f64>().allclose(&want, 1e-4, 1e-4), "{m}×{k}×{n}");
         assert_eq!(one, two, "1 and 2 threads must agree bit for bit");
+        let told = x32.matmul_input_major(&w32).unwrap();
+        assert_eq!(told, two, "{m}×{k}×{n}: the same plan, told or asked");
         for i in [0, m / 2, m - 1] {
             let row = Tensor::from_vec(x32.data()[i * k..][..k].to_vec(), &[1, k]).unwrap();
             let alone = row.matmul(&w32).unwrap();
