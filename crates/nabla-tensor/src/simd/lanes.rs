@@ -1,39 +1,52 @@
-//! Eight-lane vectors for the hand-blocked kernels (see `conv::direct` and
-//! `matmul`).
+//! Vectors for the hand-blocked kernels (see `conv::direct` and `matmul`).
 //!
-//! A kernel is written once, generic over [`Lanes`], and compiled twice:
-//! with [`Avx`] (eight `f32` in one AVX register, fused multiply-add) inside
-//! a function compiled for AVX2 and FMA (or for AVX-512, where the same
-//! eight lanes come with 32 registers and the kernel holds larger blocks),
-//! chosen at run time; and with plain arrays `[T; 8]` for every other CPU
-//! and for `f64`. Left to itself the compiler vectorised such kernels along
-//! the wrong axis, or not at all.
+//! A kernel is written once, generic over [`Vector`] (any width) or
+//! [`Lanes`] (eight lanes, with the lane-wise extras the matrix products
+//! use), and compiled once per level: with [`Avx`] (eight `f32` in one AVX
+//! register, fused multiply-add) inside a function compiled for AVX2 and FMA
+//! (or for AVX-512, where the same eight lanes come with 32 registers and
+//! the kernel holds larger blocks); with [`Avx512`] (sixteen `f32` in one
+//! AVX-512 register) where a kernel's lanes are independent sums, so that
+//! CPUs with full-width 512-bit units do twice the work per instruction;
+//! and with plain arrays `[T; 8]` for every other CPU and for `f64`. Left
+//! to itself the compiler vectorised such kernels along the wrong axis, or
+//! not at all.
 
 use crate::Float;
 
-/// Lanes of one vector.
+/// Lanes of one [`Lanes`] vector.
 pub(crate) const LANES: usize = 8;
 
-/// Eight values of `T` and the few operations the kernels use.
-pub(crate) trait Lanes<T: Float>: Copy {
+/// The most lanes any [`Vector`] has: the size of a buffer that holds one.
+pub(crate) const MAX_WIDTH: usize = 16;
+
+/// `WIDTH` values of `T` and the few operations every blocked kernel uses.
+pub(crate) trait Vector<T: Float>: Copy {
+    /// Lanes in one vector: 8 or 16.
+    const WIDTH: usize;
     /// All lanes zero.
     fn zero() -> Self;
     /// All lanes `v`.
     fn splat(v: T) -> Self;
-    /// `LANES` values from `src`, which may be unaligned.
+    /// `WIDTH` values from `src`, which may be unaligned.
     ///
     /// # Safety
-    /// `src .. src + LANES` must be readable.
+    /// `src .. src + WIDTH` must be readable.
     unsafe fn load(src: *const T) -> Self;
-    /// `LANES` values to `dst`, which may be unaligned.
+    /// `WIDTH` values to `dst`, which may be unaligned.
     ///
     /// # Safety
-    /// `dst .. dst + LANES` must be writable.
+    /// `dst .. dst + WIDTH` must be writable.
     unsafe fn store(self, dst: *mut T);
     /// `self + a · b`, lane by lane.
     fn madd(self, a: Self, b: Self) -> Self;
     /// `self + b`, lane by lane.
     fn add(self, b: Self) -> Self;
+}
+
+/// A [`Vector`] of eight lanes, with what the matrix products need beyond
+/// it: the lanes as an array, their sums, and which of them are zero.
+pub(crate) trait Lanes<T: Float>: Vector<T> {
     /// The lanes, in order.
     fn to_array(self) -> [T; LANES];
     /// Bit `l` set where lane `l` is not zero (NaN counts as not zero).
@@ -86,7 +99,9 @@ pub(crate) trait Lanes<T: Float>: Copy {
 }
 
 /// The portable vector: an array, multiply then add (no fused rounding).
-impl<T: Float> Lanes<T> for [T; LANES] {
+impl<T: Float> Vector<T> for [T; LANES] {
+    const WIDTH: usize = LANES;
+
     #[inline(always)]
     fn zero() -> Self {
         [T::ZERO; LANES]
@@ -118,7 +133,9 @@ impl<T: Float> Lanes<T> for [T; LANES] {
     fn add(self, b: Self) -> Self {
         std::array::from_fn(|i| self[i] + b[i])
     }
+}
 
+impl<T: Float> Lanes<T> for [T; LANES] {
     #[inline(always)]
     fn to_array(self) -> [T; LANES] {
         self
@@ -141,7 +158,9 @@ impl<T: Float> Lanes<T> for [T; LANES] {
 pub(crate) struct Avx(std::arch::x86_64::__m256);
 
 #[cfg(target_arch = "x86_64")]
-impl Lanes<f32> for Avx {
+impl Vector<f32> for Avx {
+    const WIDTH: usize = LANES;
+
     #[inline(always)]
     fn zero() -> Self {
         // SAFETY (here and below): `Avx` is used only where the CPU has AVX2
@@ -161,6 +180,25 @@ impl Lanes<f32> for Avx {
     }
 
     #[inline(always)]
+    unsafe fn store(self, dst: *mut f32) {
+        // SAFETY: writable by the caller's promise; `storeu` allows any alignment.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(dst, self.0) }
+    }
+
+    #[inline(always)]
+    fn madd(self, a: Self, b: Self) -> Self {
+        Avx(unsafe { std::arch::x86_64::_mm256_fmadd_ps(a.0, b.0, self.0) })
+    }
+
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        Avx(unsafe { std::arch::x86_64::_mm256_add_ps(self.0, b.0) })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes<f32> for Avx {
+    #[inline(always)]
     fn load_partial(src: &[f32]) -> Self {
         use std::arch::x86_64::{
             _mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32,
@@ -175,22 +213,6 @@ impl Lanes<f32> for Avx {
             );
             Avx(_mm256_maskload_ps(src.as_ptr(), mask))
         }
-    }
-
-    #[inline(always)]
-    unsafe fn store(self, dst: *mut f32) {
-        // SAFETY: writable by the caller's promise; `storeu` allows any alignment.
-        unsafe { std::arch::x86_64::_mm256_storeu_ps(dst, self.0) }
-    }
-
-    #[inline(always)]
-    fn madd(self, a: Self, b: Self) -> Self {
-        Avx(unsafe { std::arch::x86_64::_mm256_fmadd_ps(a.0, b.0, self.0) })
-    }
-
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        Avx(unsafe { std::arch::x86_64::_mm256_add_ps(self.0, b.0) })
     }
 
     #[inline(always)]
@@ -269,3 +291,52 @@ static SET_BIT_POSITIONS: [u64; 256] = {
     }
     table
 };
+
+/// Sixteen `f32` in one AVX-512 register.
+///
+/// Only code compiled for AVX-512 F may use it, and only after
+/// [`super::Kernel::level`] said so: the methods are the CPU's instructions.
+/// It has no [`Lanes`] extras: the kernels that take it keep one sum per
+/// lane, so they give [`Avx`]'s bits at twice its width.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(std::arch::x86_64::__m512);
+
+#[cfg(target_arch = "x86_64")]
+impl Vector<f32> for Avx512 {
+    const WIDTH: usize = 16;
+
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY (here and below): `Avx512` is used only where the CPU has
+        // AVX-512 F (see the type's documentation).
+        Avx512(unsafe { std::arch::x86_64::_mm512_setzero_ps() })
+    }
+
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        Avx512(unsafe { std::arch::x86_64::_mm512_set1_ps(v) })
+    }
+
+    #[inline(always)]
+    unsafe fn load(src: *const f32) -> Self {
+        // SAFETY: readable by the caller's promise; `loadu` allows any alignment.
+        Avx512(unsafe { std::arch::x86_64::_mm512_loadu_ps(src) })
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, dst: *mut f32) {
+        // SAFETY: writable by the caller's promise; `storeu` allows any alignment.
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(dst, self.0) }
+    }
+
+    #[inline(always)]
+    fn madd(self, a: Self, b: Self) -> Self {
+        Avx512(unsafe { std::arch::x86_64::_mm512_fmadd_ps(a.0, b.0, self.0) })
+    }
+
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        Avx512(unsafe { std::arch::x86_64::_mm512_add_ps(self.0, b.0) })
+    }
+}

@@ -20,8 +20,8 @@ mod lanes;
 
 pub use cpu::{cpu_description, gemm_library_level};
 #[cfg(target_arch = "x86_64")]
-pub(crate) use lanes::Avx;
-pub(crate) use lanes::{Lanes, LANES};
+pub(crate) use lanes::{Avx, Avx512};
+pub(crate) use lanes::{Lanes, Vector, LANES, MAX_WIDTH};
 
 use crate::Float;
 use std::any::TypeId;

@@ -6,14 +6,15 @@
 //! blocks of tiles run past the plane's last row (seven tiles in blocks of
 //! three compute nine): two thirds of the multiply-adds are kept. Here each
 //! vector holds eight output channels of one pixel instead, so every lane is
-//! used whatever the plane's width: a block of `P` pixels × `NV` vectors of
+//! used whatever the plane's width (sixteen channels at AVX-512): a block of `P` pixels × `NV` vectors of
 //! channels sweeps the taps, each tap one broadcast image value per pixel
 //! and one load of weights per vector. The weights are read tap-major,
 //! `[C·kh·kw, O]` ([`prepare_channel_lanes_weights`], once per batch).
 //!
 //! Every output is the same sum as in `conv_direct`: one multiply-add per
 //! tap in tap order, then the bias. So the two kernels give the same bits,
-//! on every level. The input gradient's flipped convolution
+//! on every level, and AVX-512 holds sixteen channels in a vector where
+//! AVX2 holds eight. The input gradient's flipped convolution
 //! ([`conv_direct_input_grad`](super::conv_direct_input_grad)) runs on this
 //! kernel too where its images are as narrow.
 
@@ -22,7 +23,7 @@ use super::compiled;
 use super::{Geometry, Padded, TapCursor, Window};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
-use crate::simd::{Lanes, LANES};
+use crate::simd::{Vector, LANES, MAX_WIDTH};
 use crate::Float;
 use smallvec::SmallVec;
 
@@ -30,11 +31,12 @@ use smallvec::SmallVec;
 /// widest block's (four vectors), so that every block reads whole vectors.
 pub(super) const CHANNEL_BLOCK: usize = 4 * LANES;
 
-/// Block sizes, `(pixels, vectors of channels)`: 12 accumulators with 16
-/// vector registers (AVX2), 24 with 32 (AVX-512).
+/// Block sizes, `(pixels, vectors of channels)`: 12 accumulators of eight
+/// lanes with 16 vector registers (AVX2), 14 of sixteen lanes with 32
+/// (AVX-512: 32 channels of 7 pixels, a row of a 7×7 or 14×14 plane).
 pub(super) const BLOCK_16: (usize, usize) = (6, 2);
 #[cfg(target_arch = "x86_64")]
-pub(super) const BLOCK_32: (usize, usize) = (5, 4);
+pub(super) const BLOCK_32: (usize, usize) = (7, 2);
 
 /// The widest output plane this kernel is chosen for: up to here a row
 /// tile of [`conv_direct`](super::conv_direct) leaves lanes empty or its
@@ -158,7 +160,7 @@ pub fn conv_direct_channel_lanes<T: Float>(
 /// The kernel: for each block of `NV` vectors of channels and of `P`
 /// pixels, the sweep over every tap.
 #[inline(always)]
-pub(super) fn forward<T: Float, V: Lanes<T>, const P: usize, const NV: usize>(
+pub(super) fn forward<T: Float, V: Vector<T>, const P: usize, const NV: usize>(
     g: &Geometry,
     image: &[T],
     prepared: &[T],
@@ -166,7 +168,7 @@ pub(super) fn forward<T: Float, V: Lanes<T>, const P: usize, const NV: usize>(
     out: &mut [T],
 ) {
     // Every block of channels reads whole vectors inside a prepared row.
-    const { assert!(CHANNEL_BLOCK.is_multiple_of(NV * LANES)) };
+    const { assert!(CHANNEL_BLOCK.is_multiple_of(NV * V::WIDTH) && V::WIDTH <= MAX_WIDTH) };
     let wide = g.outputs.next_multiple_of(CHANNEL_BLOCK);
     let plane_out = g.oh * g.ow;
     let mut cursor = TapCursor::new(g);
@@ -179,7 +181,7 @@ pub(super) fn forward<T: Float, V: Lanes<T>, const P: usize, const NV: usize>(
         "channel lanes: padded image too short"
     );
     let corner = |q: usize| (q / g.ow) * g.padded.width + q % g.ow;
-    for o0 in (0..g.outputs).step_by(NV * LANES) {
+    for o0 in (0..g.outputs).step_by(NV * V::WIDTH) {
         let columns = &prepared[o0..];
         for q0 in (0..plane_out).step_by(P) {
             // A block past the last pixel repeats it; its results are not stored.
@@ -187,9 +189,9 @@ pub(super) fn forward<T: Float, V: Lanes<T>, const P: usize, const NV: usize>(
                 std::array::from_fn(|p| image[corner((q0 + p).min(plane_out - 1))..].as_ptr());
             let mut acc = [[V::zero(); NV]; P];
             for (t, &off) in offsets.iter().enumerate() {
-                // SAFETY: `o0 + NV·LANES ≤ wide`, the prepared row's length.
+                // SAFETY: `o0 + NV·WIDTH ≤ wide`, the prepared row's length.
                 let w: [V; NV] = std::array::from_fn(|v| unsafe {
-                    V::load(columns.as_ptr().add(t * wide + v * LANES))
+                    V::load(columns.as_ptr().add(t * wide + v * V::WIDTH))
                 });
                 for (acc_p, c) in acc.iter_mut().zip(&corners) {
                     // SAFETY: checked above for every corner and offset.
@@ -201,9 +203,11 @@ pub(super) fn forward<T: Float, V: Lanes<T>, const P: usize, const NV: usize>(
             }
             for (p, acc_p) in acc.iter().enumerate().take(plane_out - q0) {
                 for (v, a) in acc_p.iter().enumerate() {
-                    let first = o0 + v * LANES;
-                    let values = a.to_array();
-                    for (l, &s) in values
+                    let first = o0 + v * V::WIDTH;
+                    let mut values = [T::ZERO; MAX_WIDTH];
+                    // SAFETY: `values` holds MAX_WIDTH ≥ WIDTH values.
+                    unsafe { a.store(values.as_mut_ptr()) };
+                    for (l, &s) in values[..V::WIDTH]
                         .iter()
                         .enumerate()
                         .take(g.outputs.saturating_sub(first))

@@ -445,7 +445,7 @@ mod compiled {
     use super::weight_grad::weight_grad;
     use super::weight_grad_lanes::{self, BLOCK_16 as W16, BLOCK_32 as W32};
     use super::{forward, Geometry, BLOCKS_16 as B16, BLOCKS_32 as B32};
-    use crate::simd::Avx;
+    use crate::simd::{Avx, Avx512};
     use std::ops::Range;
 
     #[target_feature(enable = "avx2,fma,popcnt")]
@@ -489,7 +489,7 @@ mod compiled {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) {
-        channel_lanes::forward::<f32, Avx, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
+        channel_lanes::forward::<f32, Avx512, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
     }
 
     #[target_feature(enable = "avx2,fma,popcnt")]
@@ -513,7 +513,7 @@ mod compiled {
         taps: Range<usize>,
         dwt: &mut [f32],
     ) {
-        weight_grad_lanes::weight_grad::<f32, Avx, { W32.0 }, { W32.1 }>(
+        weight_grad_lanes::weight_grad::<f32, Avx512, { W32.0 }, { W32.1 }>(
             g, images, grads, taps, dwt,
         );
     }

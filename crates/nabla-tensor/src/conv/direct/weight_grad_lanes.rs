@@ -12,7 +12,8 @@
 //! Each weight's sum runs over the pixels of a chunk of
 //! [`IMAGES_PER_CHUNK`] images in order, and the chunks' sums are added in
 //! batch order: the same bits whatever the threads (which share out the
-//! taps) and whatever the vector level (every lane is one weight's sum).
+//! taps) and whatever the vector level (every lane is one weight's sum, so
+//! AVX-512's sixteen lanes give AVX2's eight lanes' bits).
 
 use super::channel_lanes::CHANNEL_BLOCK;
 #[cfg(target_arch = "x86_64")]
@@ -20,7 +21,7 @@ use super::compiled;
 use super::{Geometry, Padded, TapCursor, Window, CHANNEL_LANES_MAX_WIDTH};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
-use crate::simd::{Lanes, LANES};
+use crate::simd::{Vector, LANES};
 use crate::Float;
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -30,10 +31,11 @@ use std::ops::Range;
 /// second-level cache while every block of taps passes over them.
 pub const IMAGES_PER_CHUNK: usize = 4;
 
-/// Block sizes, `(taps, vectors of channels)`, for 16 and 32 registers.
+/// Block sizes, `(taps, vectors of channels)`: 12 accumulators of eight
+/// lanes with 16 registers (AVX2), 24 of sixteen lanes with 32 (AVX-512).
 pub(super) const BLOCK_16: (usize, usize) = (6, 2);
 #[cfg(target_arch = "x86_64")]
-pub(super) const BLOCK_32: (usize, usize) = (5, 4);
+pub(super) const BLOCK_32: (usize, usize) = (12, 2);
 
 /// The most output positions for which the weight gradient runs with the
 /// channels in the lanes (a 16×16 output plane): a chunk of images then
@@ -122,14 +124,14 @@ pub fn conv_direct_weight_grad_lanes<T: Float>(
 /// The kernel: for each chunk of images, each block of `TB` taps and `NV`
 /// vectors of channels sums over the chunk's pixels in registers.
 #[inline(always)]
-pub(super) fn weight_grad<T: Float, V: Lanes<T>, const TB: usize, const NV: usize>(
+pub(super) fn weight_grad<T: Float, V: Vector<T>, const TB: usize, const NV: usize>(
     g: &Geometry,
     images: &[T],
     grads: &[T],
     taps: Range<usize>,
     dwt: &mut [T],
 ) {
-    const { assert!(CHANNEL_BLOCK.is_multiple_of(NV * LANES)) };
+    const { assert!(CHANNEL_BLOCK.is_multiple_of(NV * V::WIDTH)) };
     let (o, plane) = (g.outputs, g.oh * g.ow);
     let image_len = g.padded.len();
     let n = images.len() / image_len.max(1);
@@ -146,15 +148,15 @@ pub(super) fn weight_grad<T: Float, V: Lanes<T>, const TB: usize, const NV: usiz
         for t0 in taps.clone().step_by(TB) {
             // A block past the last tap repeats it; its sums are not stored.
             let offs: [usize; TB] = std::array::from_fn(|i| offsets[(t0 + i).min(taps.end - 1)]);
-            for o0 in (0..o).step_by(NV * LANES) {
+            for o0 in (0..o).step_by(NV * V::WIDTH) {
                 let mut acc = [[V::zero(); NV]; TB];
                 for b in n0..n1 {
                     let image = &images[b * image_len..][..image_len];
                     let grad = &grads[b * plane * o..][..plane * o];
                     for (q, &corner) in corners.iter().enumerate() {
-                        // SAFETY: `o0 + NV·LANES ≤ o` (whole blocks), inside row q.
+                        // SAFETY: `o0 + NV·WIDTH ≤ o` (whole blocks), inside row q.
                         let dy: [V; NV] = std::array::from_fn(|v| unsafe {
-                            V::load(grad.as_ptr().add(q * o + o0 + v * LANES))
+                            V::load(grad.as_ptr().add(q * o + o0 + v * V::WIDTH))
                         });
                         let at = image[corner..].as_ptr();
                         for (acc_t, &off) in acc.iter_mut().zip(&offs) {
@@ -167,10 +169,10 @@ pub(super) fn weight_grad<T: Float, V: Lanes<T>, const TB: usize, const NV: usiz
                     }
                 }
                 for (i, acc_t) in acc.iter().enumerate().take(taps.end - t0) {
-                    let row = &mut dwt[(t0 - taps.start + i) * o + o0..][..NV * LANES];
+                    let row = &mut dwt[(t0 - taps.start + i) * o + o0..][..NV * V::WIDTH];
                     for (v, a) in acc_t.iter().enumerate() {
-                        let dst = &mut row[v * LANES..][..LANES];
-                        // SAFETY: `dst` holds LANES values.
+                        let dst = &mut row[v * V::WIDTH..][..V::WIDTH];
+                        // SAFETY: `dst` holds WIDTH values.
                         unsafe {
                             if chunk == 0 {
                                 a.store(dst.as_mut_ptr());
