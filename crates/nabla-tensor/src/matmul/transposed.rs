@@ -1,12 +1,13 @@
 //! `aᵀ · b` over the few rows of a shard, read in place: a dense layer's
 //! weight gradient `dZᵀ · X`, when `X` is mostly zeros (a layer that sees
 //! images). The GEMM library packs both operands and multiplies every
-//! zero; this kernel lists, for each strip of eight columns of `X`, the rows
-//! where the strip is not zero, and sums over those only.
+//! zero; this kernel lists, for each strip of eight columns of `X` (sixteen
+//! at AVX-512), the rows where the strip is not zero, and sums over those
+//! only.
 
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
-use crate::simd::{Lanes, LANES};
+use crate::simd::{as_f32, Avx, Avx512, Kernel, SimdLevel};
+use crate::simd::{Vector, LANES, MAX_WIDTH};
 use crate::Float;
 
 /// Most rows that [`transposed_products`] takes: its list of rows lives on
@@ -19,7 +20,7 @@ pub(crate) const TRANSPOSED_MAX_DEPTH: usize = 256;
 /// `out[…] += …` with `accumulate`. This is a dense layer's weight gradient
 /// `dZᵀ · X` on a shard of a batch.
 ///
-/// Each strip of eight columns of `b` first lists the rows where the strip
+/// Each strip of eight columns of `b` (sixteen at AVX-512) first lists the rows where the strip
 /// is not all zero, and its sums run over those rows only: three in five of
 /// the eight-pixel strips of an MNIST image are zero. As in
 /// [`super::dot::dot_products`], skipping them changes no bit (an accumulator starting
@@ -78,8 +79,9 @@ unsafe fn transposed_avx2(
     unsafe { transposed_blocks::<f32, Avx, 12>(a, b, out, shape, accumulate) }
 }
 
-/// With 32 vector registers: blocks of 20 columns of `a`, which divides a
-/// layer of 100.
+/// With 32 vector registers of sixteen lanes: blocks of 20 columns of `a`,
+/// which divides a layer of 100. Each element is still one lane's sum over
+/// the same rows, so the bits are AVX2's.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn transposed_avx512(
@@ -90,13 +92,13 @@ unsafe fn transposed_avx512(
     accumulate: bool,
 ) {
     // SAFETY: the caller's promise.
-    unsafe { transposed_blocks::<f32, Avx, 20>(a, b, out, shape, accumulate) }
+    unsafe { transposed_blocks::<f32, Avx512, 20>(a, b, out, shape, accumulate) }
 }
 
 /// [`transposed_with`] in blocks of `C` columns of `a` where it has that
 /// many, else of 4 or 1.
 #[inline(always)]
-unsafe fn transposed_blocks<T: Float, V: Lanes<T>, const C: usize>(
+unsafe fn transposed_blocks<T: Float, V: Vector<T>, const C: usize>(
     a: &[T],
     b: &[T],
     out: *mut T,
@@ -113,16 +115,16 @@ unsafe fn transposed_blocks<T: Float, V: Lanes<T>, const C: usize>(
     }
 }
 
-/// [`transposed_products`] over `V`: for each strip of eight columns of
-/// `b`, blocks of `C` columns of `a` keep `C` accumulators (`C` rows of
-/// `out`, eight columns each) in registers while they sweep the strip's
+/// [`transposed_products`] over `V`: for each strip of `V::WIDTH` columns
+/// of `b`, blocks of `C` columns of `a` keep `C` accumulators (`C` rows of
+/// `out`, a strip's columns each) in registers while they sweep the strip's
 /// listed rows, each row loading one vector of `b` and `C` values of `a`
 /// (at fixed offsets) for `C` multiply-adds. The last block is moved back
 /// to end at the last column (`m >= C`); the columns it shares with the
-/// block before are not stored twice. A strip narrower than eight columns
-/// is copied, padded with zeros, to the stack first.
+/// block before are not stored twice. A strip narrower than a vector is
+/// copied, padded with zeros, to the stack first.
 #[inline(always)]
-unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
+unsafe fn transposed_with<T: Float, V: Vector<T>, const C: usize>(
     a: &[T],
     b: &[T],
     out: *mut T,
@@ -131,22 +133,23 @@ unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
 ) {
     debug_assert!(m >= C && k <= TRANSPOSED_MAX_DEPTH);
     let mut rows = [0u32; TRANSPOSED_MAX_DEPTH];
-    let mut narrow = [T::ZERO; LANES * TRANSPOSED_MAX_DEPTH];
-    for j0 in (0..n).step_by(LANES) {
-        let width = (n - j0).min(LANES);
+    let lanes = V::WIDTH;
+    let mut narrow = [T::ZERO; MAX_WIDTH * TRANSPOSED_MAX_DEPTH];
+    for j0 in (0..n).step_by(lanes) {
+        let width = (n - j0).min(lanes);
         // Row `p` of the strip is at `strip + p·stride`.
-        let (strip, stride) = if width == LANES {
+        let (strip, stride) = if width == lanes {
             (b[j0..].as_ptr(), n)
         } else {
             for p in 0..k {
-                narrow[p * LANES..][..width].copy_from_slice(&b[p * n + j0..][..width]);
+                narrow[p * lanes..][..width].copy_from_slice(&b[p * n + j0..][..width]);
             }
-            (narrow.as_ptr(), LANES)
+            (narrow.as_ptr(), lanes)
         };
         let mut len = 0;
         for p in 0..k {
             rows[len] = p as u32;
-            // SAFETY: row `p < k` of the strip holds LANES elements.
+            // SAFETY: row `p < k` of the strip holds a vector's elements.
             len += usize::from(unsafe { V::load(strip.add(p * stride)) }.any_nonzero());
         }
         let mut next = 0;
@@ -155,7 +158,7 @@ unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
             let mut acc = [V::zero(); C];
             for &p in &rows[..len] {
                 let p = p as usize;
-                // SAFETY: row `p < k` of the strip holds LANES elements, and
+                // SAFETY: row `p < k` of the strip holds a vector's elements, and
                 // row `p` of `a` the `m >= i0 + C` columns.
                 unsafe {
                     let bv = V::load(strip.add(p * stride));
@@ -170,7 +173,7 @@ unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
                 // which this strip's `width` (the caller's promise).
                 unsafe {
                     let dst = out.add((i0 + c) * n + j0);
-                    if width == LANES {
+                    if width == lanes {
                         let v = if accumulate {
                             V::load(dst).add(acc)
                         } else {
@@ -178,7 +181,9 @@ unsafe fn transposed_with<T: Float, V: Lanes<T>, const C: usize>(
                         };
                         v.store(dst);
                     } else {
-                        for (q, s) in acc.to_array().into_iter().take(width).enumerate() {
+                        let mut values = [T::ZERO; MAX_WIDTH];
+                        acc.store(values.as_mut_ptr());
+                        for (q, &s) in values[..width].iter().enumerate() {
                             let at = dst.add(q);
                             at.write(if accumulate { *at + s } else { s });
                         }

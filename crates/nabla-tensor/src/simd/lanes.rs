@@ -42,6 +42,8 @@ pub(crate) trait Vector<T: Float>: Copy {
     fn madd(self, a: Self, b: Self) -> Self;
     /// `self + b`, lane by lane.
     fn add(self, b: Self) -> Self;
+    /// Whether any lane is not zero (NaN counts as not zero).
+    fn any_nonzero(self) -> bool;
 }
 
 /// A [`Vector`] of eight lanes, with what the matrix products need beyond
@@ -51,12 +53,6 @@ pub(crate) trait Lanes<T: Float>: Vector<T> {
     fn to_array(self) -> [T; LANES];
     /// Bit `l` set where lane `l` is not zero (NaN counts as not zero).
     fn nonzero_lanes(self) -> u32;
-
-    /// Whether any lane is not zero (NaN counts as not zero).
-    #[inline(always)]
-    fn any_nonzero(self) -> bool {
-        self.nonzero_lanes() != 0
-    }
 
     /// Writes `base + l` for each lane `l` that is not zero, in increasing
     /// order, to `dst`, and returns how many: a row's nonzero entries listed
@@ -133,6 +129,11 @@ impl<T: Float> Vector<T> for [T; LANES] {
     fn add(self, b: Self) -> Self {
         std::array::from_fn(|i| self[i] + b[i])
     }
+
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        self.nonzero_lanes() != 0
+    }
 }
 
 impl<T: Float> Lanes<T> for [T; LANES] {
@@ -193,6 +194,11 @@ impl Vector<f32> for Avx {
     #[inline(always)]
     fn add(self, b: Self) -> Self {
         Avx(unsafe { std::arch::x86_64::_mm256_add_ps(self.0, b.0) })
+    }
+
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        self.nonzero_lanes() != 0
     }
 }
 
@@ -338,5 +344,12 @@ impl Vector<f32> for Avx512 {
     #[inline(always)]
     fn add(self, b: Self) -> Self {
         Avx512(unsafe { std::arch::x86_64::_mm512_add_ps(self.0, b.0) })
+    }
+
+    #[inline(always)]
+    fn any_nonzero(self) -> bool {
+        use std::arch::x86_64::{_mm512_cmp_ps_mask, _mm512_setzero_ps, _CMP_NEQ_UQ};
+        // Unordered not-equal: a NaN lane compares true.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps()) != 0 }
     }
 }
