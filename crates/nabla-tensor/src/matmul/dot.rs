@@ -15,6 +15,8 @@
 //! sums skip the eight-column vectors that are zero in every row of a
 //! block, without changing a bit ([`mostly_sparse`] decides).
 
+#[cfg(target_arch = "x86_64")]
+use super::dot_pairs::Pairs;
 use super::zeros::mostly_sparse;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{as_f32, Avx, Kernel, SimdLevel};
@@ -64,9 +66,9 @@ pub(crate) unsafe fn dot_products<T: Float>(
     // SAFETY: the caller's promise.
     unsafe {
         if m == 1 {
-            dot_with::<T, [T; LANES], 1, 8>(a, b, out, shape, accumulate)
+            dot_with::<T, [T; LANES], Lanewise<[T; LANES]>, 1, 8>(a, b, out, shape, accumulate)
         } else {
-            dot_with::<T, [T; LANES], 2, 4>(a, b, out, shape, accumulate)
+            dot_with::<T, [T; LANES], Lanewise<[T; LANES]>, 2, 4>(a, b, out, shape, accumulate)
         }
     }
 }
@@ -92,10 +94,14 @@ unsafe fn dot_avx<const R: usize, const C: usize>(
     accumulate: bool,
 ) {
     // SAFETY: the caller's promise.
-    unsafe { dot_with::<f32, Avx, R, C>(a, b, out, shape, accumulate) }
+    unsafe { dot_with::<f32, Avx, Lanewise<Avx>, R, C>(a, b, out, shape, accumulate) }
 }
 
-/// With 32 vector registers: blocks of 4 rows of `a` × 6 rows of `b`.
+/// With 32 vector registers of sixteen lanes: blocks of 4 rows of `a` × 8
+/// rows of `b`, two rows of `a` to a register ([`Pairs`]), giving the
+/// eight-lane kernel's bits. Products with few rows of `b` (a layer of 10
+/// outputs) keep blocks of 4 × 6 eight-lane vectors, which waste fewer
+/// rows past the last.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
 unsafe fn dot_avx512(
@@ -106,18 +112,71 @@ unsafe fn dot_avx512(
     accumulate: bool,
 ) {
     // SAFETY: the caller's promise.
-    unsafe { dot_with::<f32, Avx, 4, 6>(a, b, out, shape, accumulate) }
+    unsafe {
+        if shape.2 < PAIRS_MIN_COLUMNS {
+            dot_with::<f32, Avx, Lanewise<Avx>, 4, 6>(a, b, out, shape, accumulate)
+        } else {
+            dot_with::<f32, Avx, Pairs, 4, 8>(a, b, out, shape, accumulate)
+        }
+    }
 }
+
+/// The fewest rows of `b` for which the AVX-512 dot products pair rows of
+/// `a` in sixteen lanes (`docs/performance.md`).
+#[cfg(target_arch = "x86_64")]
+const PAIRS_MIN_COLUMNS: usize = 24;
 
 /// Longest rows, in vectors, for which [`dot_with`] lists the vectors of a
 /// block of rows that are not all zero (the list lives on the stack).
 const LIVE_MAX_VECTORS: usize = 1024;
 
+/// One block of [`dot_with`]: rows `i0..i0 + R` of `a` against rows
+/// `j0..j0 + C` of `b` (given as slices of `k`), over the eight-column
+/// vectors listed in `live` (all when `None`) and the partial vector after
+/// them, each element's sum in eight lanes added up by [`Lanes::sums`].
+pub(super) trait Block<T: Float, const R: usize, const C: usize> {
+    /// Computes the block into `out` (`m × n`).
+    ///
+    /// # Safety
+    /// `out` must be valid for reads (with `accumulate`) and writes of
+    /// `m·n` elements, and the CPU must have the block's instructions.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run(
+        a_rows: &[&[T]; R],
+        b_rows: &[&[T]; C],
+        live: Option<&[u32]>,
+        at: (usize, usize),
+        size: (usize, usize),
+        out: *mut T,
+        accumulate: bool,
+    );
+}
+
+/// [`dot_block`]: each accumulator one vector of `V` (the plain and AVX2
+/// paths).
+pub(super) struct Lanewise<V>(std::marker::PhantomData<V>);
+
+impl<T: Float, V: Lanes<T>, const R: usize, const C: usize> Block<T, R, C> for Lanewise<V> {
+    #[inline(always)]
+    unsafe fn run(
+        a_rows: &[&[T]; R],
+        b_rows: &[&[T]; C],
+        live: Option<&[u32]>,
+        at: (usize, usize),
+        size: (usize, usize),
+        out: *mut T,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's promise.
+        unsafe { dot_block::<T, V, R, C>(a_rows, b_rows, live, at, size, out, accumulate) }
+    }
+}
+
 /// [`dot_products`] over `V`, in blocks of `R` rows of `a` × `C` rows of
-/// `b`: `R·C` accumulators (a multiple of [`LANES`]) stay in registers
-/// while the block sweeps `k`, each step loading `R + C` vectors for `R·C`
-/// multiply-adds. A block past the last row repeats it; its sums are not
-/// kept.
+/// `b` computed by `B`: `R·C` accumulators (a multiple of [`LANES`]) stay
+/// in registers while the block sweeps `k`, each step loading `R + C`
+/// vectors for `R·C` multiply-adds. A block past the last row repeats it;
+/// its sums are not kept.
 ///
 /// Where `a` is mostly zeros ([`mostly_sparse`]: a layer that sees images)
 /// each block of its rows first lists the vectors (eight columns) where one
@@ -133,7 +192,7 @@ const LIVE_MAX_VECTORS: usize = 1024;
 /// zero product leaves it as it was. The one exception is a weight that is
 /// infinite or NaN facing a zero input: its product, NaN, is skipped.
 #[inline(always)]
-unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+unsafe fn dot_with<T: Float, V: Lanes<T>, B: Block<T, R, C>, const R: usize, const C: usize>(
     a: &[T],
     b: &[T],
     out: *mut T,
@@ -152,17 +211,7 @@ unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
             for i0 in (0..m).step_by(R) {
                 let a_rows = a_rows(i0);
                 // SAFETY: the caller's promise on `out`.
-                unsafe {
-                    dot_block::<T, V, R, C>(
-                        &a_rows,
-                        &b_rows,
-                        None,
-                        (i0, j0),
-                        (m, n),
-                        out,
-                        accumulate,
-                    )
-                };
+                unsafe { B::run(&a_rows, &b_rows, None, (i0, j0), (m, n), out, accumulate) };
             }
         }
         return;
@@ -184,23 +233,19 @@ unsafe fn dot_with<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
             let b_rows = b_rows(j0);
             let live = Some(&live[..len]);
             // SAFETY: the caller's promise on `out`.
-            unsafe {
-                dot_block::<T, V, R, C>(&a_rows, &b_rows, live, (i0, j0), (m, n), out, accumulate)
-            };
+            unsafe { B::run(&a_rows, &b_rows, live, (i0, j0), (m, n), out, accumulate) };
         }
     }
 }
 
-/// One block of [`dot_with`]: rows `i0..i0 + R` of `a` against rows
-/// `j0..j0 + C` of `b` (given as slices of `k`), over the vectors listed in
-/// `live` (all when `None`) and the partial vector after them.
+/// [`Block`] with each accumulator one vector of `V`.
 ///
 /// # Safety
 /// `out` must be valid for reads (with `accumulate`) and writes of `m·n`
 /// elements.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+pub(super) unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
     a_rows: &[&[T]; R],
     b_rows: &[&[T]; C],
     live: Option<&[u32]>,
@@ -315,6 +360,43 @@ mod tests {
             let row = &a[i * k..][..k];
             unsafe { dot_products(row, &b, one.as_mut_ptr(), (1, k, n), false) };
             assert_eq!(&all[i * n..][..n], &one[..], "row {i}");
+        }
+    }
+
+    /// AVX-512's blocks (rows of `a` paired in sixteen lanes, or eight-lane
+    /// blocks for few rows of `b`) give AVX2's bits, dense and mostly zero,
+    /// with and without a partial vector, accumulating or not.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_gives_avx2_bits() {
+        if crate::detected_simd_level() < SimdLevel::Avx512 {
+            return;
+        }
+        for (m, k, n) in [
+            (9, 203, 30),
+            (50, 784, 100),
+            (5, 64, 24),
+            (7, 8, 10),
+            (3, 5, 40),
+        ] {
+            for zeros in [false, true] {
+                let a = to_f32(&if zeros {
+                    sparse(m * k, 3)
+                } else {
+                    values(m * k, 3)
+                });
+                let b = to_f32(&values(k * n, 4));
+                for accumulate in [false, true] {
+                    let (mut wide, mut narrow) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
+                    // SAFETY: the CPU has both levels; `m·n` elements each.
+                    unsafe {
+                        dot_avx512(&a, &b, wide.as_mut_ptr(), (m, k, n), accumulate);
+                        dot_avx::<2, 4>(&a, &b, narrow.as_mut_ptr(), (m, k, n), accumulate);
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&wide), bits(&narrow), "{m}×{k}×{n}, zeros {zeros}");
+                }
+            }
         }
     }
 

@@ -24,6 +24,8 @@
 mod axpy;
 mod axpy_tiled;
 mod dot;
+#[cfg(target_arch = "x86_64")]
+mod dot_pairs;
 mod library;
 mod outer;
 mod plan;
