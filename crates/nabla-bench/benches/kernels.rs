@@ -9,9 +9,9 @@ use nabla::autograd::{Reduction, Tape, Target};
 use nabla::nn::{Init, Linear};
 use nabla::tensor::conv::{
     channel_lanes_pays, channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
-    conv_direct_input_grad, conv_direct_weight_grad, conv_direct_weight_grad_lanes, im2col,
-    im2col_strided, input_grad_scratch_len, input_grad_weights_len, pad_into,
-    prepare_channel_lanes_weights, prepare_input_grad_weights, transpose_grads,
+    conv_direct_input_grad, conv_direct_weight_grad, conv_direct_weight_grad_lanes,
+    convolution_level, im2col, im2col_strided, input_grad_scratch_len, input_grad_weights_len,
+    pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights, transpose_grads,
     weight_grad_in_lanes, Padded, Winograd,
 };
 use nabla::tensor::{gemm_into, gemm_slices, Rng, Tensor, Transpose, Window};
@@ -300,7 +300,7 @@ fn conv(c: &mut Criterion) {
         });
         // The output channels in the lanes, where the plan would choose it
         // (the weights' tap-major copy is made once per batch, not timed).
-        if channel_lanes_pays(&win, o) {
+        if channel_lanes_pays(&win, o, convolution_level::<f32>()) {
             let mut prepared = vec![0.0f32; channel_lanes_weights_len(&win, o)];
             prepare_channel_lanes_weights(&win, weight.data(), &mut prepared);
             c.bench_function(&format!("{name} forward, channel lanes"), |bench| {

@@ -30,10 +30,10 @@ use crate::{Error, InputGrads, Op, Result};
 use nabla_tensor::conv::{
     channel_lanes_weights_len, col2im, conv_direct, conv_direct_channel_lanes,
     conv_direct_input_grad, conv_direct_weight_grad, conv_direct_weight_grad_lanes, conv_plan,
-    convolution_vectorised, im2col, im2col_strided, input_grad_scratch_len, input_grad_weights_len,
-    pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights, transpose_grads,
-    weight_grad_as_product, weight_grad_in_lanes, weight_grad_lanes_scratch_len, ConvAlgorithm,
-    Padded, WEIGHT_GRAD_ROWS,
+    convolution_level, convolution_vectorised, im2col, im2col_strided, input_grad_scratch_len,
+    input_grad_weights_len, pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights,
+    transpose_grads, weight_grad_as_product, weight_grad_in_lanes, weight_grad_lanes_scratch_len,
+    ConvAlgorithm, Padded, WEIGHT_GRAD_ROWS,
 };
 use nabla_tensor::{gemm_slices, Float, Tensor, Transpose, Window};
 use rayon::prelude::*;
@@ -121,7 +121,7 @@ impl<T: Float> Op<T> for Conv2d {
         let mut out = Tensor::for_overwrite(&[n, o, oh, ow]);
         let (images, weight) = (x[0].data(), x[1].data());
         let bias = x.get(2).map(|b| b.data());
-        let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).forward;
+        let algorithm = conv_plan(&win, o, convolution_level::<T>()).forward;
         if let ConvAlgorithm::Winograd(plan) = algorithm {
             plan.forward(images, weight, bias, out.data_mut());
             return Ok(out);
@@ -203,7 +203,7 @@ impl<T: Float> Op<T> for Conv2d {
         let grad_samples = g.data().chunks_exact((o * p).max(1));
         let images = x[0].data().chunks_exact(win.image_len().max(1));
 
-        let algorithm = conv_plan(&win, o, convolution_vectorised::<T>()).backward;
+        let algorithm = conv_plan(&win, o, convolution_level::<T>()).backward;
         if let ConvAlgorithm::Winograd(plan) = algorithm {
             // Both gradients in one pass: they share the output gradient's
             // transform, and overwrite the tensors they are given.

@@ -14,18 +14,20 @@
 //! channels rather than pixels in the vector lanes
 //! ([`conv_direct_channel_lanes`]). im2col remains for the other strides.
 
+use crate::SimdLevel;
+
 mod direct;
 mod winograd;
 
 pub use direct::{
     channel_lanes_pays, channel_lanes_weights_len, conv_direct, conv_direct_applies,
     conv_direct_channel_lanes, conv_direct_input_grad, conv_direct_weight_grad,
-    conv_direct_weight_grad_lanes, convolution_vectorised, input_grad_scratch_len,
-    input_grad_weights_len, pad_into, prepare_channel_lanes_weights, prepare_input_grad_weights,
-    transpose_grads, weight_grad_as_product, weight_grad_in_lanes, weight_grad_lanes_scratch_len,
-    Padded, CHANNEL_LANES_MAX_WIDTH, IMAGES_PER_CHUNK, WEIGHT_GRAD_LANES_MAX_POSITIONS,
-    WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS, WEIGHT_GRAD_PRODUCT_MAX_POSITIONS,
-    WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
+    conv_direct_weight_grad_lanes, convolution_level, convolution_vectorised,
+    input_grad_scratch_len, input_grad_weights_len, pad_into, prepare_channel_lanes_weights,
+    prepare_input_grad_weights, transpose_grads, weight_grad_as_product, weight_grad_in_lanes,
+    weight_grad_lanes_scratch_len, Padded, CHANNEL_LANES_MAX_WIDTH, IMAGES_PER_CHUNK,
+    WEIGHT_GRAD_LANES_MAX_POSITIONS, WEIGHT_GRAD_PRODUCT_MAX_ELEMENTS,
+    WEIGHT_GRAD_PRODUCT_MAX_POSITIONS, WEIGHT_GRAD_PRODUCT_MIN_OUTPUTS, WEIGHT_GRAD_ROWS,
 };
 pub use winograd::{
     winograd_applies, Winograd, BLOCK_TILES, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_OUTPUTS,
@@ -65,12 +67,14 @@ pub const WINOGRAD_BACKWARD_MIN_CHANNELS: usize = 32;
 pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 
 /// How a convolution over `win` with `outputs` output channels is
-/// computed, the one place the choice is made (`vectorised`: whether the
-/// convolution kernels run in vector registers, [`convolution_vectorised`]):
+/// computed, the one place the choice is made (`level`: the level the
+/// convolution kernels run at, [`convolution_level`]; plain arrays are not
+/// vectorised):
 ///
 /// - the forward pass with the output channels in the lanes where
 ///   [`channel_lanes_pays`] (stride 1, planes at most
-///   [`CHANNEL_LANES_MAX_WIDTH`] wide, whole blocks of channels) and the
+///   [`CHANNEL_LANES_MAX_WIDTH`] wide and whole blocks of channels, or at
+///   AVX-512 whole vectors of sixteen channels on any plane) and the
 ///   kernels are vectorised; else by the direct kernels where
 ///   [`conv_direct_applies`] (stride 1); else by im2col;
 /// - the backward pass by the direct kernels or im2col likewise, except
@@ -85,13 +89,14 @@ pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 /// the multiplies save: measured per layer against the direct kernels in
 /// `docs/performance.md`. The two passes need not agree: each computes the
 /// convolution's exact sums, rounded differently.
-pub fn conv_plan(win: &Window, outputs: usize, vectorised: bool) -> ConvPlan {
+pub fn conv_plan(win: &Window, outputs: usize, level: SimdLevel) -> ConvPlan {
+    let vectorised = level != SimdLevel::Plain;
     let direct = if conv_direct_applies(win) {
         ConvAlgorithm::Direct
     } else {
         ConvAlgorithm::Im2col
     };
-    let lanes = vectorised && channel_lanes_pays(win, outputs);
+    let lanes = vectorised && channel_lanes_pays(win, outputs, level);
     let forward = if lanes {
         ConvAlgorithm::ChannelLanes
     } else {

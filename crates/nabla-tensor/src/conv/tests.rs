@@ -154,13 +154,15 @@ fn pooling_takes_the_max_and_the_mean_of_each_window() {
     assert_eq!(grad.iter().sum::<f64>(), 10.0);
 }
 
-/// The presets' layers and their algorithms: forward passes by the direct
-/// kernels (stride 1) or im2col; the backward passes of best-cnn's 3×3
-/// layers (32 channels and more, 8×8 outputs and more) by Winograd, the
+/// The presets' layers and their algorithms at AVX2: forward passes by the
+/// direct kernels (stride 1) or im2col; the backward passes of best-cnn's
+/// 3×3 layers (32 channels and more, 8×8 outputs and more) by Winograd, the
 /// others as their forward passes.
 #[test]
 fn each_layer_has_one_plan() {
-    let plan = |c, side, k, s, p, o| conv_plan(&Window::square(c, side, side, k, s, p), o, true);
+    let plan = |c, side, k, s, p, o| {
+        conv_plan(&Window::square(c, side, side, k, s, p), o, SimdLevel::Avx2)
+    };
     let winograd_backward = |c, side, p, o| {
         let plan = plan(c, side, 3, 1, p, o);
         matches!(plan.backward, ConvAlgorithm::Winograd(_))
@@ -172,7 +174,7 @@ fn each_layer_has_one_plan() {
     assert!(!winograd_backward(64, 10, 0, 64), "best-cnn's fourth layer");
     assert!(!winograd_backward(32, 14, 1, 32), "deep-cnn's fourth layer");
     for (c, side, p, o) in [(32, 12, 0, 64), (64, 10, 0, 64), (32, 14, 1, 32)] {
-        let plain = conv_plan(&Window::square(c, side, side, 3, 1, p), o, false);
+        let plain = conv_plan(&Window::square(c, side, side, 3, 1, p), o, SimdLevel::Plain);
         assert!(
             matches!(plain.backward, ConvAlgorithm::Winograd(_)),
             "{c}→{o} on plain arrays"
@@ -205,7 +207,7 @@ fn each_layer_has_one_plan() {
         Direct,
         "16×16 outputs: two whole tiles"
     );
-    let unvectorised = conv_plan(&Window::square(64, 7, 7, 3, 1, 1), 64, false);
+    let unvectorised = conv_plan(&Window::square(64, 7, 7, 3, 1, 1), 64, SimdLevel::Plain);
     assert_eq!(unvectorised.forward, Direct, "plain arrays");
     assert_eq!(unvectorised.backward, Direct, "and the backward pass");
     assert_eq!(plan(64, 7, 3, 1, 1, 64).backward, Direct);
@@ -225,4 +227,43 @@ fn each_layer_has_one_plan() {
     };
     assert_eq!(plan(32, 24, 5, 2, 2, 32), im2col, "a strided layer");
     assert_eq!(plan(1, 5, 2, 1, 0, 3), im2col, "fewer than 8 taps");
+}
+
+/// At AVX-512 the output channels go in the lanes on any plane where they
+/// fill vectors of sixteen and the sums have at least 32 taps; the
+/// backward passes are chosen as at AVX2.
+#[test]
+fn at_avx512_sixteen_channels_go_in_the_lanes_on_wide_planes() {
+    use ConvAlgorithm::{ChannelLanes, Direct};
+    let plan = |c, side, p, o, level| conv_plan(&Window::square(c, side, side, 3, 1, p), o, level);
+    let (wide, narrow) = (SimdLevel::Avx512, SimdLevel::Avx2);
+    assert_eq!(
+        plan(16, 28, 1, 16, wide).forward,
+        ChannelLanes,
+        "deep-cnn's second"
+    );
+    assert_eq!(
+        plan(32, 26, 0, 32, wide).forward,
+        ChannelLanes,
+        "best-cnn's second"
+    );
+    assert_eq!(plan(1, 28, 1, 16, wide).forward, Direct, "9 taps");
+    assert_eq!(plan(16, 28, 1, 24, wide).forward, Direct, "24 channels");
+    assert_eq!(
+        plan(64, 7, 1, 64, wide).forward,
+        ChannelLanes,
+        "deep-cnn's last"
+    );
+    for (c, side, p, o) in [
+        (16, 28, 1, 16),
+        (32, 26, 0, 32),
+        (64, 7, 1, 64),
+        (32, 12, 0, 64),
+    ] {
+        assert_eq!(
+            plan(c, side, p, o, wide).backward,
+            plan(c, side, p, o, narrow).backward,
+            "{c}→{o} on {side}×{side}"
+        );
+    }
 }

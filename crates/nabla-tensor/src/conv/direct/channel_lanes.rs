@@ -22,8 +22,8 @@
 use super::compiled;
 use super::{Geometry, Padded, TapCursor, Window};
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{as_f32, as_f32_mut, Kernel, SimdLevel};
-use crate::simd::{Vector, LANES, MAX_WIDTH};
+use crate::simd::{as_f32, as_f32_mut, Kernel};
+use crate::simd::{SimdLevel, Vector, LANES, MAX_WIDTH};
 use crate::Float;
 use smallvec::SmallVec;
 
@@ -37,6 +37,13 @@ pub(super) const CHANNEL_BLOCK: usize = 4 * LANES;
 pub(super) const BLOCK_16: (usize, usize) = (6, 2);
 #[cfg(target_arch = "x86_64")]
 pub(super) const BLOCK_32: (usize, usize) = (7, 2);
+/// At AVX-512, for channel counts that fill one vector of sixteen but not
+/// two (16 channels, deep-cnn's first layers): 14 pixels × 1 vector.
+#[cfg(target_arch = "x86_64")]
+pub(super) const BLOCK_32_ONE: (usize, usize) = (14, 1);
+
+/// Channels in one AVX-512 vector.
+const WIDE_LANES: usize = 16;
 
 /// The widest output plane this kernel is chosen for: up to here a row
 /// tile of [`conv_direct`](super::conv_direct) leaves lanes empty or its
@@ -45,25 +52,51 @@ pub(super) const BLOCK_32: (usize, usize) = (7, 2);
 pub const CHANNEL_LANES_MAX_WIDTH: usize = 2 * LANES - 1;
 
 /// Whether the forward pass of a convolution over `win` with `outputs`
-/// channels runs with the channels in the lanes: stride 1, a plane at most
-/// [`CHANNEL_LANES_MAX_WIDTH`] wide, and whole blocks of output channels
-/// (with 16 channels, LeNet's second layer, half of each block would be
-/// the prepared weights' zeros).
-pub fn channel_lanes_pays(win: &Window, outputs: usize) -> bool {
+/// channels runs with the channels in the lanes: stride 1, and either a
+/// plane at most [`CHANNEL_LANES_MAX_WIDTH`] wide with whole blocks of
+/// output channels (with 16 channels at AVX2, LeNet's second layer, half of
+/// each block would be the prepared weights' zeros), or, where the
+/// convolutions run at AVX-512, whole vectors of sixteen channels and at
+/// least [`WIDE_PLANE_MIN_TAPS`] taps on any plane: a vector of channels is full whatever the plane, where rows of
+/// 28 pixels fill 28 of 32 lanes of the pixel-row kernel's eight-lane
+/// tiles (`docs/performance.md`).
+/// `level` is the one the convolutions run at ([`convolution_level`]).
+pub fn channel_lanes_pays(win: &Window, outputs: usize, level: SimdLevel) -> bool {
     super::conv_direct_applies(win)
-        && win.out_w().is_some_and(|w| w <= CHANNEL_LANES_MAX_WIDTH)
-        && outputs.is_multiple_of(CHANNEL_BLOCK)
+        && (win.out_w().is_some_and(|w| w <= CHANNEL_LANES_MAX_WIDTH)
+            && outputs.is_multiple_of(CHANNEL_BLOCK)
+            || wide_planes_in_lanes(level, outputs, win.col_rows()))
 }
+
+/// Whether a convolution with `outputs` channels and `taps` taps puts its
+/// channels in the lanes on a plane of any width at `level`: at AVX-512,
+/// with whole vectors of sixteen channels and at least
+/// [`WIDE_PLANE_MIN_TAPS`] taps.
+pub(super) fn wide_planes_in_lanes(level: SimdLevel, outputs: usize, taps: usize) -> bool {
+    level == SimdLevel::Avx512 && outputs.is_multiple_of(WIDE_LANES) && taps >= WIDE_PLANE_MIN_TAPS
+}
+
+/// The fewest taps (`C·kh·kw`) for which a plane wider than
+/// [`CHANNEL_LANES_MAX_WIDTH`] puts its channels in the lanes: each output
+/// is stored on its own at the end of its sums, which with 9 taps (one
+/// input channel, 3×3) cost more than the lanes save.
+const WIDE_PLANE_MIN_TAPS: usize = 32;
 
 /// Whether convolutions in `T` run in vector registers at the current
 /// level (`f32` with AVX2 or wider): on plain arrays the channels in the
 /// lanes are slower than [`conv_direct`](super::conv_direct).
 pub fn convolution_vectorised<T: Float>() -> bool {
+    convolution_level::<T>() != SimdLevel::Plain
+}
+
+/// The level the convolution kernels run at for `T` now: the family's
+/// ([`Kernel::Convolution`]) for `f32`, plain for `f64`.
+pub fn convolution_level<T: Float>() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
-    if as_f32::<T>(&[]).is_some() && Kernel::Convolution.level() != SimdLevel::Plain {
-        return true;
+    if as_f32::<T>(&[]).is_some() {
+        return Kernel::Convolution.level();
     }
-    false
+    SimdLevel::Plain
 }
 
 /// Whether `T` is `f32` and the CPU has AVX2 or wider, whatever
@@ -145,8 +178,13 @@ pub fn conv_direct_channel_lanes<T: Float>(
         let bias = bias.map(|b| as_f32(b).expect("the bias has the weight's type"));
         // SAFETY: the CPU has the features each function is compiled for.
         match Kernel::Convolution.level() {
-            SimdLevel::Avx512 => {
+            SimdLevel::Avx512 if g.outputs.is_multiple_of(CHANNEL_BLOCK) => {
                 return unsafe { compiled::channel_lanes_avx512(&g, image, prepared, bias, out) }
+            }
+            SimdLevel::Avx512 => {
+                return unsafe {
+                    compiled::channel_lanes_avx512_one(&g, image, prepared, bias, out)
+                }
             }
             SimdLevel::Avx2 => {
                 return unsafe { compiled::channel_lanes_avx2(&g, image, prepared, bias, out) }

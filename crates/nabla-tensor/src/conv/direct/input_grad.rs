@@ -1,7 +1,7 @@
 //! The input gradient: a flipped convolution, or a scatter by window
 //! column, whichever multiplies fewer zeros.
 
-use super::channel_lanes::{lanes_on_this_cpu, CHANNEL_BLOCK};
+use super::channel_lanes::{lanes_on_this_cpu, wide_planes_in_lanes, CHANNEL_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use super::compiled;
 use super::{
@@ -92,7 +92,9 @@ pub(super) enum InputGradPlan {
     /// ([`conv_direct_channel_lanes`]): for `f32` on a CPU with AVX2,
     /// images at most [`CHANNEL_LANES_MAX_WIDTH`] wide and whole blocks of
     /// input channels, where a row of the image fills the flipped
-    /// convolution's tiles poorly. The choice depends on the type and the
+    /// convolution's tiles poorly; on a CPU with AVX-512, also images of
+    /// any width whose input channels fill vectors of sixteen (as the
+    /// forward pass, [`channel_lanes_pays`](super::channel_lanes_pays)). The choice depends on the type and the
     /// CPU, not on `limit_simd_level`, so that weights prepared for it are
     /// read the same way whatever the level when they are used.
     FlippedLanes(Padded),
@@ -116,9 +118,11 @@ impl InputGradPlan {
         let scatter_work = oh * ow.div_ceil(LANES);
         if flipped_work <= 2 * scatter_work {
             let padded = Padded::of(outputs, oh, ow, kh - 1 - p, kw - 1 - p);
+            let taps = outputs * kh * kw;
             if lanes_on_this_cpu::<T>()
-                && win.width <= CHANNEL_LANES_MAX_WIDTH
-                && win.channels.is_multiple_of(CHANNEL_BLOCK)
+                && (win.width <= CHANNEL_LANES_MAX_WIDTH
+                    && win.channels.is_multiple_of(CHANNEL_BLOCK)
+                    || wide_planes_in_lanes(crate::detected_simd_level(), win.channels, taps))
             {
                 InputGradPlan::FlippedLanes(padded)
             } else {

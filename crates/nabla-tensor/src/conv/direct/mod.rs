@@ -47,7 +47,7 @@ mod weight_grad;
 mod weight_grad_lanes;
 
 pub use channel_lanes::{
-    channel_lanes_pays, channel_lanes_weights_len, conv_direct_channel_lanes,
+    channel_lanes_pays, channel_lanes_weights_len, conv_direct_channel_lanes, convolution_level,
     convolution_vectorised, prepare_channel_lanes_weights, CHANNEL_LANES_MAX_WIDTH,
 };
 
@@ -440,7 +440,7 @@ impl TapCursor {
 /// larger blocks. Callers check [`level`] first.
 #[cfg(target_arch = "x86_64")]
 mod compiled {
-    use super::channel_lanes::{self, BLOCK_16 as C16, BLOCK_32 as C32};
+    use super::channel_lanes::{self, BLOCK_16 as C16, BLOCK_32 as C32, BLOCK_32_ONE as C32_ONE};
     use super::input_grad::input_grad;
     use super::weight_grad::weight_grad;
     use super::weight_grad_lanes::{self, BLOCK_16 as W16, BLOCK_32 as W32};
@@ -490,6 +490,19 @@ mod compiled {
         out: &mut [f32],
     ) {
         channel_lanes::forward::<f32, Avx512, { C32.0 }, { C32.1 }>(g, image, prepared, bias, out);
+    }
+
+    #[target_feature(enable = "avx2,fma,popcnt,avx512f,avx512vl")]
+    pub(super) fn channel_lanes_avx512_one(
+        g: &Geometry,
+        image: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        channel_lanes::forward::<f32, Avx512, { C32_ONE.0 }, { C32_ONE.1 }>(
+            g, image, prepared, bias, out,
+        );
     }
 
     #[target_feature(enable = "avx2,fma,popcnt")]

@@ -263,8 +263,14 @@ fn channel_lanes_give_the_direct_kernels_bits() {
                     (a, b)
                 },
             );
+            // The AVX-512 kernel in blocks of two vectors of channels and
+            // of one (`one`), each against the pixel-row kernel.
             #[cfg(target_arch = "x86_64")]
-            for level in [crate::SimdLevel::Avx2, crate::SimdLevel::Avx512] {
+            for (level, one) in [
+                (crate::SimdLevel::Avx2, false),
+                (crate::SimdLevel::Avx512, false),
+                (crate::SimdLevel::Avx512, true),
+            ] {
                 if level > crate::detected_simd_level() {
                     continue;
                 }
@@ -279,6 +285,11 @@ fn channel_lanes_give_the_direct_kernels_bits() {
                             if level == crate::SimdLevel::Avx2 {
                                 compiled::forward_avx2(g, image, weight, bias, &mut a);
                                 compiled::channel_lanes_avx2(g, image, prepared, bias, &mut b);
+                            } else if one {
+                                compiled::forward_avx512(g, image, weight, bias, &mut a);
+                                compiled::channel_lanes_avx512_one(
+                                    g, image, prepared, bias, &mut b,
+                                );
                             } else {
                                 compiled::forward_avx512(g, image, weight, bias, &mut a);
                                 compiled::channel_lanes_avx512(g, image, prepared, bias, &mut b);
@@ -301,9 +312,13 @@ fn the_input_gradient_in_lanes_is_the_flipped_convolution() {
         (32, 7, 7, 8, 3, 1),
         (64, 5, 6, 16, 3, 1),
         (32, 9, 9, 4, 3, 2),
+        // Wide images with sixteen channels: in the lanes at AVX-512 only.
+        (16, 20, 20, 16, 3, 1),
+        (48, 17, 17, 8, 3, 1),
     ] {
         let f32s = |n, seed| -> Vec<f32> { values(n, seed).iter().map(|&v| v as f32).collect() };
         let (weight, win) = (f32s(o * c * k * k, 9), Window::square(c, h, w, k, 1, p));
+        let wide = w > super::CHANNEL_LANES_MAX_WIDTH;
         let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
         let grad = f32s(o * oh * ow, 10);
         let plan = InputGradPlan::of::<f32>(&win, o);
@@ -311,7 +326,10 @@ fn the_input_gradient_in_lanes_is_the_flipped_convolution() {
             InputGradPlan::FlippedLanes(padded) => Some(padded),
             _ => None,
         }) else {
-            assert!(!super::channel_lanes::lanes_on_this_cpu::<f32>());
+            assert!(
+                !super::channel_lanes::lanes_on_this_cpu::<f32>()
+                    || wide && crate::detected_simd_level() < crate::SimdLevel::Avx512
+            );
             continue;
         };
         let mut prepared = vec![0.0; input_grad_weights_len::<f32>(&win, o)];
