@@ -200,7 +200,8 @@ fn every_level_agrees_with_the_plain_path() {
         );
     }
     // AVX-512 against AVX2: every family promises the same bits (the
-    // blocked kernels sum in the same eight lanes with larger blocks; the
+    // blocked kernels sum what AVX2's eight lanes sum, in larger blocks or
+    // in sixteen lanes that are each one of AVX2's lane sums; the
     // sigmoid does the same IEEE operations per lane at sixteen lanes; the
     // streaming elementwise families stop at AVX2).
     let at = |l: SimdLevel| runs.iter().find(|r| r.0 == l);

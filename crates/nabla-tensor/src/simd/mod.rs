@@ -170,14 +170,18 @@ impl Kernel {
 
     /// The widest level the family runs at: the widest that measured
     /// faster than the one below it (`docs/performance.md`, "AVX-512 on
-    /// Zen 4"). The sigmoid runs 16 lanes at AVX-512; the blocked kernels
-    /// (dot and transposed products, axpy, the direct convolutions) keep
-    /// eight lanes there but hold larger blocks in its 32 registers. The
-    /// streaming elementwise loops (the optimiser's update, the pixel
+    /// Zen 4", and "Intel Xeon (family 6 model 207)"). The sigmoid runs 16
+    /// lanes at AVX-512; so do the blocked kernels whose lanes are
+    /// independent sums (the channel-lanes convolutions, the transposed
+    /// products, and the dot products with two rows to a register), while
+    /// the others (axpy, the pixel-row convolutions) keep eight lanes there
+    /// but hold larger blocks in its 32 registers. The streaming elementwise
+    /// loops (the optimiser's update, the pixel
     /// conversion, the outer products) stop at AVX2: compiled at 16 lanes
     /// they measured no faster on an AVX-512 CPU (Zen 4: momentum's update
     /// 9–16% slower, Adam's 4–9% faster, the conversion 25% and the outer
-    /// products 13% slower).
+    /// products 13% slower; Intel: Adam's 6% and the conversion 15% slower,
+    /// the outer products 5% faster).
     pub fn widest(self) -> SimdLevel {
         match self {
             Kernel::DotProducts
