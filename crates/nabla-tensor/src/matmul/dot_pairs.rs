@@ -16,9 +16,9 @@ use std::arch::x86_64::{
     _mm512_castpd_ps, _mm512_fmadd_ps, _mm512_insertf64x4, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-/// [`Block`] of `R` rows of `a` (`R / 2` registers of pairs) × `C` rows of
-/// `b`: `R / 2 · C` accumulators. Only code compiled for AVX-512 F may use
-/// it.
+/// [`Block`] of four rows of `a` (two registers of pairs) × `C` rows of
+/// `b`: `2·C` accumulators. Only code compiled for AVX-512 F may use it.
+/// (Blocks of 8 rows × 6 were slower: `docs/performance.md`.)
 pub(super) struct Pairs;
 
 impl<const C: usize> Block<f32, 4, C> for Pairs {
@@ -34,22 +34,6 @@ impl<const C: usize> Block<f32, 4, C> for Pairs {
     ) {
         // SAFETY: the caller's promise.
         unsafe { pairs_block::<4, 2, C>(a_rows, b_rows, live, at, size, out, accumulate) }
-    }
-}
-
-impl<const C: usize> Block<f32, 8, C> for Pairs {
-    #[inline(always)]
-    unsafe fn run(
-        a_rows: &[&[f32]; 8],
-        b_rows: &[&[f32]; C],
-        live: Option<&[u32]>,
-        at: (usize, usize),
-        size: (usize, usize),
-        out: *mut f32,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller's promise.
-        unsafe { pairs_block::<8, 4, C>(a_rows, b_rows, live, at, size, out, accumulate) }
     }
 }
 
