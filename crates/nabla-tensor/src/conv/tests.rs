@@ -230,7 +230,8 @@ fn each_layer_has_one_plan() {
 }
 
 /// At AVX-512 the output channels go in the lanes on any plane where they
-/// fill vectors of sixteen and the sums have at least 32 taps; the
+/// fill three quarters of their vectors of sixteen and the sums have at
+/// least 32 taps; the
 /// backward passes are chosen as at AVX2.
 #[test]
 fn at_avx512_sixteen_channels_go_in_the_lanes_on_wide_planes() {
@@ -248,7 +249,15 @@ fn at_avx512_sixteen_channels_go_in_the_lanes_on_wide_planes() {
         "best-cnn's second"
     );
     assert_eq!(plan(1, 28, 1, 16, wide).forward, Direct, "9 taps");
-    assert_eq!(plan(16, 28, 1, 24, wide).forward, Direct, "24 channels");
+    assert_eq!(plan(16, 28, 1, 20, wide).forward, Direct, "20 of 32 lanes");
+    assert_eq!(
+        plan(16, 28, 1, 24, wide).forward,
+        ChannelLanes,
+        "24 of 32 lanes"
+    );
+    assert_eq!(plan(16, 28, 1, 24, narrow).forward, Direct, "at AVX2");
+    let cnn_second = conv_plan(&Window::square(20, 12, 12, 5, 1, 0), 50, wide);
+    assert_eq!(cnn_second.forward, ChannelLanes, "cnn's second: 50 of 64");
     assert_eq!(
         plan(64, 7, 1, 64, wide).forward,
         ChannelLanes,

@@ -52,15 +52,12 @@ const WIDE_LANES: usize = 16;
 pub const CHANNEL_LANES_MAX_WIDTH: usize = 2 * LANES - 1;
 
 /// Whether the forward pass of a convolution over `win` with `outputs`
-/// channels runs with the channels in the lanes: stride 1, and either a
+/// channels runs with the channels in the lanes at `level` (the one the
+/// convolutions run at, [`convolution_level`]): stride 1, and either a
 /// plane at most [`CHANNEL_LANES_MAX_WIDTH`] wide with whole blocks of
 /// output channels (with 16 channels at AVX2, LeNet's second layer, half of
-/// each block would be the prepared weights' zeros), or, where the
-/// convolutions run at AVX-512, whole vectors of sixteen channels and at
-/// least [`WIDE_PLANE_MIN_TAPS`] taps on any plane: a vector of channels is full whatever the plane, where rows of
-/// 28 pixels fill 28 of 32 lanes of the pixel-row kernel's eight-lane
-/// tiles (`docs/performance.md`).
-/// `level` is the one the convolutions run at ([`convolution_level`]).
+/// each block would be the prepared weights' zeros), or a plane of any
+/// width as [`wide_planes_in_lanes`] says.
 pub fn channel_lanes_pays(win: &Window, outputs: usize, level: SimdLevel) -> bool {
     super::conv_direct_applies(win)
         && (win.out_w().is_some_and(|w| w <= CHANNEL_LANES_MAX_WIDTH)
@@ -70,10 +67,17 @@ pub fn channel_lanes_pays(win: &Window, outputs: usize, level: SimdLevel) -> boo
 
 /// Whether a convolution with `outputs` channels and `taps` taps puts its
 /// channels in the lanes on a plane of any width at `level`: at AVX-512,
-/// with whole vectors of sixteen channels and at least
-/// [`WIDE_PLANE_MIN_TAPS`] taps.
+/// where the channels fill at least three quarters of their vectors of
+/// sixteen and the sums have at least [`WIDE_PLANE_MIN_TAPS`] taps. A
+/// vector of channels is as full whatever the plane, where rows of 28
+/// pixels fill 28 of 32 lanes of the pixel-row kernel's tiles, and its
+/// vectors are twice as wide (`docs/performance.md`: 16 channels on 28×28
+/// and 50 on 8×8 gained 1.4 ×).
 pub(super) fn wide_planes_in_lanes(level: SimdLevel, outputs: usize, taps: usize) -> bool {
-    level == SimdLevel::Avx512 && outputs.is_multiple_of(WIDE_LANES) && taps >= WIDE_PLANE_MIN_TAPS
+    level == SimdLevel::Avx512
+        && outputs > 0
+        && 4 * outputs >= 3 * outputs.next_multiple_of(WIDE_LANES)
+        && taps >= WIDE_PLANE_MIN_TAPS
 }
 
 /// The fewest taps (`C·kh·kw`) for which a plane wider than
