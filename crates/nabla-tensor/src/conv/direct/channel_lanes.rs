@@ -56,8 +56,9 @@ pub const CHANNEL_LANES_MAX_WIDTH: usize = 2 * LANES - 1;
 /// convolutions run at, [`convolution_level`]): stride 1, and either a
 /// plane at most [`CHANNEL_LANES_MAX_WIDTH`] wide with whole blocks of
 /// output channels (with 16 channels at AVX2, LeNet's second layer, half of
-/// each block would be the prepared weights' zeros), or a plane of any
-/// width as [`wide_planes_in_lanes`] says.
+/// each block would be the prepared weights' zeros), or, at AVX-512, a
+/// plane of any width where the channels fill at least three quarters of
+/// their vectors of sixteen and the sums have at least 32 taps.
 pub fn channel_lanes_pays(win: &Window, outputs: usize, level: SimdLevel) -> bool {
     super::conv_direct_applies(win)
         && (win.out_w().is_some_and(|w| w <= CHANNEL_LANES_MAX_WIDTH)
