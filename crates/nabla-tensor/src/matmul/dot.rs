@@ -245,7 +245,7 @@ unsafe fn dot_with<T: Float, V: Lanes<T>, B: Block<T, R, C>, const R: usize, con
 /// elements.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
     a_rows: &[&[T]; R],
     b_rows: &[&[T]; C],
     live: Option<&[u32]>,
@@ -289,6 +289,26 @@ pub(super) unsafe fn dot_block<T: Float, V: Lanes<T>, const R: usize, const C: u
             }
         }
     }
+    // SAFETY: the caller's promise.
+    unsafe { store_sums(&acc, (i0, j0), (m, n), out, accumulate) }
+}
+
+/// Each accumulator's lanes added up by [`Lanes::sums`] into its element of
+/// `out` (`m × n`): rows `i0..i0 + R`, columns `j0..j0 + C`, those past the
+/// last row or column left out. The one tree every block's sums go
+/// through, so that no block changes an element's bits.
+///
+/// # Safety
+/// `out` must be valid for reads (with `accumulate`) and writes of `m·n`
+/// elements.
+#[inline(always)]
+pub(super) unsafe fn store_sums<T: Float, V: Lanes<T>, const R: usize, const C: usize>(
+    acc: &[[V; C]; R],
+    (i0, j0): (usize, usize),
+    (m, n): (usize, usize),
+    out: *mut T,
+    accumulate: bool,
+) {
     for g in 0..R * C / LANES {
         let sums = V::sums(std::array::from_fn(|q| {
             let e = g * LANES + q;

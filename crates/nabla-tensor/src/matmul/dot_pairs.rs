@@ -6,11 +6,11 @@
 //! the same columns of the next row; a row of `b` is loaded into both
 //! halves. Every lane then sums exactly what the eight-lane kernel's lane
 //! sums, in the same order, and at the end each half is added up by the
-//! same tree ([`Lanes::sums`] of [`Avx`]): AVX-512 gives AVX2's bits, as
-//! the unit tests and `tests/simd_levels.rs` check.
+//! same tree (`Lanes::sums` of `Avx`, through `dot::store_sums`): AVX-512
+//! gives AVX2's bits, as the unit tests and `tests/simd_levels.rs` check.
 
-use super::dot::{dot_block, Block};
-use crate::simd::{Avx, Lanes, Vector, LANES};
+use super::dot::{store_sums, Block};
+use crate::simd::{Avx, Vector, LANES};
 use std::arch::x86_64::{
     __m512, _mm256_castps_pd, _mm256_loadu_ps, _mm512_broadcast_f64x4, _mm512_castpd256_pd512,
     _mm512_castpd_ps, _mm512_fmadd_ps, _mm512_insertf64x4, _mm512_setzero_ps, _mm512_storeu_ps,
@@ -32,115 +32,75 @@ impl<const C: usize> Block<f32, 4, C> for Pairs {
         out: *mut f32,
         accumulate: bool,
     ) {
-        // SAFETY: the caller's promise.
-        unsafe { pairs_block::<4, 2, C>(a_rows, b_rows, live, at, size, out, accumulate) }
-    }
-}
-
-/// The block of [`Pairs`], `H = R / 2` registers of pairs.
-///
-/// # Safety
-/// As [`Block::run`], on a CPU with AVX-512 F.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pairs_block<const R: usize, const H: usize, const C: usize>(
-    a_rows: &[&[f32]; R],
-    b_rows: &[&[f32]; C],
-    live: Option<&[u32]>,
-    (i0, j0): (usize, usize),
-    (m, n): (usize, usize),
-    out: *mut f32,
-    accumulate: bool,
-) {
-    const { assert!(R == 2 * H && (R * C).is_multiple_of(LANES)) };
-    let k = a_rows[0].len();
-    let full = k / LANES * LANES;
-    if full == 0 {
-        // Only a partial vector: the eight-lane block's own path.
-        // SAFETY: the caller's promise.
-        return unsafe {
-            dot_block::<f32, Avx, R, C>(a_rows, b_rows, live, (i0, j0), (m, n), out, accumulate)
-        };
-    }
-    // SAFETY (all the intrinsics here): the caller's promise that the
-    // CPU has AVX-512 F; every pointer read is `p + LANES <= k` into a
-    // row of `k`, or into `tail`, stack copies of a vector's length.
-    unsafe {
-        let mut acc = [[_mm512_setzero_ps(); C]; H];
-        match live {
-            Some(live) => {
-                for &p in live {
-                    let p = p as usize;
-                    sweep(&mut acc, a_rows.map(|r| r.as_ptr().add(p)), |c| {
-                        b_rows[c].as_ptr().add(p)
-                    });
+        let k = a_rows[0].len();
+        let full = k / LANES * LANES;
+        // SAFETY (all the intrinsics here): the caller's promise that the
+        // CPU has AVX-512 F; every pointer read is `p + LANES <= k` into a
+        // row of `k`, or into `tail`, stack copies of a vector's length.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); C]; 2];
+            match live {
+                Some(live) => {
+                    for &p in live {
+                        let p = p as usize;
+                        sweep(&mut acc, a_rows.map(|r| r.as_ptr().add(p)), |c| {
+                            b_rows[c].as_ptr().add(p)
+                        });
+                    }
+                }
+                None => {
+                    for p in (0..full).step_by(LANES) {
+                        sweep(&mut acc, a_rows.map(|r| r.as_ptr().add(p)), |c| {
+                            b_rows[c].as_ptr().add(p)
+                        });
+                    }
                 }
             }
-            None => {
-                for p in (0..full).step_by(LANES) {
-                    sweep(&mut acc, a_rows.map(|r| r.as_ptr().add(p)), |c| {
-                        b_rows[c].as_ptr().add(p)
-                    });
+            if full < k {
+                // The partial vector, zeros after it, as the eight-lane
+                // kernel's masked load gives.
+                let mut tail = [[0.0f32; LANES]; 4];
+                let mut tail_b = [[0.0f32; LANES]; C];
+                for (t, r) in tail.iter_mut().zip(a_rows) {
+                    t[..k - full].copy_from_slice(&r[full..]);
+                }
+                for (t, r) in tail_b.iter_mut().zip(b_rows) {
+                    t[..k - full].copy_from_slice(&r[full..]);
+                }
+                sweep(&mut acc, tail.each_ref().map(|t| t.as_ptr()), |c| {
+                    tail_b[c].as_ptr()
+                });
+            }
+            // Each register's halves back as the eight-lane accumulators
+            // of rows 2h and 2h + 1, summed as the eight-lane block's.
+            let mut halves = [[[0.0f32; 2 * LANES]; C]; 2];
+            for (h, acc_h) in acc.iter().enumerate() {
+                for (c, v) in acc_h.iter().enumerate() {
+                    _mm512_storeu_ps(halves[h][c].as_mut_ptr(), *v);
                 }
             }
-        }
-        if full < k {
-            // The partial vector, zeros after it, as the eight-lane
-            // kernel's masked load gives.
-            let mut tail = [[0.0f32; LANES]; R];
-            let mut tail_b = [[0.0f32; LANES]; C];
-            for (t, r) in tail.iter_mut().zip(a_rows) {
-                t[..k - full].copy_from_slice(&r[full..]);
-            }
-            for (t, r) in tail_b.iter_mut().zip(b_rows) {
-                t[..k - full].copy_from_slice(&r[full..]);
-            }
-            sweep(&mut acc, tail.each_ref().map(|t| t.as_ptr()), |c| {
-                tail_b[c].as_ptr()
+            let rows: [[Avx; C]; 4] = std::array::from_fn(|r| {
+                std::array::from_fn(|c| Avx::load(halves[r / 2][c][r % 2 * LANES..].as_ptr()))
             });
-        }
-        // Each register's halves back as the eight-lane accumulators
-        // of rows 2h and 2h + 1.
-        let mut halves = [[[0.0f32; LANES]; C]; R];
-        for (h, acc_h) in acc.iter().enumerate() {
-            for (c, v) in acc_h.iter().enumerate() {
-                let mut both = [0.0f32; 2 * LANES];
-                _mm512_storeu_ps(both.as_mut_ptr(), *v);
-                halves[2 * h][c].copy_from_slice(&both[..LANES]);
-                halves[2 * h + 1][c].copy_from_slice(&both[LANES..]);
-            }
-        }
-        for g in 0..R * C / LANES {
-            let sums = Avx::sums(std::array::from_fn(|q| {
-                let e = g * LANES + q;
-                Avx::load(halves[e / C][e % C].as_ptr())
-            }));
-            for (q, s) in sums.into_iter().enumerate() {
-                let e = g * LANES + q;
-                let (i, j) = (i0 + e / C, j0 + e % C);
-                if i < m && j < n {
-                    let at = out.add(i * n + j);
-                    at.write(if accumulate { *at + s } else { s });
-                }
-            }
+            store_sums(&rows, at, size, out, accumulate);
         }
     }
 }
 
-/// One step of the sweep: the rows of `a` at `a` in pairs, each row of `b`
-/// (`b(c)`) in both halves, `2·C` multiply-adds.
+/// One step of the sweep: the four rows of `a` at `a` in two pairs, each
+/// row of `b` (`b(c)`) in both halves, `2·C` multiply-adds.
 ///
 /// # Safety
 /// The CPU has AVX-512 F; eight values are readable at each pointer.
 #[inline(always)]
-unsafe fn sweep<const R: usize, const H: usize, const C: usize>(
-    acc: &mut [[__m512; C]; H],
-    a: [*const f32; R],
+unsafe fn sweep<const C: usize>(
+    acc: &mut [[__m512; C]; 2],
+    a: [*const f32; 4],
     b: impl Fn(usize) -> *const f32,
 ) {
     // SAFETY: the caller's promise.
     unsafe {
-        let xs: [__m512; H] = std::array::from_fn(|h| pair(a[2 * h], a[2 * h + 1]));
+        let xs = [pair(a[0], a[1]), pair(a[2], a[3])];
         for c in 0..C {
             let wv = both(b(c));
             for (acc_h, &x) in acc.iter_mut().zip(&xs) {
