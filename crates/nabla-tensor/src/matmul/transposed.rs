@@ -20,11 +20,11 @@ pub(crate) const TRANSPOSED_MAX_DEPTH: usize = 256;
 /// `out[…] += …` with `accumulate`. This is a dense layer's weight gradient
 /// `dZᵀ · X` on a shard of a batch.
 ///
-/// Each strip of eight columns of `b` (sixteen at AVX-512) first lists the rows where the strip
-/// is not all zero, and its sums run over those rows only: three in five of
-/// the eight-pixel strips of an MNIST image are zero. As in
-/// [`super::dot::dot_products`], skipping them changes no bit (an accumulator starting
-/// at +0 is never -0), except where `a` holds an infinity or NaN facing
+/// Each strip of eight columns of `b` (sixteen at AVX-512) first lists the
+/// rows where the strip is not all zero, and its sums run over those rows
+/// only: three in five of the eight-pixel strips of an MNIST image are
+/// zero. As in [`super::dot::dot_products`], skipping them changes no bit
+/// (an accumulator starting at +0 is never -0), except where `a` holds an infinity or NaN facing
 /// zeros. Every element is one accumulator lane that adds its rows' products
 /// in row order, so its value does not depend on the block it falls in.
 ///
@@ -134,13 +134,16 @@ unsafe fn transposed_with<T: Float, V: Vector<T>, const C: usize>(
     debug_assert!(m >= C && k <= TRANSPOSED_MAX_DEPTH);
     let mut rows = [0u32; TRANSPOSED_MAX_DEPTH];
     let lanes = V::WIDTH;
-    let mut narrow = [T::ZERO; MAX_WIDTH * TRANSPOSED_MAX_DEPTH];
+    // Zeroed only where a narrow strip is copied into it (the last strip,
+    // at most once a call): 16 KB of f32 to clear on every call otherwise.
+    let mut narrow;
     for j0 in (0..n).step_by(lanes) {
         let width = (n - j0).min(lanes);
         // Row `p` of the strip is at `strip + p·stride`.
         let (strip, stride) = if width == lanes {
             (b[j0..].as_ptr(), n)
         } else {
+            narrow = [T::ZERO; MAX_WIDTH * TRANSPOSED_MAX_DEPTH];
             for p in 0..k {
                 narrow[p * lanes..][..width].copy_from_slice(&b[p * n + j0..][..width]);
             }
