@@ -74,7 +74,8 @@ pub const WINOGRAD_BACKWARD_MIN_POSITIONS: usize = 64;
 /// - the forward pass with the output channels in the lanes where
 ///   [`channel_lanes_pays`] (stride 1, planes at most
 ///   [`CHANNEL_LANES_MAX_WIDTH`] wide and whole blocks of channels, or at
-///   AVX-512 whole vectors of sixteen channels on any plane) and the
+///   AVX-512 any plane whose channels fill three quarters of their
+///   vectors of sixteen, with at least 32 taps) and the
 ///   kernels are vectorised; else by the direct kernels where
 ///   [`conv_direct_applies`] (stride 1); else by im2col;
 /// - the backward pass by the direct kernels or im2col likewise, except

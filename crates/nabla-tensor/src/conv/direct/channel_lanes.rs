@@ -5,10 +5,10 @@
 //! a vector. On a 7×7 plane a row fills seven of the eight lanes, and its
 //! blocks of tiles run past the plane's last row (seven tiles in blocks of
 //! three compute nine): two thirds of the multiply-adds are kept. Here each
-//! vector holds eight output channels of one pixel instead, so every lane is
-//! used whatever the plane's width (sixteen channels at AVX-512): a block of `P` pixels × `NV` vectors of
-//! channels sweeps the taps, each tap one broadcast image value per pixel
-//! and one load of weights per vector. The weights are read tap-major,
+//! vector holds eight output channels of one pixel instead (sixteen at
+//! AVX-512), so every lane is used whatever the plane's width: a block of
+//! `P` pixels × `NV` vectors of channels sweeps the taps, each tap one
+//! broadcast image value per pixel and one load of weights per vector. The weights are read tap-major,
 //! `[C·kh·kw, O]` ([`prepare_channel_lanes_weights`], once per batch).
 //!
 //! Every output is the same sum as in `conv_direct`: one multiply-add per
@@ -28,7 +28,8 @@ use crate::Float;
 use smallvec::SmallVec;
 
 /// Output channels the prepared weights are padded to a multiple of: the
-/// widest block's (four vectors), so that every block reads whole vectors.
+/// widest block's (two vectors of sixteen), so that every block reads whole
+/// vectors.
 pub(super) const CHANNEL_BLOCK: usize = 4 * LANES;
 
 /// Block sizes, `(pixels, vectors of channels)`: 12 accumulators of eight
@@ -37,8 +38,9 @@ pub(super) const CHANNEL_BLOCK: usize = 4 * LANES;
 pub(super) const BLOCK_16: (usize, usize) = (6, 2);
 #[cfg(target_arch = "x86_64")]
 pub(super) const BLOCK_32: (usize, usize) = (7, 2);
-/// At AVX-512, for channel counts that fill one vector of sixteen but not
-/// two (16 channels, deep-cnn's first layers): 14 pixels × 1 vector.
+/// At AVX-512, for channel counts that are not a multiple of
+/// [`CHANNEL_BLOCK`] (16 in deep-cnn's first layers, 50 in cnn's second):
+/// 14 pixels × 1 vector.
 #[cfg(target_arch = "x86_64")]
 pub(super) const BLOCK_32_ONE: (usize, usize) = (14, 1);
 

@@ -93,9 +93,9 @@ pub(super) enum InputGradPlan {
     /// images at most [`CHANNEL_LANES_MAX_WIDTH`] wide and whole blocks of
     /// input channels, where a row of the image fills the flipped
     /// convolution's tiles poorly; on a CPU with AVX-512, also images of
-    /// any width whose input channels fill vectors of sixteen (as the
-    /// forward pass, [`channel_lanes_pays`](super::channel_lanes_pays)). The choice depends on the type and the
-    /// CPU, not on `limit_simd_level`, so that weights prepared for it are
+    /// any width where the forward pass's rule for wide planes holds for
+    /// the input channels (`wide_planes_in_lanes`). The choice depends on
+    /// the type and the CPU, not on `limit_simd_level`, so that weights prepared for it are
     /// read the same way whatever the level when they are used.
     FlippedLanes(Padded),
     /// For each window column `j`, a block of input channels × rows of
